@@ -1,0 +1,141 @@
+//! The command line, with clap: what each command does and the flags they share.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::query::QueryFormat;
+
+const ABOUT: &str = "SQL-first data pipelines on Apache DataFusion";
+
+const LONG_ABOUT: &str = "\
+dfpipe runs data pipelines written as plain SQL. A project is one config file (dfpipe.yml)
+and a directory of .sql files: every file is a model (a view named after the file) that may
+read sources and other models by name. dfpipe parses the SQL to find the dependencies, plans
+each output as one DataFusion query from the source files to the target, and writes it to an
+embedded DuckDB file (the default), Parquet, or PostgreSQL.
+
+Start here:
+  dfpipe init demo && cd demo     create a project with sample data
+  dfpipe plan                     see the DAG, the memory budget and each query plan
+  dfpipe run                      write every output
+  dfpipe query \"SELECT * FROM daily_revenue LIMIT 5\"";
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  a run failed: a source, a query or a target (failed targets keep their old contents)
+  2  usage or config error: bad flags, invalid dfpipe.yml, SQL that does not parse,
+     unknown references, dependency cycles
+
+Environment:
+  DATABASE_URL, PG*             PostgreSQL connection (use ${VAR} in dsn:)
+  AWS_*, GOOGLE_*, AZURE_*      object-store credentials and endpoints
+  RUST_LOG                      log filter, e.g. RUST_LOG=dfpipe=debug";
+
+/// `dfpipe`: the command line.
+#[derive(Debug, Parser)]
+#[command(name = "dfpipe", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The project directory; its config is DIR/dfpipe.yml (or dfpipe.toml).
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+    /// A variable for ${KEY} in the config; wins over the environment. Repeatable.
+    #[arg(long = "vars", global = true, value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Apply the overrides of `environments.NAME` from the config (e.g. dev, prod, a tenant).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub env: Option<String>,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Model selection, dbt style.
+#[derive(Debug, Args, Default, Clone)]
+pub struct SelectArgs {
+    /// Models to include: NAME, NAME+ (and downstream), +NAME (and upstream). Repeatable or
+    /// space-separated. Default: all.
+    #[arg(short, long, value_name = "SELECTOR", num_args = 1..)]
+    pub select: Vec<String>,
+    /// Models to leave out, same syntax as --select.
+    #[arg(long, value_name = "SELECTOR", num_args = 1..)]
+    pub exclude: Vec<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a project with three models and generated sample data.
+    ///
+    /// The project runs as-is: no network, no server. Its output is an embedded DuckDB file
+    /// (dfpipe.duckdb) and a Parquet file.
+    Init {
+        /// Where to create it (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// How many sample orders to generate.
+        #[arg(long, default_value_t = crate::init::DEMO_ORDERS)]
+        orders: usize,
+        /// Overwrite the demo files of an existing project.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the DAG, the memory settings and each target's optimized logical plan.
+    ///
+    /// Checks everything `run` checks (config, SQL, sources) without writing anything.
+    Plan {
+        /// Which models.
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Write the outputs.
+    ///
+    /// Targets run in dependency order; each is written atomically (a failed target keeps its
+    /// previous contents). Results go to <state_dir>/run_results.json.
+    Run {
+        /// Which models.
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Stop at the first failed target and skip the rest.
+        #[arg(short = 'x', long)]
+        fail_fast: bool,
+    },
+    /// Run SQL against the DuckDB warehouse (read-only) and print the result.
+    Query {
+        /// The SQL, in DuckDB's dialect.
+        sql: String,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+        /// The DuckDB connection to query (default: warehouse).
+        #[arg(long, short, value_name = "NAME")]
+        connection: Option<String>,
+    },
+}

@@ -1,0 +1,235 @@
+//! `RawConfig`: exactly what `dfpipe.yml` (or `dfpipe.toml`) holds, before validation.
+//!
+//! Every struct denies unknown keys, so a typo is an error with a did-you-mean instead of a
+//! setting that silently does nothing. Strings may still contain `${VAR}` references here; they
+//! are resolved when the raw config is checked into a [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+
+/// The config file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The project's name.
+    pub name: String,
+    /// Input tables by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, RawSource>,
+    /// Directory of `.sql` models, relative to the project (default `sql`).
+    #[serde(default)]
+    pub models: Option<String>,
+    /// Named connections outputs can write to.
+    #[serde(default)]
+    pub connections: BTreeMap<String, RawConnection>,
+    /// What to write where; when omitted every model is written to the default warehouse.
+    #[serde(default)]
+    pub outputs: Option<Vec<RawOutput>>,
+    /// Memory budget settings.
+    #[serde(default)]
+    pub memory: RawMemory,
+    /// Object-store client settings (retries).
+    #[serde(default)]
+    pub storage: RawStorage,
+    /// Where dfpipe keeps its state (run results), relative to the project (default `.dfpipe`).
+    #[serde(default)]
+    pub state_dir: Option<String>,
+    /// DataFusion settings passed through as-is, e.g. `execution.batch_size: 16384`.
+    #[serde(default)]
+    pub datafusion: BTreeMap<String, serde_json::Value>,
+    /// Named overlays merged over this config with `--env NAME`.
+    #[serde(default)]
+    pub environments: BTreeMap<String, serde_json::Value>,
+}
+
+/// One input table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// A file, a glob, a (hive-partitioned) directory, or an object-store URL.
+    pub path: String,
+    /// The file format; inferred from the extension when omitted.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Per-format reading options.
+    #[serde(default)]
+    pub options: RawSourceOptions,
+    /// Column types that replace the inferred ones (CSV and JSON), as SQL type names.
+    #[serde(default)]
+    pub schema: Option<BTreeMap<String, String>>,
+}
+
+/// The file formats dfpipe reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Apache Parquet.
+    Parquet,
+    /// Comma (or otherwise) separated values.
+    Csv,
+    /// Newline-delimited JSON (one object per line).
+    #[serde(alias = "ndjson", alias = "jsonl")]
+    Json,
+}
+
+impl Format {
+    /// The lowercase name used in configs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// Reading options; each applies to the formats named in its doc.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSourceOptions {
+    /// csv: the field delimiter, one character (default `,`).
+    pub delimiter: Option<String>,
+    /// csv: whether the first line holds column names (default true).
+    pub header: Option<bool>,
+    /// csv: the quote character (default `"`).
+    pub quote: Option<String>,
+    /// csv: the escape character (default none).
+    pub escape: Option<String>,
+    /// csv: lines starting with this character are skipped.
+    pub comment: Option<String>,
+    /// csv: a regular expression; matching values are read as NULL.
+    pub null_regex: Option<String>,
+    /// csv: allow quoted values to span lines.
+    pub newlines_in_values: Option<bool>,
+    /// csv and json: `gzip`, `bzip2`, `xz`, `zstd` or `none`; inferred from the extension.
+    pub compression: Option<String>,
+    /// csv and json: how many records to read to infer the schema (default 1000).
+    pub schema_infer_max_records: Option<usize>,
+    /// all formats: the extension files in a directory must have (default `.parquet`, `.csv`,
+    /// `.json`).
+    pub extension: Option<String>,
+}
+
+/// A place outputs can be written to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    /// `duckdb` or `postgres`.
+    pub kind: ConnectionKind,
+    /// duckdb: the database file, relative to the project.
+    pub path: Option<String>,
+    /// postgres: the connection string (use `${DATABASE_URL}`; never write a password here).
+    pub dsn: Option<String>,
+    /// postgres and duckdb: the schema tables are created in when a table name has none.
+    pub schema: Option<String>,
+}
+
+/// Connection kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    /// An embedded DuckDB database file.
+    Duckdb,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// One output: a model written to a connection or a Parquet path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// The model to write.
+    pub model: String,
+    /// A connection name, or a Parquet path (`.parquet` file or directory ending in `/`).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// The table name (default: the model's name); may be `schema.table`.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// `replace` (default), `append` or `merge`.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// merge: the column(s) identifying a row.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub unique_key: Option<Vec<String>>,
+    /// Parquet: `zstd` (default), `snappy`, `gzip`, `lz4`, `brotli` or `uncompressed`.
+    #[serde(default)]
+    pub compression: Option<String>,
+}
+
+/// How an output treats what the target already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Swap in a complete new table atomically.
+    Replace,
+    /// Add the rows, all or nothing.
+    Append,
+    /// Upsert on `unique_key`.
+    Merge,
+}
+
+impl Mode {
+    /// The lowercase name used in configs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Replace => "replace",
+            Mode::Append => "append",
+            Mode::Merge => "merge",
+        }
+    }
+}
+
+/// `memory:` settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMemory {
+    /// Fraction of available RAM left to the OS and other processes (default 0.3).
+    pub os_margin: Option<f64>,
+    /// A fixed budget instead, such as `4GiB` or `512MiB`.
+    pub limit: Option<String>,
+    /// Directory for spill files (default: the system's temp directory).
+    pub spill_dir: Option<String>,
+}
+
+/// `storage:` settings for object stores.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// How many times a failed request is retried (default 10).
+    pub max_retries: Option<usize>,
+    /// Give up retrying after this many seconds (default 180).
+    pub retry_timeout_secs: Option<u64>,
+}
+
+/// Accepts `key: id` as well as `key: [id, day]`.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a column name or a list of column names")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(vec![v.to_string()]))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element::<String>()? {
+                out.push(v);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_any(Visitor)
+}

@@ -1,0 +1,59 @@
+//! `dfpipe plan`: the DAG, the memory settings in force, and each target's optimized
+//! DataFusion logical plan. Nothing is written.
+
+use std::fmt::Write;
+
+use datafusion::common::TableReference;
+
+use crate::error::{Result, df_message, Error};
+use crate::pipeline::Pipeline;
+
+/// Renders the plan of every selected output.
+pub async fn render(pipeline: &Pipeline) -> Result<String> {
+    let project = &pipeline.project;
+    let config = &project.config;
+    let mut out = String::new();
+    let _ = writeln!(out, "project {} ({})", config.name, config.file.display());
+    let _ = writeln!(out, "\nmodels, in dependency order:");
+    for name in &project.order {
+        let model = &project.models[name];
+        let mut reads: Vec<String> = model.source_deps.iter().map(|s| format!("source {s}")).collect();
+        reads.extend(model.model_deps.iter().map(|m| format!("model {m}")));
+        let _ = writeln!(
+            out,
+            "  {name} ({}) <- {}",
+            model.file.display(),
+            if reads.is_empty() { "nothing".to_string() } else { reads.join(", ") }
+        );
+    }
+    let _ = writeln!(out, "\nmemory:");
+    for line in pipeline.budget.describe() {
+        let _ = writeln!(out, "  {line}");
+    }
+    let options = pipeline.ctx.copied_config();
+    let _ = writeln!(
+        out,
+        "  batch size: {}; target partitions: {}",
+        options.batch_size(),
+        options.target_partitions()
+    );
+    if pipeline.outputs.is_empty() {
+        let _ = writeln!(out, "\nno targets selected");
+    }
+    for output in &pipeline.outputs {
+        let label = output.target.label(&config.project_dir);
+        let _ = writeln!(out, "\ntarget {label} <- model {} (mode {})", output.model, output.mode.name());
+        let df = pipeline
+            .ctx
+            .table(TableReference::bare(output.model.as_str()))
+            .await
+            .map_err(|e| Error::Project(format!("model `{}`: {}", output.model, df_message(&e))))?;
+        let plan = df
+            .into_optimized_plan()
+            .map_err(|e| Error::Project(format!("model `{}`: {}", output.model, df_message(&e))))?;
+        for line in plan.display_indent().to_string().lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    Ok(out)
+}

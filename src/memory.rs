@@ -1,0 +1,149 @@
+//! How much memory a run may use, and the DataFusion runtime that enforces it.
+//!
+//! The budget is the RAM really available (sysinfo, or the cgroup's limit when that is lower)
+//! minus a safety margin (`memory.os_margin`), unless `memory.limit` fixes it. Queries run with
+//! a fair spilling pool of that size: sorts, aggregates and sort-merge joins spill to disk instead
+//! of exhausting RAM.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+
+use crate::config::MemoryConfig;
+use crate::error::{Error, Result};
+
+/// The memory figures a run starts from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryBudget {
+    /// RAM available to this process now (the lower of the machine's and the cgroup's).
+    pub available: u64,
+    /// The cgroup memory limit, when there is one.
+    pub cgroup_limit: Option<u64>,
+    /// The margin kept free (`memory.os_margin`).
+    pub os_margin: f64,
+    /// A fixed limit from the config, if set.
+    pub fixed_limit: Option<u64>,
+    /// The bytes DataFusion's pool may hand out.
+    pub budget: u64,
+    /// Where spill files go (None: the system temp directory).
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl MemoryBudget {
+    /// Reads the machine and applies the config.
+    pub fn measure(config: &MemoryConfig) -> MemoryBudget {
+        let mut sys = sysinfo::System::new();
+        sys.refresh_memory();
+        let cgroup = sys.cgroup_limits();
+        let cgroup_limit = cgroup.as_ref().map(|c| c.total_memory).filter(|t| *t > 0);
+        let mut available = sys.available_memory();
+        if let Some(c) = &cgroup
+            && c.free_memory > 0
+        {
+            available = available.min(c.free_memory);
+        }
+        let budget = config.limit.unwrap_or_else(|| ((available as f64) * (1.0 - config.os_margin)) as u64);
+        MemoryBudget {
+            available,
+            cgroup_limit,
+            os_margin: config.os_margin,
+            fixed_limit: config.limit,
+            budget: budget.max(16 << 20),
+            spill_dir: config.spill_dir.clone(),
+        }
+    }
+
+    /// Builds the DataFusion runtime: a fair spilling pool of `budget` bytes (its out-of-memory
+    /// errors name the three largest consumers) and a disk manager for spill files.
+    pub fn runtime(&self) -> Result<Arc<RuntimeEnv>> {
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(self.budget as usize),
+            NonZeroUsize::new(3).expect("3 is not zero"),
+        );
+        let mode = match &self.spill_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::Config(format!("memory.spill_dir: cannot create {}: {e}", dir.display()))
+                })?;
+                DiskManagerMode::Directories(vec![dir.clone()])
+            }
+            None => DiskManagerMode::OsTmpDirectory,
+        };
+        RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode))
+            .build_arc()
+            .map_err(|e| Error::Run(format!("cannot set up the query runtime: {e}")))
+    }
+
+    /// Lines for `dfpipe plan`, each a fact with its number.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![format!("available RAM: {}", human_bytes(self.available))];
+        if let Some(limit) = self.cgroup_limit {
+            lines.push(format!("cgroup limit: {}", human_bytes(limit)));
+        }
+        match self.fixed_limit {
+            Some(limit) => lines.push(format!("budget: {} (memory.limit)", human_bytes(limit))),
+            None => lines.push(format!(
+                "budget: {} (available × (1 − os_margin {:.2}))",
+                human_bytes(self.budget),
+                self.os_margin
+            )),
+        }
+        lines.push(format!("pool: fair spill pool of {} (sorts, aggregates and sort-merge joins spill to disk)", human_bytes(self.budget)));
+        lines.push(format!(
+            "spill directory: {}",
+            self.spill_dir.as_ref().map_or_else(|| "system temp directory".to_string(), |d| d.display().to_string())
+        ));
+        lines
+    }
+}
+
+/// `1.5 GiB`, `512.0 MiB`, `900 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// The process's peak resident set size so far (VmHWM), on Linux.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_units() {
+        assert_eq!(human_bytes(900), "900 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn fixed_limit_wins() {
+        let config = MemoryConfig { os_margin: 0.3, limit: Some(256 << 20), spill_dir: None };
+        let budget = MemoryBudget::measure(&config);
+        assert_eq!(budget.budget, 256 << 20);
+        assert!(budget.available > 0);
+    }
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        assert!(peak_rss().unwrap() > 1 << 20);
+    }
+}

@@ -1,0 +1,285 @@
+//! `dfpipe run`: writes each selected output, one after another in dependency order, then
+//! reports a summary and writes `run_results.json` to the state directory.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::common::TableReference;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::logical_expr::dml::InsertOp;
+use serde::Serialize;
+
+use crate::config::{Mode, OutputConfig, Target};
+use crate::error::{Error, Result, df_message};
+use crate::memory::{human_bytes, peak_rss};
+use crate::pipeline::Pipeline;
+use crate::progress::RowCounter;
+use crate::sinks;
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop at the first failed target (`-x/--fail-fast`); the rest are skipped.
+    pub fail_fast: bool,
+    /// Draw progress bars (stderr is a terminal and logs are not JSON).
+    pub progress: bool,
+}
+
+/// What happened to one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Written and committed.
+    Success,
+    /// Failed; the target keeps its previous contents.
+    Error,
+    /// Not attempted because an earlier target failed under `--fail-fast`.
+    Skipped,
+}
+
+/// One target's outcome, as written to `run_results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetResult {
+    /// The model written.
+    pub model: String,
+    /// The target, e.g. `warehouse.daily_revenue` (never holds secrets).
+    pub target: String,
+    /// `replace`, `append` or `merge`.
+    pub mode: Mode,
+    /// The outcome.
+    pub status: Status,
+    /// Rows written.
+    pub rows: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Peak RSS of the process when the target finished, in bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// The error, for a failed target.
+    pub error: Option<String>,
+}
+
+/// The whole run, as written to `run_results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResults {
+    /// The dfpipe version.
+    pub dfpipe_version: &'static str,
+    /// The project's name.
+    pub project: String,
+    /// Start, RFC 3339.
+    pub started_at: String,
+    /// End, RFC 3339.
+    pub finished_at: String,
+    /// Wall-clock seconds.
+    pub elapsed_seconds: f64,
+    /// `success` when every target succeeded, else `error`.
+    pub status: Status,
+    /// The memory budget the run had.
+    pub memory_budget_bytes: u64,
+    /// Peak RSS of the whole run.
+    pub peak_rss_bytes: Option<u64>,
+    /// One entry per target, in the order they ran.
+    pub targets: Vec<TargetResult>,
+    /// Why the run stopped before any target ran (config, SQL or source errors).
+    pub error: Option<String>,
+}
+
+impl RunResults {
+    /// The results of a run that failed before any target ran.
+    pub fn failed_before_start(project: &str, started_at: chrono::DateTime<chrono::Utc>, error: String) -> RunResults {
+        let now = chrono::Utc::now();
+        RunResults {
+            dfpipe_version: env!("CARGO_PKG_VERSION"),
+            project: project.to_string(),
+            started_at: started_at.to_rfc3339(),
+            finished_at: now.to_rfc3339(),
+            elapsed_seconds: (now - started_at).num_milliseconds() as f64 / 1000.0,
+            status: Status::Error,
+            memory_budget_bytes: 0,
+            peak_rss_bytes: peak_rss(),
+            targets: vec![],
+            error: Some(error),
+        }
+    }
+}
+
+/// Runs every output of `pipeline`.
+pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults> {
+    let started_at = chrono::Utc::now();
+    let started = Instant::now();
+    let mut targets = Vec::with_capacity(pipeline.outputs.len());
+    let mut stop = false;
+    for output in &pipeline.outputs {
+        let label = output.target.label(&pipeline.project.config.project_dir);
+        if stop {
+            targets.push(TargetResult {
+                model: output.model.clone(),
+                target: label,
+                mode: output.mode,
+                status: Status::Skipped,
+                rows: 0,
+                seconds: 0.0,
+                peak_rss_bytes: None,
+                error: None,
+            });
+            continue;
+        }
+        let counter = if options.progress { RowCounter::with_bar(&label) } else { RowCounter::hidden() };
+        tracing::debug!(model = %output.model, target = %label, "writing");
+        let begun = Instant::now();
+        let outcome = write_output(pipeline, output, &counter).await;
+        let seconds = begun.elapsed().as_secs_f64();
+        let (status, rows, error) = match outcome {
+            Ok(rows) => {
+                counter.finish(&format!("{rows} rows"));
+                if !options.progress {
+                    tracing::info!(model = %output.model, target = %label, rows, seconds, "target written");
+                }
+                (Status::Success, rows, None)
+            }
+            Err(message) => {
+                counter.finish("failed");
+                let message = format!("{label} (model `{}`): {message}", output.model);
+                tracing::error!(model = %output.model, target = %label, "{message}");
+                stop = options.fail_fast;
+                (Status::Error, 0, Some(message))
+            }
+        };
+        targets.push(TargetResult {
+            model: output.model.clone(),
+            target: label,
+            mode: output.mode,
+            status,
+            rows,
+            seconds,
+            peak_rss_bytes: peak_rss(),
+            error,
+        });
+    }
+    let failed = targets.iter().any(|t| t.status != Status::Success);
+    let results = RunResults {
+        dfpipe_version: env!("CARGO_PKG_VERSION"),
+        project: pipeline.project.config.name.clone(),
+        started_at: started_at.to_rfc3339(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+        status: if failed { Status::Error } else { Status::Success },
+        memory_budget_bytes: pipeline.budget.budget,
+        peak_rss_bytes: peak_rss(),
+        targets,
+        error: None,
+    };
+    write_results(&pipeline.project.config.state_dir, &results)?;
+    Ok(results)
+}
+
+/// Writes one output; returns the rows written or a message saying why not.
+async fn write_output(pipeline: &Pipeline, output: &OutputConfig, counter: &RowCounter) -> std::result::Result<u64, String> {
+    let ctx = &pipeline.ctx;
+    let df = ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| df_message(&e))?;
+    match &output.target {
+        Target::DuckDb(target) => {
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let table = sinks::duckdb::DuckDbTable::new(target.clone(), schema, output.mode, output.unique_key.clone(), counter.clone());
+            let sink_name = TableReference::bare("__dfpipe_sink");
+            ctx.register_table(sink_name.clone(), Arc::new(table)).map_err(|e| df_message(&e))?;
+            let op = if output.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
+            let written = df.write_table("__dfpipe_sink", DataFrameWriteOptions::new().with_insert_operation(op)).await;
+            ctx.deregister_table(sink_name).map_err(|e| df_message(&e))?;
+            written.map_err(|e| df_message(&e))?;
+            Ok(counter.rows())
+        }
+        Target::Parquet { location, single_file, compression } => {
+            let rows = sinks::parquet::write(df, location, *single_file, compression, output.mode).await?;
+            counter.add(rows);
+            Ok(rows)
+        }
+        Target::Postgres { connection, .. } => Err(format!(
+            "connection `{connection}` is a PostgreSQL connection; this version of dfpipe writes DuckDB and Parquet targets only"
+        )),
+    }
+}
+
+/// Writes `run_results.json` into the state directory `dir` (atomically: write, then rename).
+pub fn write_results(dir: &std::path::Path, results: &RunResults) -> Result<()> {
+    let path = dir.join("run_results.json");
+    let fail = |e: std::io::Error| Error::Run(format!("cannot write {}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let json = serde_json::to_string_pretty(results).expect("results serialize");
+    let tmp = dir.join(".run_results.json.tmp");
+    std::fs::write(&tmp, json).map_err(fail)?;
+    std::fs::rename(&tmp, &path).map_err(fail)
+}
+
+/// The summary table printed after a run.
+pub fn summary(results: &RunResults) -> String {
+    let header = ["target", "model", "mode", "status", "rows", "seconds", "rows/s", "peak RSS"];
+    let mut rows: Vec<[String; 8]> = results
+        .targets
+        .iter()
+        .map(|t| {
+            [
+                t.target.clone(),
+                t.model.clone(),
+                t.mode.name().to_string(),
+                match t.status {
+                    Status::Success => "ok",
+                    Status::Error => "ERROR",
+                    Status::Skipped => "skipped",
+                }
+                .to_string(),
+                group_digits(t.rows),
+                format!("{:.2}", t.seconds),
+                if t.seconds > 0.0 && t.status == Status::Success { group_digits((t.rows as f64 / t.seconds) as u64) } else { "-".into() },
+                t.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes),
+            ]
+        })
+        .collect();
+    rows.insert(0, header.map(String::from));
+    let widths: Vec<usize> = (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i >= 4 { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    let ok = results.targets.iter().filter(|t| t.status == Status::Success).count();
+    let rows_total: u64 = results.targets.iter().map(|t| t.rows).sum();
+    out.push_str(&format!(
+        "{ok} of {} targets written, {} rows in {:.2}s, peak RSS {}\n",
+        results.targets.len(),
+        group_digits(rows_total),
+        results.elapsed_seconds,
+        results.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes)
+    ));
+    out
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group_digits(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_grouped() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(1000), "1,000");
+        assert_eq!(group_digits(1234567), "1,234,567");
+    }
+}

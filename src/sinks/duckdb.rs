@@ -1,0 +1,396 @@
+//! DuckDB target: a [`TableProvider`] whose `insert_into` returns DataFusion's `DataSinkExec`
+//! over [`DuckDbSink`], so a target is `INSERT INTO target SELECT * FROM model`, planned and
+//! streamed by DataFusion and appended batch by batch through DuckDB's Arrow appender.
+//!
+//! Every load runs in one DuckDB transaction, on a blocking thread fed by a small bounded
+//! channel (so memory does not grow with the table):
+//! - `replace` loads a new table beside the old one, then drops the old one and renames the new
+//!   one, and commits: readers see the old table or the new one, a failure leaves the old one.
+//! - `append` loads a staging table, then `INSERT INTO target BY NAME SELECT * FROM staging`.
+//! - `merge` loads a staging table, checks its keys are unique, deletes the target rows whose
+//!   keys it holds and inserts it.
+//!
+//! If the stream fails, or the process dies, the transaction never commits.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::config::{DuckDbTarget, Mode};
+use crate::progress::RowCounter;
+
+/// A DuckDB table as a write-only DataFusion table.
+#[derive(Debug)]
+pub struct DuckDbTable {
+    sink: Arc<DuckDbSink>,
+}
+
+impl DuckDbTable {
+    /// A table for `target`, taking rows of `schema`.
+    pub fn new(target: DuckDbTarget, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
+        DuckDbTable { sink: Arc::new(DuckDbSink { target, schema, mode, unique_key, counter }) }
+    }
+}
+
+#[async_trait]
+impl TableProvider for DuckDbTable {
+    fn schema(&self) -> SchemaRef {
+        self.sink.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        datafusion::common::not_impl_err!("dfpipe writes DuckDB targets; read them with `dfpipe query`")
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let expected = if self.sink.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
+        if insert_op != expected {
+            return datafusion::common::plan_err!(
+                "DuckDB target {} is configured for mode `{}`, not {insert_op}",
+                self.sink.target.table,
+                self.sink.mode.name()
+            );
+        }
+        Ok(Arc::new(DataSinkExec::new(input, self.sink.clone(), None)))
+    }
+}
+
+/// Streams record batches into a DuckDB table (see the module docs for the modes).
+#[derive(Debug)]
+pub struct DuckDbSink {
+    target: DuckDbTarget,
+    schema: SchemaRef,
+    mode: Mode,
+    unique_key: Vec<String>,
+    counter: RowCounter,
+}
+
+impl DisplayAs for DuckDbSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "DuckDbSink: {} ({}) mode={}", self.target.table, self.target.path.display(), self.mode.name())
+    }
+}
+
+/// What the loader thread receives.
+enum Message {
+    Batch(RecordBatch),
+    /// The stream ended cleanly: finish and commit.
+    Commit,
+}
+
+#[async_trait]
+impl DataSink for DuckDbSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(&self, mut data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> DfResult<u64> {
+        let storage = storage_schema(&self.schema).map_err(DataFusionError::Plan)?;
+        let job = LoadJob {
+            path: self.target.path.clone(),
+            schema_name: self.target.table.schema.clone().unwrap_or_else(|| "main".to_string()),
+            table: self.target.table.name.clone(),
+            mode: self.mode,
+            unique_key: self.unique_key.clone(),
+            storage: storage.clone(),
+        };
+        let (tx, rx) = mpsc::channel::<Message>(2);
+        let loader = tokio::task::spawn_blocking(move || job.run(rx));
+        let mut rows = 0u64;
+        let mut stream_error = None;
+        while let Some(batch) = data.next().await {
+            match batch.and_then(|b| to_storage(b, &storage)) {
+                Ok(batch) => {
+                    let n = batch.num_rows() as u64;
+                    if tx.send(Message::Batch(batch)).await.is_err() {
+                        break; // the loader failed; its error is reported below
+                    }
+                    rows += n;
+                    self.counter.add(n);
+                }
+                Err(e) => {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if stream_error.is_none() {
+            let _ = tx.send(Message::Commit).await;
+        }
+        drop(tx);
+        let loaded = loader.await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if let Some(e) = stream_error {
+            return Err(e);
+        }
+        loaded.map_err(|e| DataFusionError::Execution(format!("DuckDB {}: {e}", self.target.table)))?;
+        Ok(rows)
+    }
+}
+
+/// The load, run on a blocking thread with its own DuckDB connection.
+struct LoadJob {
+    path: PathBuf,
+    schema_name: String,
+    table: String,
+    mode: Mode,
+    unique_key: Vec<String>,
+    storage: SchemaRef,
+}
+
+impl LoadJob {
+    fn run(self, mut rx: mpsc::Receiver<Message>) -> Result<(), String> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let conn = duckdb::Connection::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        let sql = |conn: &duckdb::Connection, sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
+        sql(&conn, "BEGIN TRANSACTION")?;
+        let result = self.load(&conn, &mut rx);
+        match result {
+            Ok(committed) if committed => sql(&conn, "COMMIT"),
+            Ok(_) => {
+                let _ = sql(&conn, "ROLLBACK");
+                Err("the load was cancelled before it finished; the table was left as it was".to_string())
+            }
+            Err(e) => {
+                let _ = sql(&conn, "ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Loads inside the open transaction; `Ok(false)` when the stream stopped without a commit.
+    fn load(&self, conn: &duckdb::Connection, rx: &mut mpsc::Receiver<Message>) -> Result<bool, String> {
+        let schema = quote(&self.schema_name);
+        let target = format!("{schema}.{}", quote(&self.table));
+        let staging_name = match self.mode {
+            Mode::Replace => format!("__dfpipe_new_{}", self.table),
+            Mode::Append | Mode::Merge => format!("__dfpipe_staging_{}", self.table),
+        };
+        let staging = format!("{schema}.{}", quote(&staging_name));
+        let columns = self
+            .storage
+            .fields()
+            .iter()
+            .map(|f| {
+                let ty = duckdb_type(f.data_type())?;
+                Ok(format!("{} {ty}{}", quote(f.name()), if f.is_nullable() { "" } else { " NOT NULL" }))
+            })
+            .collect::<Result<Vec<_>, String>>()?
+            .join(", ");
+        let exec = |sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
+        if self.schema_name != "main" {
+            exec(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
+        }
+        exec(&format!("DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} ({columns})"))?;
+
+        let mut committed = false;
+        {
+            let mut appender = conn.appender_to_db(&staging_name, &self.schema_name).map_err(|e| e.to_string())?;
+            while let Some(message) = rx.blocking_recv() {
+                match message {
+                    Message::Batch(batch) => appender.append_record_batch(batch).map_err(|e| e.to_string())?,
+                    Message::Commit => {
+                        committed = true;
+                        break;
+                    }
+                }
+            }
+            appender.flush().map_err(|e| e.to_string())?;
+        }
+        if !committed {
+            return Ok(false);
+        }
+
+        let exists: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [&self.schema_name, &self.table],
+                |row| row.get(0),
+            )
+            .map_err(|e| e.to_string())?;
+        let rename = format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {}", quote(&self.table));
+        match self.mode {
+            Mode::Replace => exec(&rename)?,
+            Mode::Append | Mode::Merge if !exists => exec(&rename)?,
+            Mode::Append => exec(&format!("INSERT INTO {target} BY NAME SELECT * FROM {staging}; DROP TABLE {staging}"))?,
+            Mode::Merge => {
+                let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
+                let key_list = keys.join(", ");
+                let duplicate: Option<String> = conn
+                    .query_row(
+                        &format!(
+                            "SELECT CAST(ROW({key_list}) AS VARCHAR) FROM {staging} GROUP BY {key_list} HAVING count(*) > 1 LIMIT 1"
+                        ),
+                        [],
+                        |row| row.get(0),
+                    )
+                    .ok();
+                if let Some(dup) = duplicate {
+                    return Err(format!(
+                        "merge key ({}) is not unique in the new rows: {dup} appears more than once",
+                        self.unique_key.join(", ")
+                    ));
+                }
+                let matches = keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
+                exec(&format!(
+                    "DELETE FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {staging} AS s WHERE {matches}); \
+                     INSERT INTO {target} BY NAME SELECT * FROM {staging}; DROP TABLE {staging}"
+                ))?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Quotes a DuckDB identifier.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The DuckDB column type for an Arrow type (after [`storage_type`]).
+pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
+    use datafusion::arrow::datatypes::TimeUnit::*;
+    Ok(match data_type {
+        DataType::Null => "INTEGER".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 => "UTINYINT".into(),
+        DataType::UInt16 => "USMALLINT".into(),
+        DataType::UInt32 => "UINTEGER".into(),
+        DataType::UInt64 => "UBIGINT".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "BLOB".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
+        DataType::Timestamp(Second, None) => "TIMESTAMP_S".into(),
+        DataType::Timestamp(Millisecond, None) => "TIMESTAMP_MS".into(),
+        DataType::Timestamp(Microsecond, None) => "TIMESTAMP".into(),
+        DataType::Timestamp(Nanosecond, None) => "TIMESTAMP_NS".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Duration(_) | DataType::Interval(_) => "INTERVAL".into(),
+        DataType::List(f) | DataType::LargeList(f) => format!("{}[]", duckdb_type(f.data_type())?),
+        DataType::FixedSizeList(f, n) => format!("{}[{n}]", duckdb_type(f.data_type())?),
+        DataType::Struct(fields) => {
+            let inner = fields
+                .iter()
+                .map(|f| Ok(format!("{} {}", quote(f.name()), duckdb_type(f.data_type())?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            format!("STRUCT({})", inner.join(", "))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => {
+                format!("MAP({}, {})", duckdb_type(kv[0].data_type())?, duckdb_type(kv[1].data_type())?)
+            }
+            other => return Err(format!("unexpected map layout {other}")),
+        },
+        other => return Err(format!("Arrow type {other} has no DuckDB column type; CAST it in the model")),
+    })
+}
+
+/// The type a column is stored as: the Arrow type itself where DuckDB's appender takes it,
+/// otherwise the nearest type it takes without loss (dictionaries become their values,
+/// half floats become floats, decimal256 of 38 digits or fewer becomes decimal128).
+fn storage_type(data_type: &DataType) -> Result<DataType, String> {
+    Ok(match data_type {
+        DataType::Dictionary(_, values) => storage_type(values)?,
+        DataType::Float16 => DataType::Float32,
+        DataType::Decimal256(p, s) if *p <= 38 => DataType::Decimal128(*p, *s),
+        DataType::Decimal256(p, s) => {
+            return Err(format!("DECIMAL({p},{s}) has more than the 38 digits DuckDB stores; CAST it in the model"));
+        }
+        DataType::List(f) => DataType::List(Arc::new(storage_field(f)?)),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(storage_field(f)?)),
+        DataType::Struct(fields) => DataType::Struct(
+            fields.iter().map(|f| storage_field(f).map(Arc::new)).collect::<Result<Fields, String>>()?,
+        ),
+        DataType::Null => DataType::Int32,
+        other => other.clone(),
+    })
+}
+
+fn storage_field(field: &Field) -> Result<Field, String> {
+    Ok(field.clone().with_data_type(storage_type(field.data_type())?))
+}
+
+/// The schema batches are converted to before they reach DuckDB.
+fn storage_schema(schema: &Schema) -> Result<SchemaRef, String> {
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| storage_field(f).map_err(|e| format!("column `{}`: {e}", f.name())))
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+fn to_storage(batch: RecordBatch, storage: &SchemaRef) -> DfResult<RecordBatch> {
+    if batch.schema().fields().iter().zip(storage.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(storage.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(storage.clone(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_types() {
+        assert_eq!(duckdb_type(&DataType::Decimal128(12, 2)).unwrap(), "DECIMAL(12,2)");
+        let list = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
+        assert_eq!(duckdb_type(&list).unwrap(), "BIGINT[]");
+        let st = DataType::Struct(vec![Field::new("a b", DataType::Utf8, true)].into());
+        assert_eq!(duckdb_type(&st).unwrap(), "STRUCT(\"a b\" VARCHAR)");
+        assert_eq!(quote("we\"ird"), "\"we\"\"ird\"");
+    }
+
+    #[test]
+    fn storage_types() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert_eq!(storage_type(&dict).unwrap(), DataType::Utf8);
+        assert_eq!(storage_type(&DataType::Decimal256(20, 2)).unwrap(), DataType::Decimal128(20, 2));
+        assert!(storage_type(&DataType::Decimal256(50, 2)).is_err());
+    }
+}

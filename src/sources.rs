@@ -1,0 +1,213 @@
+//! Sources become DataFusion listing tables: a file, a glob, a (hive-partitioned) directory, or
+//! the same on an object store. Each is checked before anything runs: a missing file or an
+//! unreadable one is an error naming the source and its path.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+
+use crate::config::{Format, SourceConfig};
+use crate::error::{Error, Result, df_message};
+
+/// Registers `source` in `ctx` under its name, after checking its files exist and can be read.
+pub async fn register(ctx: &SessionContext, source: &SourceConfig) -> Result<()> {
+    let table = listing_table(ctx, source).await?;
+    ctx.register_table(TableReference::bare(source.name.as_str()), table)
+        .map_err(|e| source_error(source, &df_message(&e)))?;
+    Ok(())
+}
+
+fn source_error(source: &SourceConfig, msg: &str) -> Error {
+    Error::Source(format!("source `{}` ({}): {msg}", source.name, source.path))
+}
+
+/// Parses a location into a listing URL; globs are allowed in local paths and in URLs.
+fn listing_url(location: &str) -> datafusion::error::Result<ListingTableUrl> {
+    if !location.contains("://") {
+        return ListingTableUrl::parse(location);
+    }
+    let has_glob = |s: &str| s.contains(['*', '?', '[']);
+    match location.find("://").map(|i| i + 3).and_then(|start| {
+        let rest = &location[start..];
+        let first_glob = rest.split('/').scan(0usize, |offset, seg| {
+            let at = *offset;
+            *offset += seg.len() + 1;
+            Some((at, seg))
+        }).find(|(_, seg)| has_glob(seg))?;
+        Some(start + first_glob.0)
+    }) {
+        Some(split) => {
+            let url = url::Url::parse(&location[..split])
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            let pattern = glob::Pattern::new(&location[split..])
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            ListingTableUrl::try_new(url, Some(pattern))
+        }
+        None => ListingTableUrl::parse(location),
+    }
+}
+
+fn compression(source: &SourceConfig) -> FileCompressionType {
+    let by_name = |name: &str| match name {
+        "gzip" => FileCompressionType::GZIP,
+        "bzip2" => FileCompressionType::BZIP2,
+        "xz" => FileCompressionType::XZ,
+        "zstd" => FileCompressionType::ZSTD,
+        _ => FileCompressionType::UNCOMPRESSED,
+    };
+    match &source.options.compression {
+        Some(name) => by_name(name),
+        None => {
+            let lower = source.location.to_ascii_lowercase();
+            [(".gz", "gzip"), (".bz2", "bzip2"), (".xz", "xz"), (".zst", "zstd")]
+                .iter()
+                .find(|(ext, _)| lower.ends_with(ext))
+                .map_or(FileCompressionType::UNCOMPRESSED, |(_, name)| by_name(name))
+        }
+    }
+}
+
+fn file_format(source: &SourceConfig) -> Arc<dyn FileFormat> {
+    let o = &source.options;
+    let byte = |s: &Option<String>| s.as_ref().and_then(|s| s.bytes().next());
+    match source.format {
+        Format::Parquet => Arc::new(ParquetFormat::default()),
+        Format::Csv => {
+            let tsv = source.location.to_ascii_lowercase().contains(".tsv");
+            let mut f = CsvFormat::default()
+                .with_has_header(o.header.unwrap_or(true))
+                .with_delimiter(byte(&o.delimiter).unwrap_or(if tsv { b'\t' } else { b',' }))
+                .with_quote(byte(&o.quote).unwrap_or(b'"'))
+                .with_escape(byte(&o.escape))
+                .with_comment(byte(&o.comment))
+                .with_null_regex(o.null_regex.clone())
+                .with_newlines_in_values(o.newlines_in_values.unwrap_or(false))
+                .with_file_compression_type(compression(source));
+            if let Some(n) = o.schema_infer_max_records {
+                f = f.with_schema_infer_max_rec(n);
+            }
+            Arc::new(f)
+        }
+        Format::Json => {
+            let mut f = JsonFormat::default().with_file_compression_type(compression(source));
+            if let Some(n) = o.schema_infer_max_records {
+                f = f.with_schema_infer_max_rec(n);
+            }
+            Arc::new(f)
+        }
+    }
+}
+
+/// The file extension listing filters on: none for a single file or a glob (the name or the
+/// pattern already says which files), the format's usual one for a directory.
+fn extension_filter(source: &SourceConfig, url: &ListingTableUrl) -> String {
+    if let Some(ext) = &source.options.extension {
+        return if ext.starts_with('.') { ext.clone() } else { format!(".{ext}") };
+    }
+    let has_glob = source.location.contains(['*', '?', '[']);
+    if !url.is_collection() || has_glob {
+        return String::new();
+    }
+    let base = match source.format {
+        Format::Parquet => ".parquet",
+        Format::Csv => ".csv",
+        Format::Json => ".json",
+    };
+    match compression(source) {
+        FileCompressionType::GZIP => format!("{base}.gz"),
+        FileCompressionType::BZIP2 => format!("{base}.bz2"),
+        FileCompressionType::XZ => format!("{base}.xz"),
+        FileCompressionType::ZSTD => format!("{base}.zst"),
+        _ => base.to_string(),
+    }
+}
+
+async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -> Result<Arc<dyn TableProvider>> {
+    let fail = |msg: String| source_error(source, &msg);
+    let url = listing_url(&source.location).map_err(|e| fail(format!("not a valid path or URL: {}", df_message(&e))))?;
+    let state = ctx.state();
+    let extension = extension_filter(source, &url);
+    let mut options = ListingOptions::new(file_format(source))
+        .with_file_extension(extension.clone())
+        .with_session_config_options(state.config());
+
+    let store = state.runtime_env().object_store(&url).map_err(|e| fail(df_message(&e)))?;
+    let first = url
+        .list_all_files(&state, store.as_ref(), &extension)
+        .await
+        .map_err(|e| fail(format!("cannot list files: {}", df_message(&e))))?
+        .try_next()
+        .await
+        .map_err(|e| fail(format!("cannot list files: {}", df_message(&e))))?;
+    if first.is_none() {
+        let what = if extension.is_empty() { "files".to_string() } else { format!("{extension} files") };
+        return Err(fail(format!(
+            "no {what} found at {}; check the path (relative paths start at the project directory)",
+            source.location
+        )));
+    }
+
+    if url.is_collection() {
+        let partitions = options
+            .infer_partitions(&state, &url)
+            .await
+            .map_err(|e| fail(format!("cannot read the partition layout: {}", df_message(&e))))?;
+        options = options.with_table_partition_cols(partitions.into_iter().map(|p| (p, DataType::Utf8)).collect());
+    }
+    let inferred = options
+        .infer_schema(&state, &url)
+        .await
+        .map_err(|e| fail(format!("cannot read it as {}: {}", source.format.name(), df_message(&e))))?;
+    let schema = apply_schema_overrides(ctx, source, inferred).await?;
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    let table = ListingTable::try_new(config).map_err(|e| fail(df_message(&e)))?;
+    Ok(Arc::new(table))
+}
+
+/// Replaces the inferred types of the columns named in the source's `schema:`.
+async fn apply_schema_overrides(ctx: &SessionContext, source: &SourceConfig, inferred: SchemaRef) -> Result<SchemaRef> {
+    if source.schema.is_empty() {
+        return Ok(inferred);
+    }
+    let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (column, sql_type) in &source.schema {
+        let Some(field) = fields.iter_mut().find(|f| f.name() == column) else {
+            let names: Vec<&str> = inferred.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(source_error(
+                source,
+                &format!(
+                    "schema: no column `{column}` in the file{}; columns: {}",
+                    crate::suggest::did_you_mean(column, names.iter().copied()),
+                    names.join(", ")
+                ),
+            ));
+        };
+        let data_type = sql_type_to_arrow(ctx, sql_type)
+            .await
+            .map_err(|msg| source_error(source, &format!("schema: column `{column}`: {msg}")))?;
+        *field = Field::new(column, data_type, true);
+    }
+    Ok(Arc::new(Schema::new_with_metadata(fields, inferred.metadata().clone())))
+}
+
+/// The Arrow type DataFusion gives a SQL type name, e.g. `DECIMAL(12,2)` or `TIMESTAMP`.
+pub async fn sql_type_to_arrow(ctx: &SessionContext, sql_type: &str) -> std::result::Result<DataType, String> {
+    if !sql_type.chars().all(|c| c.is_alphanumeric() || " (),_".contains(c)) {
+        return Err(format!("`{sql_type}` is not a SQL type"));
+    }
+    let df = ctx
+        .sql(&format!("SELECT CAST(NULL AS {sql_type}) AS t"))
+        .await
+        .map_err(|e| format!("`{sql_type}` is not a SQL type DataFusion knows: {}", df_message(&e)))?;
+    Ok(df.schema().field(0).data_type().clone())
+}

@@ -1,0 +1,151 @@
+//! Config mistakes: each is exit code 2 with a message naming the file, the place and the fix.
+
+use crate::util::*;
+
+fn project(config: &str) -> Project {
+    let p = Project::new();
+    p.write("dfpipe.yml", config);
+    p.write("sql/m.sql", "SELECT 1 AS x\n");
+    p
+}
+
+#[test]
+fn unknown_key_has_location_and_suggestion() {
+    let p = project("name: t\nsourcs:\n  a: { path: a.csv }\n");
+    assert_error(&p.dfpipe(&["plan"]), 2, UNKNOWN_KEY);
+}
+
+const UNKNOWN_KEY: &str = "dfpipe.yml:2:1: unknown field `sourcs`, expected one of name, sources, models, connections, outputs, memory, storage, state_dir, datafusion, environments (did you mean `sources`?)\n2 | sourcs:\n  | ^";
+
+#[test]
+fn unknown_nested_key() {
+    let p = project("name: t\nsources:\n  a:\n    path: a.csv\n    options: { delimeter: ';' }\n");
+    let out = p.dfpipe(&["plan"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("dfpipe.yml"), "{err}");
+    assert!(err.contains("unknown field `delimeter`"), "{err}");
+    assert!(err.contains("(did you mean `delimiter`?)"), "{err}");
+    assert!(err.contains("error: dfpipe.yml:5:16: unknown field `delimeter`"), "{err}");
+    assert!(err.contains("5 |     options: { delimeter: ';' }\n  |                ^"), "{err}");
+}
+
+#[test]
+fn missing_variable_names_it_and_its_place() {
+    let p = project(
+        "name: t\nconnections:\n  warehouse: { kind: duckdb, path: \"${DFPIPE_TEST_NOT_SET}.duckdb\" }\noutputs:\n  - model: m\n",
+    );
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "dfpipe.yml:3:37: connection `warehouse` path: environment variable DFPIPE_TEST_NOT_SET is not set; export it, pass --vars DFPIPE_TEST_NOT_SET=VALUE, or write ${DFPIPE_TEST_NOT_SET:-default}",
+    );
+}
+
+#[test]
+fn vars_and_defaults_fill_variables() {
+    let p = project("name: t\nconnections:\n  warehouse: { kind: duckdb, path: \"${DB:-dev}.duckdb\" }\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert!(p.file("dev.duckdb").exists());
+    assert_success(&p.dfpipe(&["run", "-q", "--vars", "DB=other"]));
+    assert_eq!(one(duckdb_rows(&p.file("other.duckdb"), "SELECT x FROM m")), "BigInt(1)");
+    assert_success(&p.dfpipe_env(&["run", "-q"], &[("DB", "fromenv")]));
+    assert!(p.file("fromenv.duckdb").exists());
+}
+
+#[test]
+fn environments_overlay_the_config() {
+    let p = project(
+        "name: t\nconnections:\n  warehouse: { kind: duckdb, path: dev.duckdb }\n\
+         environments:\n  prod: { connections: { warehouse: { path: prod.duckdb } } }\n",
+    );
+    assert_success(&p.dfpipe(&["run", "-q", "--env", "prod"]));
+    assert!(p.file("prod.duckdb").exists());
+    assert!(!p.file("dev.duckdb").exists());
+    assert_error(
+        &p.dfpipe(&["run", "--env", "prd"]),
+        2,
+        "--env prd: dfpipe.yml declares no environment `prd` (declared: prod) (did you mean `prod`?)",
+    );
+}
+
+#[test]
+fn toml_config_is_accepted() {
+    let p = Project::new();
+    p.write("dfpipe.toml", "name = \"t\"\n[[outputs]]\nmodel = \"m\"\ntable = \"answer\"\n");
+    p.write("sql/m.sql", "SELECT 42 AS x\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(one(p.duckdb("SELECT x FROM answer")), "BigInt(42)");
+    p.write("dfpipe.toml", "name = \"t\"\nmodles = \"sql\"\n");
+    let out = p.dfpipe(&["plan"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("error: dfpipe.toml:2:1: unknown field `modles`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("(did you mean `models`?)"), "{}", stderr(&out));
+}
+
+#[test]
+fn output_to_nowhere() {
+    let p = project("name: t\noutputs:\n  - model: m\n    to: wharehouse\n");
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "dfpipe.yml: outputs[0] (model `m`): `to: wharehouse` is neither a connection (warehouse) nor a Parquet path (a file ending in .parquet or a directory ending in /) (did you mean `warehouse`?)",
+    );
+}
+
+#[test]
+fn merge_needs_a_key() {
+    let p = project("name: t\noutputs:\n  - model: m\n    mode: merge\n");
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "dfpipe.yml: outputs[0] (model `m`): mode `merge` needs `unique_key` (a column or a list of columns)",
+    );
+}
+
+#[test]
+fn output_of_unknown_model() {
+    let p = project("name: t\noutputs:\n  - model: mm\n");
+    assert_error(&p.dfpipe(&["run"]), 2, "dfpipe.yml: output names model `mm`, but there is no sql/mm.sql (did you mean `m`?)");
+}
+
+#[test]
+fn no_config_file() {
+    let p = Project::new();
+    let out = p.dfpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no dfpipe.yml in "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("run `dfpipe init"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_vars_flag_and_bad_usage() {
+    let p = project("name: t\n");
+    assert_error(&p.dfpipe(&["run", "--vars", "NOVALUE"]), 2, "--vars NOVALUE: expected KEY=VALUE");
+    assert_eq!(p.dfpipe(&["runn"]).status.code(), Some(2));
+}
+
+#[test]
+fn missing_source_file_fails_before_anything_runs() {
+    let p = project("name: t\nsources:\n  orders: { path: data/missing/*.csv }\noutputs:\n  - model: m\n  - model: n\n");
+    p.write("sql/n.sql", "SELECT * FROM orders\n");
+    let out = p.dfpipe(&["run"]);
+    let dir = p.path().display().to_string();
+    assert_error(
+        &out,
+        1,
+        &format!("source `orders` (data/missing/*.csv): no files found at {dir}/data/missing/*.csv; check the path (relative paths start at the project directory)"),
+    );
+    assert!(!p.file("dfpipe.duckdb").exists(), "nothing may run when a source is missing");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    assert_eq!(results["status"], "error");
+    assert_eq!(results["targets"].as_array().unwrap().len(), 0);
+    assert!(results["error"].as_str().unwrap().starts_with("source `orders` (data/missing/*.csv): no files found"));
+}
+
+#[test]
+fn option_for_the_wrong_format() {
+    let p = project("name: t\nsources:\n  o: { path: o.parquet, options: { delimiter: ';' } }\n");
+    assert_error(&p.dfpipe(&["plan"]), 2, "dfpipe.yml: source `o`: option `delimiter` applies to csv sources, not parquet");
+}

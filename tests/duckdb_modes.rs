@@ -1,0 +1,143 @@
+//! DuckDB targets: replace is atomic, append is all-or-nothing, merge upserts; types survive.
+
+use crate::util::*;
+
+fn rows_csv(range: std::ops::RangeInclusive<u32>, tag: &str) -> String {
+    let mut s = String::from("id,v\n");
+    for i in range {
+        s.push_str(&format!("{i},{tag}{i}\n"));
+    }
+    s
+}
+
+fn project(outputs: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!(
+            "name: t\nsources:\n  raw: {{ path: raw.csv, schema: {{ v: VARCHAR }} }}\n\
+             datafusion: {{ execution.batch_size: 1000 }}\noutputs:\n{outputs}"
+        ),
+    );
+    p.write("sql/m.sql", "SELECT id, v, CAST(substr(v, 2) AS INT) AS n FROM raw\n");
+    p
+}
+
+#[test]
+fn failed_replace_keeps_the_old_table() {
+    let p = project("  - model: m\n");
+    p.write("raw.csv", &rows_csv(1..=5000, "a"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let before = p.duckdb("SELECT count(*), sum(n), min(v), max(v) FROM m");
+    assert_eq!(before[0][0], "BigInt(5000)");
+
+    // 20,000 good rows, then one that fails the model's CAST: many batches reach DuckDB first.
+    let mut bad = rows_csv(1..=20_000, "b");
+    bad.push_str("20001,bOOPS\n");
+    p.write("raw.csv", &bad);
+    let out = p.dfpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("error: warehouse.m (model `m`): "), "{err}");
+    assert!(err.contains("Cannot cast string 'OOPS' to value of Int32 type"), "{err}");
+    assert_eq!(p.duckdb("SELECT count(*), sum(n), min(v), max(v) FROM m"), before);
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '__dfpipe%'")), "BigInt(0)");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    assert_eq!(results["status"], "error");
+    assert_eq!(results["targets"][0]["status"], "error");
+}
+
+#[test]
+fn killed_run_leaves_old_or_new_table_never_a_partial_one() {
+    let p = project("  - model: m\n");
+    p.write("raw.csv", &rows_csv(1..=1000, "a"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    p.write("raw.csv", &rows_csv(1..=400_000, "b"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["run", "-q"])
+        .current_dir(p.path())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let count = one(p.duckdb("SELECT count(*) FROM m"));
+    assert!(count == "BigInt(1000)" || count == "BigInt(400000)", "partial table after kill: {count}");
+}
+
+#[test]
+fn append_adds_all_rows_or_none() {
+    let p = project("  - model: m\n    mode: append\n");
+    p.write("raw.csv", &rows_csv(1..=100, "a"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM m")), "BigInt(200)");
+    let mut bad = rows_csv(1..=5000, "a");
+    bad.push_str("5001,aX\n");
+    p.write("raw.csv", &bad);
+    assert_eq!(p.dfpipe(&["run", "-q"]).status.code(), Some(1));
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM m")), "BigInt(200)");
+}
+
+#[test]
+fn merge_upserts_on_the_key() {
+    let p = project("  - model: m\n    mode: merge\n    unique_key: id\n");
+    p.write("raw.csv", &rows_csv(1..=100, "a"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    p.write("raw.csv", &rows_csv(51..=150, "b"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT count(*), count(*) FILTER (WHERE v LIKE 'a%'), count(*) FILTER (WHERE v LIKE 'b%'), count(DISTINCT id) FROM m"),
+        vec![vec!["BigInt(150)", "BigInt(50)", "BigInt(100)", "BigInt(150)"].into_iter().map(String::from).collect::<Vec<_>>()]
+    );
+    assert_eq!(one(p.duckdb("SELECT v FROM m WHERE id = 60")), "b60");
+    // Duplicate keys in the new rows: a clear error, the table unchanged.
+    p.write("raw.csv", "id,v\n7,c7\n7,c8\n");
+    let out = p.dfpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("merge key (id) is not unique in the new rows: (7) appears more than once"), "{}", stderr(&out));
+    assert_eq!(one(p.duckdb("SELECT v FROM m WHERE id = 7")), "a7");
+}
+
+#[test]
+fn types_round_trip_into_duckdb() {
+    let p = Project::new();
+    p.write("dfpipe.yml", "name: t\n");
+    p.write(
+        "sql/typed.sql",
+        "SELECT
+            true AS b, CAST(-8 AS TINYINT) AS i8, CAST(-16 AS SMALLINT) AS i16, CAST(-32 AS INT) AS i32,
+            CAST(-9223372036854775807 AS BIGINT) AS i64, CAST(255 AS TINYINT UNSIGNED) AS u8,
+            CAST(18446744073709551615 AS BIGINT UNSIGNED) AS u64, CAST(1.5 AS FLOAT) AS f32, CAST(-0.25 AS DOUBLE) AS f64,
+            CAST('12345678901234567890.123456' AS DECIMAL(38,6)) AS dec, 'héllo' AS s, arrow_cast('view', 'Utf8View') AS sv,
+            arrow_cast('dict', 'Dictionary(Int32, Utf8)') AS sd, CAST('abc' AS BYTEA) AS bin,
+            DATE '2024-02-29' AS d, TIMESTAMP '2024-02-29 12:34:56.789012' AS ts,
+            arrow_cast(TIMESTAMP '2024-02-29 12:34:56', 'Timestamp(Second, Some(\"UTC\"))') AS tstz,
+            CAST('13:14:15' AS TIME) AS t, make_array(1, 2, NULL) AS list, named_struct('k', 1, 'v', 'x') AS st,
+            CAST(NULL AS INT) AS null_int\n",
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let got = p.duckdb(
+        "SELECT CAST(b AS VARCHAR), CAST(i8 AS VARCHAR), CAST(i16 AS VARCHAR), CAST(i32 AS VARCHAR), CAST(i64 AS VARCHAR),
+                CAST(u8 AS VARCHAR), CAST(u64 AS VARCHAR), CAST(f32 AS VARCHAR), CAST(f64 AS VARCHAR), CAST(dec AS VARCHAR),
+                s, sv, sd, CAST(bin AS VARCHAR), CAST(d AS VARCHAR), CAST(ts AS VARCHAR), CAST(CAST(tstz AS TIMESTAMP) AS VARCHAR),
+                CAST(t AS VARCHAR), CAST(list AS VARCHAR), CAST(st AS VARCHAR), CAST(null_int AS VARCHAR) FROM typed",
+    );
+    let expected = [
+        "true", "-8", "-16", "-32", "-9223372036854775807", "255", "18446744073709551615", "1.5", "-0.25",
+        "12345678901234567890.123456", "héllo", "view", "dict", "abc", "2024-02-29", "2024-02-29 12:34:56.789012",
+        "2024-02-29 12:34:56", "13:14:15", "[1, 2, NULL]", "{'k': 1, 'v': x}", "NULL",
+    ];
+    assert_eq!(got, vec![expected.map(String::from).to_vec()]);
+    let types = p.duckdb("SELECT data_type FROM information_schema.columns WHERE table_name = 'typed' ORDER BY ordinal_position");
+    let types: Vec<String> = types.into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(
+        types,
+        [
+            "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL(38,6)",
+            "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "DATE", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE", "TIME", "BIGINT[]",
+            "STRUCT(k BIGINT, v VARCHAR)", "INTEGER"
+        ]
+    );
+}

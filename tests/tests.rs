@@ -1,0 +1,9 @@
+//! One integration-test binary (one link step), ripgrep style: modules by feature.
+
+mod util;
+
+mod config_errors;
+mod dag_errors;
+mod demo;
+mod duckdb_modes;
+mod object_store;

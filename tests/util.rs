@@ -1,0 +1,124 @@
+//! Helpers that read like the domain: a throwaway project directory, the built binary, and
+//! DuckDB read-back.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary project directory, removed when dropped.
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// An empty project directory.
+    pub fn new() -> Project {
+        Project { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// The `dfpipe init` demo with `orders` orders.
+    pub fn demo(orders: usize) -> Project {
+        let p = Project::new();
+        let out = p.dfpipe(&["init", ".", "--orders", &orders.to_string()]);
+        assert_success(&out);
+        p
+    }
+
+    /// The project directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `contents` to `rel`, creating directories.
+    pub fn write(&self, rel: &str, contents: &str) -> &Project {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    /// Runs the built `dfpipe` in the project directory.
+    pub fn dfpipe(&self, args: &[&str]) -> Output {
+        self.dfpipe_env(args, &[])
+    }
+
+    /// Runs the built `dfpipe` with extra environment variables.
+    pub fn dfpipe_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfpipe"));
+        cmd.args(args).current_dir(self.path()).env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("dfpipe runs")
+    }
+
+    /// Path of a file in the project.
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    /// Runs `sql` on the project's DuckDB file and returns every value as text.
+    pub fn duckdb(&self, sql: &str) -> Vec<Vec<String>> {
+        duckdb_rows(&self.file("dfpipe.duckdb"), sql)
+    }
+}
+
+/// Every row of `sql` on the DuckDB file at `path`, values cast to VARCHAR ("NULL" for null).
+pub fn duckdb_rows(path: &Path, sql: &str) -> Vec<Vec<String>> {
+    let conn = duckdb::Connection::open(path).expect("open duckdb");
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        let n = row.as_ref().column_count();
+        let mut values = Vec::with_capacity(n);
+        for i in 0..n {
+            let v: duckdb::types::Value = row.get(i).unwrap();
+            values.push(match v {
+                duckdb::types::Value::Null => "NULL".to_string(),
+                duckdb::types::Value::Text(s) => s,
+                other => format!("{other:?}"),
+            });
+        }
+        out.push(values);
+    }
+    out
+}
+
+/// A single value of `sql`.
+pub fn one(rows: Vec<Vec<String>>) -> String {
+    assert_eq!(rows.len(), 1, "expected one row, got {rows:?}");
+    rows.into_iter().next().unwrap().into_iter().next().unwrap()
+}
+
+/// stdout as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Panics with both streams unless the command exited 0.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "dfpipe failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Asserts the exit code and that stderr holds the line(s) `error: {message}` exactly.
+pub fn assert_error(out: &Output, code: i32, message: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stdout:\n{}\nstderr:\n{err}", stdout(out));
+    assert!(
+        err.lines().any(|l| l == format!("error: {message}")) || err.contains(&format!("error: {message}\n")),
+        "expected the error\n  error: {message}\nstderr was:\n{err}"
+    );
+}
