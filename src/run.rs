@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::dml::InsertOp;
@@ -176,27 +177,27 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
 async fn write_output(pipeline: &Pipeline, output: &OutputConfig, counter: &RowCounter) -> std::result::Result<u64, String> {
     let ctx = &pipeline.ctx;
     let df = ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| df_message(&e))?;
-    match &output.target {
-        Target::DuckDb(target) => {
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let table = sinks::duckdb::DuckDbTable::new(target.clone(), schema, output.mode, output.unique_key.clone(), counter.clone());
-            let sink_name = TableReference::bare("__dfpipe_sink");
-            ctx.register_table(sink_name.clone(), Arc::new(table)).map_err(|e| df_message(&e))?;
-            let op = if output.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
-            let written = df.write_table("__dfpipe_sink", DataFrameWriteOptions::new().with_insert_operation(op)).await;
-            ctx.deregister_table(sink_name).map_err(|e| df_message(&e))?;
-            written.map_err(|e| df_message(&e))?;
-            Ok(counter.rows())
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let (mode, key) = (output.mode, output.unique_key.clone());
+    let table: Arc<dyn TableProvider> = match &output.target {
+        Target::DuckDb(target) => Arc::new(sinks::duckdb::DuckDbTable::new(target.clone(), schema, mode, key, counter.clone())),
+        Target::Postgres { table, dsn, .. } => {
+            Arc::new(sinks::postgres::PostgresTable::new(dsn.clone(), table.clone(), schema, mode, key, counter.clone()))
         }
         Target::Parquet { location, single_file, compression } => {
             let rows = sinks::parquet::write(df, location, *single_file, compression, output.mode).await?;
             counter.add(rows);
-            Ok(rows)
+            return Ok(rows);
         }
-        Target::Postgres { connection, .. } => Err(format!(
-            "connection `{connection}` is a PostgreSQL connection; this version of dfpipe writes DuckDB and Parquet targets only"
-        )),
-    }
+    };
+    // The target is `INSERT INTO <sink> SELECT * FROM <model>`, planned and run by DataFusion.
+    let sink_name = TableReference::bare("__dfpipe_sink");
+    ctx.register_table(sink_name.clone(), table).map_err(|e| df_message(&e))?;
+    let op = if output.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
+    let written = df.write_table("__dfpipe_sink", DataFrameWriteOptions::new().with_insert_operation(op)).await;
+    ctx.deregister_table(sink_name).map_err(|e| df_message(&e))?;
+    written.map_err(|e| df_message(&e))?;
+    Ok(counter.rows())
 }
 
 /// Writes `run_results.json` into the state directory `dir` (atomically: write, then rename).

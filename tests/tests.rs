@@ -1,5 +1,6 @@
 //! One integration-test binary (one link step), ripgrep style: modules by feature.
 
+mod pg;
 mod util;
 
 mod config_errors;
@@ -7,3 +8,4 @@ mod dag_errors;
 mod demo;
 mod duckdb_modes;
 mod object_store;
+mod postgres;

@@ -112,6 +112,34 @@ impl std::fmt::Display for TableName {
     }
 }
 
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that needs it (opening a connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// A DuckDB table to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DuckDbTarget {
@@ -143,6 +171,8 @@ pub enum Target {
         connection: String,
         /// The table.
         table: TableName,
+        /// The connection string; `None` means `DATABASE_URL`, else libpq's `PG*` variables.
+        dsn: Option<Secret>,
     },
 }
 
@@ -151,7 +181,7 @@ impl Target {
     pub fn label(&self, project_dir: &Path) -> String {
         match self {
             Target::DuckDb(t) => format!("{}.{}", t.connection, t.table),
-            Target::Postgres { connection, table } => format!("{connection}.{table}"),
+            Target::Postgres { connection, table, .. } => format!("{connection}.{table}"),
             Target::Parquet { location, .. } => Path::new(location)
                 .strip_prefix(project_dir)
                 .map(|p| p.display().to_string())
@@ -613,7 +643,11 @@ impl Checker<'_> {
                         (None, Some(schema)) => TableName { schema: Some(schema.clone()), ..table },
                         _ => table,
                     };
-                    Ok(Target::Postgres { connection: to.to_string(), table })
+                    let dsn = match &connection.dsn {
+                        Some(dsn) => Some(Secret::new(self.interpolate(dsn, &format!("connection `{to}` dsn"))?)),
+                        None => None,
+                    };
+                    Ok(Target::Postgres { connection: to.to_string(), table, dsn })
                 }
             };
         }

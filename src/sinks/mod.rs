@@ -1,4 +1,5 @@
-//! Where outputs are written: DuckDB tables and Parquet files (PostgreSQL comes next).
+//! Where outputs are written: DuckDB tables, PostgreSQL tables (binary COPY) and Parquet files.
 
 pub mod duckdb;
 pub mod parquet;
+pub mod postgres;

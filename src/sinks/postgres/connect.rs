@@ -1,0 +1,97 @@
+//! Connecting: the DSN from the config (`${DATABASE_URL}`), else `DATABASE_URL`, else libpq's
+//! `PG*` variables; retries with exponential backoff; messages that never include the password.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, Config, NoTls};
+
+/// Connection attempts before giving up.
+const ATTEMPTS: u32 = 5;
+
+/// Builds the connection settings. Errors never echo the DSN, which may hold a password.
+pub fn config(dsn: Option<&str>) -> Result<Config, String> {
+    let from_env = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
+    let mut config = match dsn.map(str::to_string).or(from_env) {
+        Some(dsn) => dsn
+            .parse::<Config>()
+            .map_err(|_| "the PostgreSQL connection string is not valid (check its syntax; it is not shown because it may hold a password)".to_string())?,
+        None => {
+            let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+            let mut c = Config::new();
+            c.host(&var("PGHOST").unwrap_or_else(|| "localhost".into()));
+            if let Some(port) = var("PGPORT") {
+                c.port(port.parse().map_err(|_| format!("PGPORT `{port}` is not a port number"))?);
+            }
+            c.user(&var("PGUSER").or_else(|| var("USER")).unwrap_or_else(|| "postgres".into()));
+            if let Some(password) = var("PGPASSWORD") {
+                c.password(password);
+            }
+            if let Some(db) = var("PGDATABASE") {
+                c.dbname(&db);
+            }
+            c
+        }
+    };
+    if config.get_application_name().is_none() {
+        config.application_name("dfpipe");
+    }
+    Ok(config)
+}
+
+/// Connects, retrying with exponential backoff (0.25 s, 0.5 s, 1 s, 2 s); the connection task
+/// runs on its own.
+pub async fn connect(config: &Config) -> Result<Client, String> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!("postgres connection closed: {e}");
+                    }
+                });
+                return Ok(client);
+            }
+            Err(e) if attempt < ATTEMPTS && e.as_db_error().is_none() => {
+                tracing::warn!("cannot connect to PostgreSQL (attempt {attempt} of {ATTEMPTS}): {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => {
+                let hosts = config.get_hosts().iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(",");
+                return Err(format!(
+                    "cannot connect to PostgreSQL at {hosts} port {:?} after {attempt} attempt(s): {}",
+                    config.get_ports(),
+                    describe(&e)
+                ));
+            }
+        }
+    }
+}
+
+/// A tokio-postgres error with the server's message, detail and context when there is one.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            if let Some(context) = db.where_() {
+                s.push_str(&format!(" [{context}]"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            s
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! PostgreSQL target: a [`TableProvider`] whose `insert_into` returns DataFusion's
+//! `DataSinkExec` over [`PostgresSink`], so a target is `INSERT INTO pg_table SELECT * FROM
+//! model`, planned and streamed by DataFusion and sent with `COPY ... FROM STDIN (FORMAT binary)`
+//! from Arrow columns encoded straight to the wire format ([`encode`]).
+//!
+//! Every load is one transaction:
+//! - `replace` copies into a new table `__dfpipe_new_<table>`, drops the old table and renames
+//!   the new one: readers see the old table or the new one, never a partial one. The new table
+//!   is created from the model's schema: indexes, grants and comments of the old table are not
+//!   carried over, and views that depend on it make the drop fail (the load then fails and the
+//!   old table stays).
+//! - `append` copies into the existing table, casting each column to the table's type (the
+//!   table is created when missing).
+//! - `merge` copies into a temporary staging table, checks the key is unique there, deletes the
+//!   target's rows with those keys and inserts the staging rows.
+//!
+//! A failure anywhere (a value PostgreSQL cannot hold, the server going away) rolls back.
+
+pub mod connect;
+pub mod encode;
+pub mod numeric;
+pub mod types;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::{SinkExt, StreamExt};
+use tokio_postgres::Transaction;
+
+use crate::config::{Mode, Secret, TableName};
+use crate::progress::RowCounter;
+
+/// A PostgreSQL table as a write-only DataFusion table.
+#[derive(Debug)]
+pub struct PostgresTable {
+    sink: Arc<PostgresSink>,
+}
+
+impl PostgresTable {
+    /// A table for `table` on the server `dsn` names (or `DATABASE_URL` / `PG*`).
+    pub fn new(dsn: Option<Secret>, table: TableName, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
+        PostgresTable { sink: Arc::new(PostgresSink { dsn, table, schema, mode, unique_key, counter }) }
+    }
+}
+
+#[async_trait]
+impl TableProvider for PostgresTable {
+    fn schema(&self) -> SchemaRef {
+        self.sink.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        datafusion::common::not_impl_err!("dfpipe writes PostgreSQL targets; it does not read them")
+    }
+
+    async fn insert_into(&self, _state: &dyn Session, input: Arc<dyn ExecutionPlan>, insert_op: InsertOp) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let expected = if self.sink.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
+        if insert_op != expected {
+            return datafusion::common::plan_err!(
+                "PostgreSQL target {} is configured for mode `{}`, not {insert_op}",
+                self.sink.table,
+                self.sink.mode.name()
+            );
+        }
+        Ok(Arc::new(DataSinkExec::new(input, self.sink.clone(), None)))
+    }
+}
+
+/// Streams record batches into PostgreSQL with binary COPY (see the module docs).
+#[derive(Debug)]
+pub struct PostgresSink {
+    dsn: Option<Secret>,
+    table: TableName,
+    schema: SchemaRef,
+    mode: Mode,
+    unique_key: Vec<String>,
+    counter: RowCounter,
+}
+
+impl DisplayAs for PostgresSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "PostgresSink: {} mode={}", self.table, self.mode.name())
+    }
+}
+
+/// Quotes a PostgreSQL identifier.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn qualified(schema: Option<&str>, name: &str) -> String {
+    match schema {
+        Some(s) => format!("{}.{}", quote(s), quote(name)),
+        None => quote(name),
+    }
+}
+
+fn db(e: tokio_postgres::Error) -> String {
+    connect::describe(&e)
+}
+
+#[async_trait]
+impl DataSink for PostgresSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(&self, data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> DfResult<u64> {
+        self.load(data).await.map_err(|e| DataFusionError::Execution(format!("PostgreSQL {}: {e}", self.table)))
+    }
+}
+
+impl PostgresSink {
+    async fn load(&self, data: SendableRecordBatchStream) -> Result<u64, String> {
+        let config = connect::config(self.dsn.as_ref().map(Secret::expose))?;
+        let mut client = connect::connect(&config).await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let schema = self.table.schema.as_deref();
+        if let Some(s) = schema {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s))).await.map_err(db)?;
+        }
+        let target = qualified(schema, &self.table.name);
+        let exists: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&target])
+            .await
+            .map_err(db)?
+            .get(0);
+        let columns: Vec<String> = self.schema.fields().iter().map(|f| quote(f.name())).collect();
+        let column_list = columns.join(", ");
+
+        let rows = match (self.mode, exists) {
+            (Mode::Replace, _) => {
+                let new_name = format!("__dfpipe_new_{}", self.table.name);
+                let new = qualified(schema, &new_name);
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?))
+                    .await
+                    .map_err(db)?;
+                let rows = self.copy(&tx, &new, &column_list, self.created_types(), data).await?;
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {new} RENAME TO {}", quote(&self.table.name)))
+                    .await
+                    .map_err(db)?;
+                rows
+            }
+            (Mode::Append | Mode::Merge, false) => {
+                tx.batch_execute(&format!("CREATE TABLE {target} ({})", self.column_ddl()?)).await.map_err(db)?;
+                self.copy(&tx, &target, &column_list, self.created_types(), data).await?
+            }
+            (Mode::Append, true) => {
+                let types = self.existing_types(&tx, &target).await?;
+                self.copy(&tx, &target, &column_list, types, data).await?
+            }
+            (Mode::Merge, true) => {
+                let types = self.existing_types(&tx, &target).await?;
+                let stage = quote(&format!("__dfpipe_stage_{}", self.table.name));
+                tx.batch_execute(&format!(
+                    "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {column_list} FROM {target} WITH NO DATA"
+                ))
+                .await
+                .map_err(db)?;
+                let rows = self.copy(&tx, &stage, &column_list, types, data).await?;
+                let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
+                let key_list = keys.join(", ");
+                let duplicate = tx
+                    .query_opt(
+                        &format!("SELECT CAST(ROW({key_list}) AS text) FROM {stage} GROUP BY {key_list} HAVING count(*) > 1 LIMIT 1"),
+                        &[],
+                    )
+                    .await
+                    .map_err(db)?;
+                if let Some(row) = duplicate {
+                    let key: String = row.get(0);
+                    return Err(format!(
+                        "merge key ({}) is not unique in the new rows: {key} appears more than once",
+                        self.unique_key.join(", ")
+                    ));
+                }
+                let matches = keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
+                tx.batch_execute(&format!(
+                    "DELETE FROM {target} AS t USING {stage} AS s WHERE {matches}; \
+                     INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage}"
+                ))
+                .await
+                .map_err(db)?;
+                rows
+            }
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(rows)
+    }
+
+    /// `"col" type [NOT NULL], ...` for a table created from the model's schema.
+    fn column_ddl(&self) -> Result<String, String> {
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let ty = types::pg_type(f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name()))?;
+                Ok(format!("{} {ty}{}", quote(f.name()), if f.is_nullable() { "" } else { " NOT NULL" }))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(columns.join(", "))
+    }
+
+    /// The types batches are cast to for a table dfpipe created: dictionaries unpacked.
+    fn created_types(&self) -> Vec<DataType> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Dictionary(_, values) => values.as_ref().clone(),
+                other => other.clone(),
+            })
+            .collect()
+    }
+
+    /// The types batches are cast to for an existing table: whatever its columns hold.
+    async fn existing_types(&self, tx: &Transaction<'_>, target: &str) -> Result<Vec<DataType>, String> {
+        let rows = tx
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&target],
+            )
+            .await
+            .map_err(db)?;
+        let existing: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let Some((_, pg)) = existing.iter().find(|(name, _)| name == f.name()) else {
+                    let names: Vec<&str> = existing.iter().map(|(n, _)| n.as_str()).collect();
+                    return Err(format!(
+                        "column `{}` of the model is not in table {target} (its columns: {}); add it to the table or drop it from the model",
+                        f.name(),
+                        names.join(", ")
+                    ));
+                };
+                types::arrow_for_pg(pg, f.data_type()).ok_or_else(|| {
+                    format!("column `{}`: dfpipe cannot write PostgreSQL type {pg} yet; CAST the column in the model", f.name())
+                })
+            })
+            .collect()
+    }
+
+    /// Streams every batch through binary COPY into `table`; returns the rows copied.
+    async fn copy(
+        &self,
+        tx: &Transaction<'_>,
+        table: &str,
+        column_list: &str,
+        types: Vec<DataType>,
+        mut data: SendableRecordBatchStream,
+    ) -> Result<u64, String> {
+        for (field, ty) in self.schema.fields().iter().zip(&types) {
+            if !encode::supported(ty) {
+                return Err(format!("column `{}`: Arrow type {ty} has no PostgreSQL encoding yet; CAST it in the model", field.name()));
+            }
+        }
+        let sink = tx
+            .copy_in::<_, Bytes>(&format!("COPY {table} ({column_list}) FROM STDIN (FORMAT binary)"))
+            .await
+            .map_err(db)?;
+        futures::pin_mut!(sink);
+        sink.send(Bytes::from_static(encode::HEADER)).await.map_err(db)?;
+        let mut encoder = encode::Encoder::default();
+        let mut rows = 0u64;
+        while let Some(batch) = data.next().await {
+            let batch = batch.map_err(|e| crate::error::df_message(&e))?;
+            let batch = self.cast(batch, &types, rows)?;
+            let bytes = encoder.encode(&batch).map_err(|e| {
+                format!("column `{}`, row {}: {}", e.column, rows + e.row as u64 + 1, e.reason)
+            })?;
+            sink.send(Bytes::copy_from_slice(bytes)).await.map_err(db)?;
+            rows += batch.num_rows() as u64;
+            self.counter.add(batch.num_rows() as u64);
+        }
+        sink.send(Bytes::from_static(encode::TRAILER)).await.map_err(db)?;
+        let copied = sink.as_mut().finish().await.map_err(db)?;
+        if copied != rows {
+            return Err(format!("PostgreSQL reports {copied} rows copied, dfpipe sent {rows}"));
+        }
+        Ok(rows)
+    }
+
+    /// Casts each column to the type it is encoded as; a value that does not fit is an error
+    /// naming the column (never a silent NULL).
+    fn cast(&self, batch: RecordBatch, types: &[DataType], rows_before: u64) -> Result<RecordBatch, String> {
+        if batch.columns().iter().zip(types).all(|(c, t)| c.data_type() == t) {
+            return Ok(batch);
+        }
+        let options = CastOptions { safe: false, ..Default::default() };
+        let schema = self.schema.clone();
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(types)
+            .zip(schema.fields())
+            .map(|((c, t), f)| {
+                if c.data_type() == t {
+                    Ok(c.clone())
+                } else {
+                    cast_with_options(c, t, &options).map_err(|e| {
+                        format!("column `{}` (rows {}..): cannot convert {} to the table's type: {e}", f.name(), rows_before + 1, c.data_type())
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .zip(types)
+            .map(|(f, t)| f.as_ref().clone().with_data_type(t.clone()))
+            .collect();
+        RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,127 @@
+//! A real PostgreSQL for the tests: `DFPIPE_TEST_DATABASE_URL` if set, otherwise a throwaway
+//! cluster started once per test binary from the local server binaries (`pg_config --bindir`
+//! or `/usr/lib/postgresql/*/bin`; as the `postgres` user when running as root). A watchdog
+//! stops it and removes its directory when the test process exits. No server is a loud failure.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The URL of the test server.
+pub fn database_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| match std::env::var("DFPIPE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => start_cluster(),
+    })
+}
+
+fn bindir() -> PathBuf {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server binaries (initdb, postgres) found via pg_config or /usr/lib/postgresql/*/bin: \
+             install the postgresql package, or set DFPIPE_TEST_DATABASE_URL to a server the tests may use"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Runs a shell script, as `postgres` when we are root (the server refuses to run as root).
+fn shell(script: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "sh", "-c", script]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+}
+
+fn start_cluster() -> String {
+    let bin = bindir();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("dfpipe-test-pg-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if is_root() {
+        let ok = Command::new("chown").args(["postgres:postgres", dir.to_str().unwrap()]).status().unwrap();
+        assert!(ok.success(), "chown of {} to postgres failed", dir.display());
+    }
+    let (bin, dirs) = (bin.display().to_string(), dir.display().to_string());
+    let out = shell(&format!("'{bin}/initdb' -D '{dirs}/data' -A trust -U postgres -E UTF8 --no-sync --no-instructions"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "initdb failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    // The server, and a watchdog that stops it and removes the directory once this process is gone.
+    let script = format!(
+        "'{bin}/postgres' -D '{dirs}/data' -p {port} -k '{dirs}' -c listen_addresses=127.0.0.1 -c fsync=off \
+           -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 > '{dirs}/log' 2>&1 & pg=$!; \
+         while [ -d /proc/{test} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
+         kill -INT $pg 2>/dev/null; wait $pg; rm -rf '{dirs}'",
+        test = std::process::id()
+    );
+    shell(&script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = Command::new(format!("{bin}/pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the test PostgreSQL did not start within 30s; its log:\n{}",
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+/// Runs `sql` (simple query protocol) and returns every value as text ("NULL" for null).
+pub fn query(sql: &str) -> Vec<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(database_url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let mut rows = Vec::new();
+        for message in client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                rows.push((0..row.len()).map(|i| row.get(i).unwrap_or("NULL").to_string()).collect());
+            }
+        }
+        rows
+    })
+}
+
+/// A fresh schema for one test, so tests can run in parallel on one server.
+pub fn schema(name: &str) -> String {
+    query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"));
+    name.to_string()
+}

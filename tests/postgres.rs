@@ -1,0 +1,165 @@
+//! PostgreSQL targets against a real server (see `pg.rs`): types, modes, atomicity, secrets.
+
+use crate::pg;
+use crate::util::*;
+
+fn project(schema: &str, mode: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!(
+            "name: t\nsources:\n  raw: {{ path: raw.csv, schema: {{ v: VARCHAR }} }}\n\
+             connections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\" }}\n\
+             datafusion: {{ execution.batch_size: 1000 }}\n\
+             outputs:\n  - model: m\n    to: pg\n    table: {schema}.m\n    {mode}\n"
+        ),
+    );
+    p.write("sql/m.sql", "SELECT id, v, CAST(id AS DECIMAL(12,2)) / 4 AS amount FROM raw\n");
+    p
+}
+
+fn run(p: &Project, args: &[&str]) -> std::process::Output {
+    p.dfpipe_env(args, &[("DFPIPE_PG", pg::database_url())])
+}
+
+fn csv(range: std::ops::RangeInclusive<u32>, tag: &str) -> String {
+    let mut s = String::from("id,v\n");
+    for i in range {
+        s.push_str(&format!("{i},{tag}{i}\n"));
+    }
+    s
+}
+
+#[test]
+fn types_round_trip_exactly() {
+    let schema = pg::schema("t_types");
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!("name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\" }}\noutputs:\n  - model: typed\n    to: pg\n    table: {schema}.typed\n"),
+    );
+    p.write(
+        "sql/typed.sql",
+        "SELECT * FROM (VALUES
+            (true, CAST(-8 AS TINYINT), CAST(-16 AS SMALLINT), CAST(-2147483648 AS INT), CAST(9223372036854775807 AS BIGINT),
+             CAST(255 AS TINYINT UNSIGNED), CAST(65535 AS SMALLINT UNSIGNED), CAST(4294967295 AS INT UNSIGNED),
+             CAST(18446744073709551615 AS BIGINT UNSIGNED),
+             CAST('NaN' AS FLOAT), CAST('-Infinity' AS DOUBLE), CAST(-0.0 AS DOUBLE),
+             CAST('-12345678901234567890123456.789012345678' AS DECIMAL(38,12)), CAST('0.00' AS DECIMAL(5,2)),
+             'héllo ✓', arrow_cast('view', 'Utf8View'), arrow_cast('dict', 'Dictionary(Int32, Utf8)'), decode('00ff', 'hex'),
+             DATE '0001-01-01', TIMESTAMP '1999-12-31 23:59:59.999999',
+             arrow_cast(TIMESTAMP '2024-02-29 12:34:56.123456789', 'Timestamp(Nanosecond, Some(\"UTC\"))'),
+             CAST('23:59:59.999999' AS TIME), CAST(NULL AS INT)),
+            (false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, CAST('Infinity' AS FLOAT), NULL, NULL,
+             CAST('99999999999999999999999999.999999999999' AS DECIMAL(38,12)), NULL, NULL, NULL, NULL, NULL,
+             DATE '2000-01-01', NULL, NULL, NULL, NULL)
+         ) AS t(b, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, negzero, dec, dec0, s, sv, sd, bin, d, ts, tstz, tm, nul)\n",
+    );
+    assert_success(&run(&p, &["run", "-q"]));
+    let types = pg::query(&format!(
+        "SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute \
+         WHERE attrelid = '{schema}.typed'::regclass AND attnum > 0"
+    ));
+    assert_eq!(
+        types[0][0],
+        "boolean, smallint, smallint, integer, bigint, smallint, integer, bigint, numeric(20,0), real, double precision, \
+         double precision, numeric(38,12), numeric(5,2), text, text, text, bytea, date, timestamp without time zone, \
+         timestamp with time zone, time without time zone, integer"
+    );
+    let rows = pg::query(&format!(
+        "SET TimeZone = 'UTC'; SELECT b::text, i8::text, i16::text, i32::text, i64::text, u8::text, u16::text, u32::text, u64::text, \
+         f32::text, f64::text, negzero::text, dec::text, dec0::text, s, sv, sd, bin::text, d::text, ts::text, tstz::text, tm::text, nul::text \
+         FROM {schema}.typed ORDER BY b DESC"
+    ));
+    assert_eq!(
+        rows[0],
+        [
+            "true", "-8", "-16", "-2147483648", "9223372036854775807", "255", "65535", "4294967295", "18446744073709551615",
+            "NaN", "-Infinity", "-0", "-12345678901234567890123456.789012345678", "0.00", "héllo ✓", "view", "dict",
+            "\\x00ff", "0001-01-01", "1999-12-31 23:59:59.999999", "2024-02-29 12:34:56.123456+00", "23:59:59.999999", "NULL"
+        ]
+    );
+    assert_eq!(rows[1][9], "Infinity");
+    assert_eq!(rows[1][12], "99999999999999999999999999.999999999999");
+    assert_eq!(rows[1][18], "2000-01-01");
+}
+
+#[test]
+fn modes_replace_append_merge() {
+    let schema = pg::schema("t_modes");
+    let p = project(&schema, "mode: replace");
+    p.write("raw.csv", &csv(1..=2500, "a"));
+    assert_success(&run(&p, &["run", "-q"]));
+    assert_success(&run(&p, &["run", "-q"]));
+    let count = |p: &str| pg::query(&format!("SELECT count(*)::text, (sum(amount) = 781562.5)::text FROM {schema}.m{p}"));
+    assert_eq!(count(""), [["2500", "true"]]);
+
+    let p = project(&schema, "mode: append");
+    p.write("raw.csv", &csv(2501..=3000, "b"));
+    assert_success(&run(&p, &["run", "-q"]));
+    assert_eq!(count("")[0][0], "3000");
+
+    let p = project(&schema, "mode: merge\n    unique_key: id");
+    p.write("raw.csv", &csv(2901..=3100, "c"));
+    assert_success(&run(&p, &["run", "-q"]));
+    assert_eq!(
+        pg::query(&format!("SELECT count(*)::text, count(*) FILTER (WHERE v LIKE 'c%')::text, count(DISTINCT id)::text FROM {schema}.m")),
+        [["3100", "200", "3100"]]
+    );
+    p.write("raw.csv", "id,v\n5,x\n5,y\n");
+    let out = run(&p, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("merge key (id) is not unique in the new rows: (5) appears more than once"), "{}", stderr(&out));
+    assert_eq!(pg::query(&format!("SELECT v FROM {schema}.m WHERE id = 5")), [["a5"]]);
+}
+
+#[test]
+fn a_bad_value_late_in_the_load_leaves_the_old_table() {
+    let schema = pg::schema("t_atomic");
+    let p = project(&schema, "mode: replace");
+    p.write("raw.csv", &csv(1..=100, "a"));
+    assert_success(&run(&p, &["run", "-q"]));
+    let mut data = csv(1..=20_000, "b");
+    data.push_str("20001,\"bad\u{0}text\"\n");
+    p.write("raw.csv", &data);
+    let out = run(&p, &["run"]);
+    assert_error(
+        &out,
+        1,
+        &format!("pg.{schema}.m (model `m`): PostgreSQL {schema}.m: column `v`, row 20001: text contains a NUL byte (\\0), which PostgreSQL text cannot hold"),
+    );
+    assert_eq!(pg::query(&format!("SELECT count(*)::text, min(v), max(v) FROM {schema}.m")), [["100", "a1", "a99"]]);
+    assert_eq!(pg::query(&format!("SELECT count(*)::text FROM pg_tables WHERE schemaname = '{schema}'")), [["1"]]);
+}
+
+#[test]
+fn appending_casts_to_the_existing_column_types() {
+    let schema = pg::schema("t_existing");
+    pg::query(&format!("CREATE TABLE {schema}.m (id bigint, v varchar(10), amount numeric(9,3), note text DEFAULT 'kept')"));
+    let p = project(&schema, "mode: append");
+    p.write("raw.csv", &csv(1..=10, "a"));
+    assert_success(&run(&p, &["run", "-q"]));
+    assert_eq!(
+        pg::query(&format!("SELECT count(*)::text, sum(amount)::text, min(note) FROM {schema}.m")),
+        [["10", "13.750", "kept"]]
+    );
+}
+
+#[test]
+fn passwords_never_show() {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: t\nconnections:\n  pg: { kind: postgres, dsn: \"postgres://someone:${PGSECRET}@127.0.0.1:1/x?connect_timeout=1\" }\noutputs:\n  - model: m\n    to: pg\n",
+    );
+    p.write("sql/m.sql", "SELECT 1 AS x\n");
+    let plan = p.dfpipe_env(&["plan"], &[("PGSECRET", "hunter2-secret")]);
+    assert_success(&plan);
+    let out = p.dfpipe_env(&["run", "-v"], &[("PGSECRET", "hunter2-secret")]);
+    assert_eq!(out.status.code(), Some(1));
+    let results = std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap();
+    for text in [stdout(&plan), stderr(&plan), stdout(&out), stderr(&out), results] {
+        assert!(!text.contains("hunter2"), "the password leaked:\n{text}");
+    }
+    assert!(stderr(&out).contains("cannot connect to PostgreSQL"), "{}", stderr(&out));
+}
