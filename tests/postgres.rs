@@ -163,3 +163,73 @@ fn passwords_never_show() {
     }
     assert!(stderr(&out).contains("cannot connect to PostgreSQL"), "{}", stderr(&out));
 }
+
+/// A project whose model generates `rows` rows (no source files), written to `schema.big`.
+fn generated(schema: &str, rows: u32) -> Project {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!("name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\" }}\noutputs:\n  - model: big\n    to: pg\n    table: {schema}.big\n"),
+    );
+    p.write("sql/big.sql", &format!("SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, {rows})\n"));
+    p
+}
+
+fn spawn_run(p: &Project) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["run", "-q"])
+        .current_dir(p.path())
+        .env("DFPIPE_PG", pg::database_url())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_backend_killed_mid_copy_leaves_the_old_table() {
+    let schema = pg::schema("t_killed");
+    pg::query(&format!("CREATE TABLE {schema}.big AS SELECT g::bigint AS id, 'old' AS label FROM generate_series(1, 100) g"));
+    let p = generated(&schema, 3_000_000);
+    let child = spawn_run(&p);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let killed = loop {
+        // Only this test's COPY: other tests load into the same server at the same time.
+        let rows = pg::query(&format!(
+            "SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity WHERE application_name = 'dfpipe' AND query LIKE 'COPY \"{schema}\".%'"
+        ));
+        if !rows.is_empty() {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(killed, "never saw the COPY running; stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        // The server's FATAL message may or may not outrun the TCP reset; either way the cause is named.
+        stderr(&out).contains(&format!("error: pg.{schema}.big (model `big`): PostgreSQL {schema}.big: the server closed the connection, so nothing was committed: ")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pg::query(&format!("SELECT count(*)::text, min(label) FROM {schema}.big")), [["100", "old"]]);
+}
+
+#[test]
+fn readers_see_the_old_table_or_the_new_one_during_replace() {
+    let schema = pg::schema("t_readers");
+    let p = generated(&schema, 100);
+    assert_success(&p.dfpipe_env(&["run", "-q"], &[("DFPIPE_PG", pg::database_url())]));
+    let p = generated(&schema, 400_000);
+    let mut child = spawn_run(&p);
+    let mut seen = std::collections::BTreeSet::new();
+    while child.try_wait().unwrap().is_none() {
+        seen.insert(pg::query(&format!("SELECT count(*)::text FROM {schema}.big"))[0][0].clone());
+    }
+    assert!(child.wait().unwrap().success());
+    seen.insert(pg::query(&format!("SELECT count(*)::text FROM {schema}.big"))[0][0].clone());
+    assert!(seen.iter().all(|c| c == "100" || c == "400000"), "a reader saw a partial table: {seen:?}");
+    assert!(seen.contains("400000"));
+}

@@ -87,8 +87,9 @@ impl Project {
         }
 
         let model_names: BTreeSet<String> = models.keys().cloned().collect();
+        let functions = table_functions();
         for model in models.values_mut() {
-            resolve_dependencies(model, &model_names, &config)?;
+            resolve_dependencies(model, &model_names, &functions, &config)?;
         }
         let order = dag::topological_order(&models)?;
         let outputs = match &config.outputs {
@@ -156,7 +157,13 @@ fn find_sql_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Parses the model's SQL and records the models and sources it reads.
-fn resolve_dependencies(model: &mut Model, models: &BTreeSet<String>, config: &Config) -> Result<()> {
+/// Table functions DataFusion provides (`generate_series`, `range`, ...): a model may read them
+/// like tables, and they are not dependencies.
+fn table_functions() -> BTreeSet<String> {
+    datafusion::prelude::SessionContext::new().state().table_functions().keys().cloned().collect()
+}
+
+fn resolve_dependencies(model: &mut Model, models: &BTreeSet<String>, functions: &BTreeSet<String>, config: &Config) -> Result<()> {
     let file = model.file.display().to_string();
     let mut statements = DFParser::parse_sql(&model.sql)
         .map_err(|e| Error::Project(format!("{file}: {}", crate::error::df_message(&e))))?;
@@ -188,6 +195,8 @@ fn resolve_dependencies(model: &mut Model, models: &BTreeSet<String>, config: &C
             model.model_deps.insert(name);
         } else if reference.schema().is_none() && config.sources.contains_key(&name) {
             model.source_deps.insert(name);
+        } else if reference.schema().is_none() && functions.contains(&name) {
+            // A table function call, e.g. generate_series(1, 10).
         } else {
             let candidates: Vec<&str> = models.iter().map(String::as_str).chain(config.sources.keys().map(String::as_str)).collect();
             return Err(Error::Project(format!(

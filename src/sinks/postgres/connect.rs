@@ -1,9 +1,35 @@
 //! Connecting: the DSN from the config (`${DATABASE_URL}`), else `DATABASE_URL`, else libpq's
 //! `PG*` variables; retries with exponential backoff; messages that never include the password.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_postgres::{Client, Config, NoTls};
+
+/// A connected client, and why its connection closed if it did (the server's FATAL message,
+/// which the client itself only sees as "connection closed").
+pub struct Connection {
+    /// The client.
+    pub client: Client,
+    closed: Arc<Mutex<Option<String>>>,
+}
+
+impl Connection {
+    /// Describes `e`, naming the server's reason when the connection was closed under us.
+    pub async fn describe(&self, e: &tokio_postgres::Error) -> String {
+        if !e.is_closed() {
+            return describe(e);
+        }
+        // The connection task records the reason as it ends, a moment after the client notices.
+        for _ in 0..20 {
+            if let Some(reason) = self.closed.lock().expect("not poisoned").clone() {
+                return format!("the server closed the connection, so nothing was committed: {reason}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        format!("the server closed the connection, so nothing was committed: {}", describe(e))
+    }
+}
 
 /// Connection attempts before giving up.
 const ATTEMPTS: u32 = 5;
@@ -40,18 +66,21 @@ pub fn config(dsn: Option<&str>) -> Result<Config, String> {
 
 /// Connects, retrying with exponential backoff (0.25 s, 0.5 s, 1 s, 2 s); the connection task
 /// runs on its own.
-pub async fn connect(config: &Config) -> Result<Client, String> {
+pub async fn connect(config: &Config) -> Result<Connection, String> {
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1;
     loop {
         match config.connect(NoTls).await {
             Ok((client, connection)) => {
+                let closed = Arc::new(Mutex::new(None));
+                let reason = closed.clone();
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::debug!("postgres connection closed: {e}");
+                        *reason.lock().expect("not poisoned") = Some(describe(&e));
                     }
                 });
-                return Ok(client);
+                return Ok(Connection { client, closed });
             }
             Err(e) if attempt < ATTEMPTS && e.as_db_error().is_none() => {
                 tracing::warn!("cannot connect to PostgreSQL (attempt {attempt} of {ATTEMPTS}): {e}; retrying in {delay:?}");

@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::numeric;
+use super::numeric::{self, Groups};
 
 /// The 19-byte header every binary COPY stream starts with.
 pub const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -137,11 +137,11 @@ fn add_value_sizes(column: &ArrayRef, sizes: &mut [usize]) {
         DataType::LargeBinary => var_sizes(column.as_binary::<i64>().iter().map(|v| v.map(<[u8]>::len)), sizes),
         DataType::BinaryView => var_sizes(column.as_binary_view().iter().map(|v| v.map(<[u8]>::len)), sizes),
         DataType::UInt64 => var_sizes(
-            column.as_primitive::<UInt64Type>().iter().map(|v| v.map(|v| numeric::encoded_len(&v.to_string(), 0))),
+            column.as_primitive::<UInt64Type>().iter().map(|v| v.map(|v| Groups::from_i128(v as i128, 0).encoded_len())),
             sizes,
         ),
         DataType::Decimal128(_, s) => var_sizes(
-            column.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| numeric::encoded_len(&v.to_string(), *s))),
+            column.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| Groups::from_i128(v, *s).encoded_len())),
             sizes,
         ),
         DataType::Decimal256(_, s) => var_sizes(
@@ -214,6 +214,23 @@ fn binary<'a>(values: impl Iterator<Item = Option<&'a [u8]>>, buf: &mut [u8], cu
     }
 }
 
+/// Decimal128 (and integers as decimals of scale 0), from integer arithmetic.
+fn decimals(values: impl Iterator<Item = Option<i128>>, scale: i8, buf: &mut [u8], cursors: &mut [usize]) {
+    for (value, cursor) in values.zip(cursors.iter_mut()) {
+        match value {
+            Some(v) => {
+                let groups = Groups::from_i128(v, scale);
+                let len = groups.encoded_len();
+                buf[*cursor..*cursor + 4].copy_from_slice(&(len as i32).to_be_bytes());
+                groups.write(&mut buf[*cursor + 4..*cursor + 4 + len]);
+                *cursor += 4 + len;
+            }
+            None => put_null(buf, cursor),
+        }
+    }
+}
+
+/// Decimal256, through its decimal text (rare; exact).
 fn numerics(values: impl Iterator<Item = Option<String>>, scale: i8, buf: &mut [u8], cursors: &mut [usize]) -> Result<(), RowError> {
     let mut scratch = Vec::new();
     for (row, (value, cursor)) in values.zip(cursors.iter_mut()).enumerate() {
@@ -267,11 +284,15 @@ fn write_column(column: &ArrayRef, buf: &mut [u8], cursors: &mut [usize]) -> Res
         DataType::UInt8 => fixed(column.as_primitive::<UInt8Type>().iter(), buf, cursors, |v| Ok((v as i16).to_be_bytes())),
         DataType::UInt16 => fixed(column.as_primitive::<UInt16Type>().iter(), buf, cursors, |v| Ok((v as i32).to_be_bytes())),
         DataType::UInt32 => fixed(column.as_primitive::<UInt32Type>().iter(), buf, cursors, |v| Ok((v as i64).to_be_bytes())),
-        DataType::UInt64 => numerics(column.as_primitive::<UInt64Type>().iter().map(|v| v.map(|v| v.to_string())), 0, buf, cursors),
+        DataType::UInt64 => {
+            decimals(column.as_primitive::<UInt64Type>().iter().map(|v| v.map(|v| v as i128)), 0, buf, cursors);
+            Ok(())
+        }
         DataType::Float32 => fixed(column.as_primitive::<Float32Type>().iter(), buf, cursors, |v| Ok(v.to_bits().to_be_bytes())),
         DataType::Float64 => fixed(column.as_primitive::<Float64Type>().iter(), buf, cursors, |v| Ok(v.to_bits().to_be_bytes())),
         DataType::Decimal128(_, s) => {
-            numerics(column.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| v.to_string())), *s, buf, cursors)
+            decimals(column.as_primitive::<Decimal128Type>().iter(), *s, buf, cursors);
+            Ok(())
         }
         DataType::Decimal256(_, s) => {
             numerics(column.as_primitive::<Decimal256Type>().iter().map(|v| v.map(|v| v.to_string())), *s, buf, cursors)

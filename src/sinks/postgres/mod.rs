@@ -118,8 +118,23 @@ fn qualified(schema: Option<&str>, name: &str) -> String {
     }
 }
 
-fn db(e: tokio_postgres::Error) -> String {
-    connect::describe(&e)
+/// Why a load failed: the server said no (described once the connection's state is known), or
+/// dfpipe found a problem itself.
+enum Failure {
+    Db(tokio_postgres::Error),
+    Other(String),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Other(message)
+    }
 }
 
 #[async_trait]
@@ -136,17 +151,26 @@ impl DataSink for PostgresSink {
 impl PostgresSink {
     async fn load(&self, data: SendableRecordBatchStream) -> Result<u64, String> {
         let config = connect::config(self.dsn.as_ref().map(Secret::expose))?;
-        let mut client = connect::connect(&config).await?;
-        let tx = client.transaction().await.map_err(db)?;
+        let mut connection = connect::connect(&config).await?;
+        let result = self.load_in(&mut connection.client, data).await;
+        match result {
+            Ok(rows) => Ok(rows),
+            Err(Failure::Db(e)) => Err(connection.describe(&e).await),
+            Err(Failure::Other(message)) => Err(message),
+        }
+    }
+
+    async fn load_in(&self, client: &mut tokio_postgres::Client, data: SendableRecordBatchStream) -> Result<u64, Failure> {
+        let tx = client.transaction().await?;
         let schema = self.table.schema.as_deref();
         if let Some(s) = schema {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s))).await.map_err(db)?;
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s))).await?;
         }
         let target = qualified(schema, &self.table.name);
         let exists: bool = tx
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&target])
             .await
-            .map_err(db)?
+            ?
             .get(0);
         let columns: Vec<String> = self.schema.fields().iter().map(|f| quote(f.name())).collect();
         let column_list = columns.join(", ");
@@ -157,15 +181,15 @@ impl PostgresSink {
                 let new = qualified(schema, &new_name);
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?))
                     .await
-                    .map_err(db)?;
+                    ?;
                 let rows = self.copy(&tx, &new, &column_list, self.created_types(), data).await?;
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {new} RENAME TO {}", quote(&self.table.name)))
                     .await
-                    .map_err(db)?;
+                    ?;
                 rows
             }
             (Mode::Append | Mode::Merge, false) => {
-                tx.batch_execute(&format!("CREATE TABLE {target} ({})", self.column_ddl()?)).await.map_err(db)?;
+                tx.batch_execute(&format!("CREATE TABLE {target} ({})", self.column_ddl()?)).await?;
                 self.copy(&tx, &target, &column_list, self.created_types(), data).await?
             }
             (Mode::Append, true) => {
@@ -179,7 +203,7 @@ impl PostgresSink {
                     "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {column_list} FROM {target} WITH NO DATA"
                 ))
                 .await
-                .map_err(db)?;
+                ?;
                 let rows = self.copy(&tx, &stage, &column_list, types, data).await?;
                 let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
                 let key_list = keys.join(", ");
@@ -189,13 +213,13 @@ impl PostgresSink {
                         &[],
                     )
                     .await
-                    .map_err(db)?;
+                    ?;
                 if let Some(row) = duplicate {
                     let key: String = row.get(0);
-                    return Err(format!(
+                    return Err(Failure::Other(format!(
                         "merge key ({}) is not unique in the new rows: {key} appears more than once",
                         self.unique_key.join(", ")
-                    ));
+                    )));
                 }
                 let matches = keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
                 tx.batch_execute(&format!(
@@ -203,11 +227,11 @@ impl PostgresSink {
                      INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage}"
                 ))
                 .await
-                .map_err(db)?;
+                ?;
                 rows
             }
         };
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(rows)
     }
 
@@ -238,7 +262,7 @@ impl PostgresSink {
     }
 
     /// The types batches are cast to for an existing table: whatever its columns hold.
-    async fn existing_types(&self, tx: &Transaction<'_>, target: &str) -> Result<Vec<DataType>, String> {
+    async fn existing_types(&self, tx: &Transaction<'_>, target: &str) -> Result<Vec<DataType>, Failure> {
         let rows = tx
             .query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
@@ -246,9 +270,9 @@ impl PostgresSink {
                 &[&target],
             )
             .await
-            .map_err(db)?;
+            ?;
         let existing: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        self.schema
+        let types = self.schema
             .fields()
             .iter()
             .map(|f| {
@@ -264,7 +288,8 @@ impl PostgresSink {
                     format!("column `{}`: dfpipe cannot write PostgreSQL type {pg} yet; CAST the column in the model", f.name())
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(types)
     }
 
     /// Streams every batch through binary COPY into `table`; returns the rows copied.
@@ -275,18 +300,18 @@ impl PostgresSink {
         column_list: &str,
         types: Vec<DataType>,
         mut data: SendableRecordBatchStream,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, Failure> {
         for (field, ty) in self.schema.fields().iter().zip(&types) {
             if !encode::supported(ty) {
-                return Err(format!("column `{}`: Arrow type {ty} has no PostgreSQL encoding yet; CAST it in the model", field.name()));
+                return Err(Failure::Other(format!("column `{}`: Arrow type {ty} has no PostgreSQL encoding yet; CAST it in the model", field.name())));
             }
         }
         let sink = tx
             .copy_in::<_, Bytes>(&format!("COPY {table} ({column_list}) FROM STDIN (FORMAT binary)"))
             .await
-            .map_err(db)?;
+            ?;
         futures::pin_mut!(sink);
-        sink.send(Bytes::from_static(encode::HEADER)).await.map_err(db)?;
+        sink.send(Bytes::from_static(encode::HEADER)).await?;
         let mut encoder = encode::Encoder::default();
         let mut rows = 0u64;
         while let Some(batch) = data.next().await {
@@ -295,14 +320,20 @@ impl PostgresSink {
             let bytes = encoder.encode(&batch).map_err(|e| {
                 format!("column `{}`, row {}: {}", e.column, rows + e.row as u64 + 1, e.reason)
             })?;
-            sink.send(Bytes::copy_from_slice(bytes)).await.map_err(db)?;
+            if let Err(e) = sink.send(Bytes::copy_from_slice(bytes)).await {
+                // A closed connection hides the server's reason in the COPY's pending response.
+                return Err(match sink.as_mut().finish().await {
+                    Err(reason) if reason.as_db_error().is_some() => reason.into(),
+                    _ => e.into(),
+                });
+            }
             rows += batch.num_rows() as u64;
             self.counter.add(batch.num_rows() as u64);
         }
-        sink.send(Bytes::from_static(encode::TRAILER)).await.map_err(db)?;
-        let copied = sink.as_mut().finish().await.map_err(db)?;
+        sink.send(Bytes::from_static(encode::TRAILER)).await?;
+        let copied = sink.as_mut().finish().await?;
         if copied != rows {
-            return Err(format!("PostgreSQL reports {copied} rows copied, dfpipe sent {rows}"));
+            return Err(Failure::Other(format!("PostgreSQL reports {copied} rows copied, dfpipe sent {rows}")));
         }
         Ok(rows)
     }

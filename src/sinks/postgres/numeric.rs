@@ -42,6 +42,108 @@ fn digits(unscaled: &str, scale: i8) -> (bool, i16, Vec<i16>, u16) {
     (negative, weight, groups, scale as u16)
 }
 
+/// The base-10000 digits of a NUMERIC, most significant first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Groups {
+    digits: [i16; 24],
+    len: usize,
+    weight: i16,
+    negative: bool,
+    dscale: u16,
+}
+
+macro_rules! split_groups {
+    ($ty:ty, $abs:expr, $scale:expr) => {{
+        let a: $ty = $abs;
+        let s: u32 = $scale;
+        let p: $ty = (10 as $ty).pow(s);
+        let (mut ip, mut fp) = (a / p, a % p);
+        let nfrac = s.div_ceil(4) as usize;
+        let mut frac = [0i16; 10];
+        if nfrac > 0 {
+            // The last fraction group holds the remaining 1 to 4 digits, padded on the right.
+            let real = s - (nfrac as u32 - 1) * 4;
+            let unit: $ty = (10 as $ty).pow(real);
+            frac[nfrac - 1] = ((fp % unit) * (10 as $ty).pow(4 - real)) as i16;
+            fp /= unit;
+            for g in frac[..nfrac - 1].iter_mut().rev() {
+                *g = (fp % 10_000) as i16;
+                fp /= 10_000;
+            }
+        }
+        let mut int = [0i16; 12];
+        let mut nint = 0;
+        while ip > 0 {
+            int[nint] = (ip % 10_000) as i16;
+            ip /= 10_000;
+            nint += 1;
+        }
+        (int, nint, frac, nfrac)
+    }};
+}
+
+impl Groups {
+    /// The digits of `value × 10^-scale` for a Decimal128 (or any integer, with scale 0).
+    pub fn from_i128(value: i128, scale: i8) -> Groups {
+        if scale < 0 {
+            let (negative, weight, digits, dscale) = digits(&value.to_string(), scale);
+            return Groups::from_parts(negative, weight, &digits, dscale);
+        }
+        let abs = value.unsigned_abs();
+        let s = scale as u32;
+        // 64-bit arithmetic (divisions by constants become multiplications) whenever it fits.
+        let (int, nint, frac, nfrac) = if abs <= u64::MAX as u128 && s <= 19 {
+            split_groups!(u64, abs as u64, s)
+        } else {
+            split_groups!(u128, abs, s)
+        };
+        let mut out = Groups { digits: [0; 24], len: 0, weight: nint as i16 - 1, negative: value < 0, dscale: s as u16 };
+        for g in int[..nint].iter().rev().chain(&frac[..nfrac]) {
+            out.digits[out.len] = *g;
+            out.len += 1;
+        }
+        out.normalize();
+        out
+    }
+
+    fn from_parts(negative: bool, weight: i16, digits: &[i16], dscale: u16) -> Groups {
+        let mut out = Groups { digits: [0; 24], len: digits.len().min(24), weight, negative, dscale };
+        out.digits[..out.len].copy_from_slice(&digits[..out.len]);
+        out
+    }
+
+    /// Drops leading zero groups (lowering the weight) and trailing ones; zero is positive.
+    fn normalize(&mut self) {
+        let leading = self.digits[..self.len].iter().take_while(|g| **g == 0).count();
+        self.digits.copy_within(leading..self.len, 0);
+        self.len -= leading;
+        self.weight -= leading as i16;
+        while self.len > 0 && self.digits[self.len - 1] == 0 {
+            self.len -= 1;
+        }
+        if self.len == 0 {
+            self.weight = 0;
+            self.negative = false;
+        }
+    }
+
+    /// The encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        8 + 2 * self.len
+    }
+
+    /// Writes the binary NUMERIC into `out`, which is exactly [`Self::encoded_len`] long.
+    pub fn write(&self, out: &mut [u8]) {
+        out[0..2].copy_from_slice(&(self.len as i16).to_be_bytes());
+        out[2..4].copy_from_slice(&self.weight.to_be_bytes());
+        out[4..6].copy_from_slice(&(if self.negative { 0x4000u16 } else { 0 }).to_be_bytes());
+        out[6..8].copy_from_slice(&self.dscale.to_be_bytes());
+        for (i, g) in self.digits[..self.len].iter().enumerate() {
+            out[8 + 2 * i..10 + 2 * i].copy_from_slice(&g.to_be_bytes());
+        }
+    }
+}
+
 /// The encoded size in bytes.
 pub fn encoded_len(unscaled: &str, scale: i8) -> usize {
     8 + 2 * digits(unscaled, scale).2.len()
@@ -82,6 +184,29 @@ mod tests {
         assert_eq!(parts("12", -2), (false, 0, vec![1200], 0)); // 1200
         assert_eq!(parts("99999999999999999999999999999999999999", 0).2.len(), 10);
         assert_eq!(parts("1", 38), (false, -10, vec![100], 38)); // 1e-38
+    }
+
+    #[test]
+    fn integer_path_matches_text_path() {
+        let cases: [(i128, i8); 14] = [
+            (12345, 2), (-12345, 2), (0, 2), (5, 3), (100_000_000, 0), (1, 38), (-1, 37),
+            (i128::MAX, 0), (i128::MIN + 1, 38), (99_999_999_999_999_999, 18), (123, -2), (10_000, 4),
+            (1_000_000_000_000_000_000_000, 19), (-987_654_321, 9),
+        ];
+        for (value, scale) in cases {
+            let (negative, weight, digits, dscale) = digits(&value.to_string(), scale);
+            let g = Groups::from_i128(value, scale);
+            assert_eq!(
+                (g.negative, g.weight, &g.digits[..g.len], g.dscale),
+                (negative, weight, digits.as_slice(), dscale),
+                "{value}e-{scale}"
+            );
+            let mut text = Vec::new();
+            encode(&value.to_string(), scale, &mut text).unwrap();
+            let mut fast = vec![0u8; g.encoded_len()];
+            g.write(&mut fast);
+            assert_eq!(fast, text, "{value}e-{scale}");
+        }
     }
 
     #[test]
