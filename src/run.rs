@@ -181,9 +181,13 @@ async fn write_output(pipeline: &Pipeline, output: &OutputConfig, counter: &RowC
     let (mode, key) = (output.mode, output.unique_key.clone());
     let table: Arc<dyn TableProvider> = match &output.target {
         Target::DuckDb(target) => Arc::new(sinks::duckdb::DuckDbTable::new(target.clone(), schema, mode, key, counter.clone())),
-        Target::Postgres { table, dsn, .. } => {
-            Arc::new(sinks::postgres::PostgresTable::new(dsn.clone(), table.clone(), schema, mode, key, counter.clone()))
-        }
+        Target::Postgres { table, dsn, copy_streams, .. } => Arc::new(sinks::postgres::PostgresTable::new(
+            sinks::postgres::PostgresTarget { dsn: dsn.clone(), table: table.clone(), copy_streams: *copy_streams },
+            schema,
+            mode,
+            key,
+            counter.clone(),
+        )),
         Target::Parquet { location, single_file, compression } => {
             let rows = sinks::parquet::write(df, location, *single_file, compression, output.mode).await?;
             counter.add(rows);

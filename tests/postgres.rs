@@ -4,12 +4,16 @@ use crate::pg;
 use crate::util::*;
 
 fn project(schema: &str, mode: &str) -> Project {
+    project_with_streams(schema, mode, 2)
+}
+
+fn project_with_streams(schema: &str, mode: &str, streams: usize) -> Project {
     let p = Project::new();
     p.write(
         "dfpipe.yml",
         &format!(
             "name: t\nsources:\n  raw: {{ path: raw.csv, schema: {{ v: VARCHAR }} }}\n\
-             connections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\" }}\n\
+             connections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\", copy_streams: {streams} }}\n\
              datafusion: {{ execution.batch_size: 1000 }}\n\
              outputs:\n  - model: m\n    to: pg\n    table: {schema}.m\n    {mode}\n"
         ),
@@ -87,7 +91,8 @@ fn types_round_trip_exactly() {
 #[test]
 fn modes_replace_append_merge() {
     let schema = pg::schema("t_modes");
-    let p = project(&schema, "mode: replace");
+    // One COPY stream here; the other replace tests use two.
+    let p = project_with_streams(&schema, "mode: replace", 1);
     p.write("raw.csv", &csv(1..=2500, "a"));
     assert_success(&run(&p, &["run", "-q"]));
     assert_success(&run(&p, &["run", "-q"]));

@@ -173,6 +173,8 @@ pub enum Target {
         table: TableName,
         /// The connection string; `None` means `DATABASE_URL`, else libpq's `PG*` variables.
         dsn: Option<Secret>,
+        /// Parallel COPY streams for `replace`.
+        copy_streams: usize,
     },
 }
 
@@ -566,8 +568,10 @@ impl Checker<'_> {
                 table,
             }),
             Some(c) if c.kind == ConnectionKind::Duckdb => {
-                if c.dsn.is_some() {
-                    return Err(self.err(format!("connection `{name}`: `dsn` is a postgres setting; a duckdb connection takes `path`")));
+                if c.dsn.is_some() || c.copy_streams.is_some() {
+                    return Err(self.err(format!(
+                        "connection `{name}`: `dsn` and `copy_streams` are postgres settings; a duckdb connection takes `path`"
+                    )));
                 }
                 let path = self.interpolate(c.path.as_deref().unwrap_or(DEFAULT_DUCKDB_FILE), &format!("connection `{name}` path"))?;
                 let table = match (&table.schema, &c.schema) {
@@ -647,7 +651,12 @@ impl Checker<'_> {
                         Some(dsn) => Some(Secret::new(self.interpolate(dsn, &format!("connection `{to}` dsn"))?)),
                         None => None,
                     };
-                    Ok(Target::Postgres { connection: to.to_string(), table, dsn })
+                    let copy_streams = match connection.copy_streams {
+                        Some(0) => return Err(self.err(format!("connection `{to}`: copy_streams must be at least 1"))),
+                        Some(n) => n,
+                        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
+                    };
+                    Ok(Target::Postgres { connection: to.to_string(), table, dsn, copy_streams })
                 }
             };
         }

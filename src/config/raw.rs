@@ -123,6 +123,9 @@ pub struct RawConnection {
     pub dsn: Option<String>,
     /// postgres and duckdb: the schema tables are created in when a table name has none.
     pub schema: Option<String>,
+    /// postgres: parallel COPY streams (connections) for `replace` loads (default: the number
+    /// of cores, at most 4).
+    pub copy_streams: Option<usize>,
 }
 
 /// Connection kinds.

@@ -49,10 +49,22 @@ pub struct PostgresTable {
     sink: Arc<PostgresSink>,
 }
 
+/// Where a PostgreSQL output goes.
+#[derive(Debug, Clone)]
+pub struct PostgresTarget {
+    /// The connection string (`None`: `DATABASE_URL`, else `PG*`).
+    pub dsn: Option<Secret>,
+    /// The table.
+    pub table: TableName,
+    /// Parallel COPY streams for `replace`.
+    pub copy_streams: usize,
+}
+
 impl PostgresTable {
-    /// A table for `table` on the server `dsn` names (or `DATABASE_URL` / `PG*`).
-    pub fn new(dsn: Option<Secret>, table: TableName, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
-        PostgresTable { sink: Arc::new(PostgresSink { dsn, table, schema, mode, unique_key, counter }) }
+    /// A table for `target`, taking rows of `schema`.
+    pub fn new(target: PostgresTarget, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
+        let PostgresTarget { dsn, table, copy_streams } = target;
+        PostgresTable { sink: Arc::new(PostgresSink { dsn, table, streams: copy_streams, schema, mode, unique_key, counter }) }
     }
 }
 
@@ -94,6 +106,7 @@ impl TableProvider for PostgresTable {
 pub struct PostgresSink {
     dsn: Option<Secret>,
     table: TableName,
+    streams: usize,
     schema: SchemaRef,
     mode: Mode,
     unique_key: Vec<String>,
@@ -151,6 +164,9 @@ impl DataSink for PostgresSink {
 impl PostgresSink {
     async fn load(&self, data: SendableRecordBatchStream) -> Result<u64, String> {
         let config = connect::config(self.dsn.as_ref().map(Secret::expose))?;
+        if self.mode == Mode::Replace && self.streams > 1 {
+            return self.replace_in_parallel(&config, data).await;
+        }
         let mut connection = connect::connect(&config).await?;
         let result = self.load_in(&mut connection.client, data).await;
         match result {
@@ -182,7 +198,7 @@ impl PostgresSink {
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?))
                     .await
                     ?;
-                let rows = self.copy(&tx, &new, &column_list, self.created_types(), data).await?;
+                let rows = self.copier(&new, &column_list, self.created_types())?.copy(&tx, batches(data)).await?;
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {new} RENAME TO {}", quote(&self.table.name)))
                     .await
                     ?;
@@ -190,11 +206,11 @@ impl PostgresSink {
             }
             (Mode::Append | Mode::Merge, false) => {
                 tx.batch_execute(&format!("CREATE TABLE {target} ({})", self.column_ddl()?)).await?;
-                self.copy(&tx, &target, &column_list, self.created_types(), data).await?
+                self.copier(&target, &column_list, self.created_types())?.copy(&tx, batches(data)).await?
             }
             (Mode::Append, true) => {
                 let types = self.existing_types(&tx, &target).await?;
-                self.copy(&tx, &target, &column_list, types, data).await?
+                self.copier(&target, &column_list, types)?.copy(&tx, batches(data)).await?
             }
             (Mode::Merge, true) => {
                 let types = self.existing_types(&tx, &target).await?;
@@ -204,7 +220,7 @@ impl PostgresSink {
                 ))
                 .await
                 ?;
-                let rows = self.copy(&tx, &stage, &column_list, types, data).await?;
+                let rows = self.copier(&stage, &column_list, types)?.copy(&tx, batches(data)).await?;
                 let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
                 let key_list = keys.join(", ");
                 let duplicate = tx
@@ -233,6 +249,103 @@ impl PostgresSink {
         };
         tx.commit().await?;
         Ok(rows)
+    }
+
+    /// `replace` over several connections: the new table is created (committed, under its hidden
+    /// name), filled by parallel COPY streams each in its own transaction, then swapped in by one
+    /// transaction. On failure the hidden table is dropped; the target is never touched.
+    async fn replace_in_parallel(&self, config: &tokio_postgres::Config, data: SendableRecordBatchStream) -> Result<u64, String> {
+        let main = connect::connect(config).await?;
+        let schema = self.table.schema.as_deref();
+        let new = qualified(schema, &format!("__dfpipe_new_{}", self.table.name));
+        let target = qualified(schema, &self.table.name);
+        let create_schema = schema.map_or_else(String::new, |s| format!("CREATE SCHEMA IF NOT EXISTS {}; ", quote(s)));
+        let columns: Vec<String> = self.schema.fields().iter().map(|f| quote(f.name())).collect();
+        let copier = self.copier(&new, &columns.join(", "), self.created_types()).map_err(|e| match e {
+            Failure::Other(m) => m,
+            Failure::Db(e) => connect::describe(&e),
+        })?;
+        let setup = format!("{create_schema}DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?);
+        if let Err(e) = main.client.batch_execute(&setup).await {
+            return Err(main.describe(&e).await);
+        }
+        let copied = self.copy_in_parallel(config, &copier, data).await;
+        let result = match copied {
+            Ok(rows) => {
+                let swap = format!(
+                    "BEGIN; DROP TABLE IF EXISTS {target}; ALTER TABLE {new} RENAME TO {}; COMMIT",
+                    quote(&self.table.name)
+                );
+                match main.client.batch_execute(&swap).await {
+                    Ok(()) => return Ok(rows),
+                    Err(e) => Err(main.describe(&e).await),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let _ = main.client.batch_execute(&format!("ROLLBACK; DROP TABLE IF EXISTS {new}")).await;
+        result
+    }
+
+    /// Deals the batches round-robin to `self.streams` COPY streams on their own connections.
+    async fn copy_in_parallel(&self, config: &tokio_postgres::Config, copier: &Copier, mut data: SendableRecordBatchStream) -> Result<u64, String> {
+        let mut senders = Vec::with_capacity(self.streams);
+        let mut workers = Vec::with_capacity(self.streams);
+        for _ in 0..self.streams {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Message>(2);
+            let mut connection = connect::connect(config).await?;
+            let copier = copier.clone();
+            workers.push(tokio::spawn(async move {
+                let result = async {
+                    let tx = connection.client.transaction().await?;
+                    let rows = copier.copy(&tx, messages(rx)).await?;
+                    tx.commit().await?;
+                    Ok::<_, Failure>(rows)
+                }
+                .await;
+                match result {
+                    Ok(rows) => Ok(rows),
+                    Err(Failure::Db(e)) => Err(connection.describe(&e).await),
+                    Err(Failure::Other(m)) => Err(m),
+                }
+            }));
+            senders.push(tx);
+        }
+        let (mut next, mut before, mut failure) = (0, 0u64, None);
+        while let Some(batch) = data.next().await {
+            match batch {
+                Ok(batch) => {
+                    let n = batch.num_rows() as u64;
+                    if senders[next].send(Message::Batch(batch, before)).await.is_err() {
+                        break; // that stream failed; its error is collected below
+                    }
+                    before += n;
+                    next = (next + 1) % senders.len();
+                }
+                Err(e) => {
+                    failure = Some(crate::error::df_message(&e));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            for sender in &senders {
+                let _ = sender.send(Message::End).await;
+            }
+        }
+        drop(senders);
+        let mut rows = 0;
+        for worker in workers {
+            match worker.await {
+                Ok(Ok(n)) => rows += n,
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(e) => failure = failure.or(Some(e.to_string())),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
     }
 
     /// `"col" type [NOT NULL], ...` for a table created from the model's schema.
@@ -292,34 +405,89 @@ impl PostgresSink {
         Ok(types)
     }
 
-    /// Streams every batch through binary COPY into `table`; returns the rows copied.
-    async fn copy(
-        &self,
-        tx: &Transaction<'_>,
-        table: &str,
-        column_list: &str,
-        types: Vec<DataType>,
-        mut data: SendableRecordBatchStream,
-    ) -> Result<u64, Failure> {
+
+}
+
+/// What a parallel COPY stream receives.
+enum Message {
+    /// A batch and the number of rows dealt before it.
+    Batch(RecordBatch, u64),
+    /// The input ended cleanly: finish the COPY and commit.
+    End,
+}
+
+/// A stream's batches; a channel that closes without [`Message::End`] is a cancelled load.
+fn messages(rx: tokio::sync::mpsc::Receiver<Message>) -> impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>> {
+    futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Message::Batch(batch, before)) => Some((Ok((batch, before)), Some(rx))),
+            Some(Message::End) => None,
+            None => Some((Err(Failure::Other("the load was cancelled".to_string())), None)),
+        }
+    })
+}
+
+/// Sends batches through one `COPY ... FROM STDIN (FORMAT binary)`.
+#[derive(Debug, Clone)]
+struct Copier {
+    table: String,
+    column_list: String,
+    schema: SchemaRef,
+    types: Vec<DataType>,
+    counter: RowCounter,
+}
+
+/// The model's batches, each with the number of rows before it (for row numbers in errors).
+fn batches(data: SendableRecordBatchStream) -> impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>> {
+    data.scan(0u64, |before, batch| {
+        let item = batch.map(|b| {
+            let first = *before;
+            *before += b.num_rows() as u64;
+            (b, first)
+        });
+        futures::future::ready(Some(item.map_err(|e| Failure::Other(crate::error::df_message(&e)))))
+    })
+}
+
+impl PostgresSink {
+    /// A copier into `table`, after checking every column type can be encoded.
+    fn copier(&self, table: &str, column_list: &str, types: Vec<DataType>) -> Result<Copier, Failure> {
         for (field, ty) in self.schema.fields().iter().zip(&types) {
             if !encode::supported(ty) {
-                return Err(Failure::Other(format!("column `{}`: Arrow type {ty} has no PostgreSQL encoding yet; CAST it in the model", field.name())));
+                return Err(Failure::Other(format!(
+                    "column `{}`: Arrow type {ty} has no PostgreSQL encoding yet; CAST it in the model",
+                    field.name()
+                )));
             }
         }
+        Ok(Copier {
+            table: table.to_string(),
+            column_list: column_list.to_string(),
+            schema: self.schema.clone(),
+            types,
+            counter: self.counter.clone(),
+        })
+    }
+}
+
+impl Copier {
+    /// Streams every batch through binary COPY inside `tx`; returns the rows copied.
+    async fn copy(&self, tx: &Transaction<'_>, data: impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>>) -> Result<u64, Failure> {
         let sink = tx
-            .copy_in::<_, Bytes>(&format!("COPY {table} ({column_list}) FROM STDIN (FORMAT binary)"))
-            .await
-            ?;
+            .copy_in::<_, Bytes>(&format!("COPY {} ({}) FROM STDIN (FORMAT binary)", self.table, self.column_list))
+            .await?;
         futures::pin_mut!(sink);
+        futures::pin_mut!(data);
         sink.send(Bytes::from_static(encode::HEADER)).await?;
         let mut encoder = encode::Encoder::default();
         let mut rows = 0u64;
-        while let Some(batch) = data.next().await {
-            let batch = batch.map_err(|e| crate::error::df_message(&e))?;
-            let batch = self.cast(batch, &types, rows)?;
-            let bytes = encoder.encode(&batch).map_err(|e| {
-                format!("column `{}`, row {}: {}", e.column, rows + e.row as u64 + 1, e.reason)
-            })?;
+        while let Some(item) = data.next().await {
+            let (batch, before) = item?;
+            let batch = self.cast(batch, before)?;
+            let bytes = encoder
+                .encode(&batch)
+                .map_err(|e| format!("column `{}`, row {}: {}", e.column, before + e.row as u64 + 1, e.reason))?;
             if let Err(e) = sink.send(Bytes::copy_from_slice(bytes)).await {
                 // A closed connection hides the server's reason in the COPY's pending response.
                 return Err(match sink.as_mut().finish().await {
@@ -340,7 +508,8 @@ impl PostgresSink {
 
     /// Casts each column to the type it is encoded as; a value that does not fit is an error
     /// naming the column (never a silent NULL).
-    fn cast(&self, batch: RecordBatch, types: &[DataType], rows_before: u64) -> Result<RecordBatch, String> {
+    fn cast(&self, batch: RecordBatch, rows_before: u64) -> Result<RecordBatch, String> {
+        let types = &self.types;
         if batch.columns().iter().zip(types).all(|(c, t)| c.data_type() == t) {
             return Ok(batch);
         }
@@ -368,5 +537,4 @@ impl PostgresSink {
             .map(|(f, t)| f.as_ref().clone().with_data_type(t.clone()))
             .collect();
         RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns).map_err(|e| e.to_string())
-    }
-}
+    }}
