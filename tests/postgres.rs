@@ -89,6 +89,34 @@ fn types_round_trip_exactly() {
 }
 
 #[test]
+fn nested_and_interval_types_round_trip() {
+    let schema = pg::schema("t_nested");
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!("name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\" }}\noutputs:\n  - model: nested\n    to: pg\n    table: {schema}.nested\n"),
+    );
+    p.write(
+        "sql/nested.sql",
+        "SELECT make_array(1, 2, NULL) AS ints, make_array('a', 'b\"c') AS texts, named_struct('k', 1, 'v', 'x') AS st,
+                INTERVAL '1 month 2 days 3 hours' AS iv, arrow_cast(1500, 'Duration(Millisecond)') AS dur,
+                map(['a', 'b'], [1, 2]) AS m\n",
+    );
+    assert_success(&run(&p, &["run", "-q"]));
+    assert_eq!(
+        pg::query(&format!(
+            "SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute \
+             WHERE attrelid = '{schema}.nested'::regclass AND attnum > 0"
+        )),
+        [["bigint[], text[], jsonb, interval, interval, jsonb"]]
+    );
+    assert_eq!(
+        pg::query(&format!("SELECT ints::text, texts::text, st::text, iv::text, dur::text, m::text FROM {schema}.nested")),
+        [["{1,2,NULL}", "{a,\"b\\\"c\"}", "{\"k\": 1, \"v\": \"x\"}", "1 mon 2 days 03:00:00", "00:00:01.5", "{\"a\": 1, \"b\": 2}"]]
+    );
+}
+
+#[test]
 fn modes_replace_append_merge() {
     let schema = pg::schema("t_modes");
     // One COPY stream here; the other replace tests use two.

@@ -67,7 +67,162 @@ pub fn supported(data_type: &DataType) -> bool {
             | DataType::Timestamp(_, _)
             | DataType::Time32(_)
             | DataType::Time64(_)
-    )
+            | DataType::Interval(_)
+            | DataType::Duration(_)
+            | DataType::Struct(_)
+            | DataType::Map(_, _)
+    ) || matches!(data_type, DataType::List(f) | DataType::LargeList(f) if element_oid(f.data_type()).is_some())
+}
+
+/// The OID of the PostgreSQL type an array element of this Arrow type is encoded as.
+pub fn element_oid(data_type: &DataType) -> Option<u32> {
+    Some(match data_type {
+        DataType::Boolean => 16,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => 21,
+        DataType::Int32 | DataType::UInt16 => 23,
+        DataType::Int64 | DataType::UInt32 => 20,
+        DataType::UInt64 | DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => 1700,
+        DataType::Float32 => 700,
+        DataType::Float64 => 701,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => 25,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => 17,
+        DataType::Date32 | DataType::Date64 => 1082,
+        DataType::Timestamp(_, None) => 1114,
+        DataType::Timestamp(_, Some(_)) => 1184,
+        DataType::Time32(_) | DataType::Time64(_) => 1083,
+        DataType::Interval(_) | DataType::Duration(_) => 1186,
+        _ => return None,
+    })
+}
+
+/// Nested and interval columns become binary columns holding their finished PostgreSQL
+/// payloads (array, jsonb, interval), so the row layout below handles them like bytea.
+fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
+    use datafusion::arrow::array::BinaryBuilder;
+    let mut out = BinaryBuilder::with_capacity(column.len(), column.len() * 16);
+    match column.data_type() {
+        DataType::Interval(unit) => {
+            use datafusion::arrow::datatypes::{IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType};
+            for row in 0..column.len() {
+                if column.is_null(row) {
+                    out.append_null();
+                    continue;
+                }
+                let (months, days, micros) = match unit {
+                    IntervalUnit::YearMonth => (column.as_primitive::<IntervalYearMonthType>().value(row), 0, 0i64),
+                    IntervalUnit::DayTime => {
+                        let v = column.as_primitive::<IntervalDayTimeType>().value(row);
+                        (0, v.days, v.milliseconds as i64 * 1_000)
+                    }
+                    IntervalUnit::MonthDayNano => {
+                        let v = column.as_primitive::<IntervalMonthDayNanoType>().value(row);
+                        (v.months, v.days, v.nanoseconds / 1_000)
+                    }
+                };
+                out.append_value(interval(micros, days, months));
+            }
+        }
+        DataType::Duration(unit) => {
+            use datafusion::arrow::datatypes::{DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType, DurationSecondType};
+            for row in 0..column.len() {
+                if column.is_null(row) {
+                    out.append_null();
+                    continue;
+                }
+                let micros = match unit {
+                    TimeUnit::Second => column.as_primitive::<DurationSecondType>().value(row).checked_mul(1_000_000),
+                    TimeUnit::Millisecond => column.as_primitive::<DurationMillisecondType>().value(row).checked_mul(1_000),
+                    TimeUnit::Microsecond => Some(column.as_primitive::<DurationMicrosecondType>().value(row)),
+                    TimeUnit::Nanosecond => Some(column.as_primitive::<DurationNanosecondType>().value(row) / 1_000),
+                }
+                .ok_or_else(|| (row, "duration is too long for a PostgreSQL interval".to_string()))?;
+                out.append_value(interval(micros, 0, 0));
+            }
+        }
+        DataType::List(_) => arrays(column.as_list::<i32>().offsets().iter().map(|o| *o as usize), column, column.as_list::<i32>().values(), &mut out)?,
+        DataType::LargeList(_) => arrays(column.as_list::<i64>().offsets().iter().map(|o| *o as usize), column, column.as_list::<i64>().values(), &mut out)?,
+        DataType::Struct(_) | DataType::Map(_, _) => jsonb(column, &mut out)?,
+        _ => return Ok(column.clone()),
+    }
+    Ok(std::sync::Arc::new(out.finish()))
+}
+
+fn interval(micros: i64, days: i32, months: i32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..8].copy_from_slice(&micros.to_be_bytes());
+    b[8..12].copy_from_slice(&days.to_be_bytes());
+    b[12..16].copy_from_slice(&months.to_be_bytes());
+    b
+}
+
+/// One-dimensional PostgreSQL arrays from a list column.
+fn arrays(
+    offsets: impl Iterator<Item = usize>,
+    list: &ArrayRef,
+    values: &ArrayRef,
+    out: &mut datafusion::arrow::array::BinaryBuilder,
+) -> Result<(), RowError> {
+    let oid = element_oid(values.data_type()).ok_or_else(|| (0, format!("arrays of {} are not supported", values.data_type())))?;
+    // Encode every element once, as fields (length + bytes), then slice per row.
+    let values = prepare(values)?;
+    let mut starts = vec![4usize; values.len()];
+    add_value_sizes(&values, &mut starts);
+    let mut total = 0;
+    for s in starts.iter_mut() {
+        let size = *s;
+        *s = total;
+        total += size;
+    }
+    starts.push(total);
+    let mut elements = vec![0u8; total];
+    let mut cursors = starts[..values.len()].to_vec();
+    write_column(&values, &mut elements, &mut cursors).map_err(|(_, reason)| (0, format!("array element: {reason}")))?;
+    let offsets: Vec<usize> = offsets.collect();
+    let mut payload = Vec::new();
+    for row in 0..list.len() {
+        if list.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        let (a, b) = (offsets[row], offsets[row + 1]);
+        payload.clear();
+        let has_null = (a..b).any(|i| values.is_null(i));
+        payload.extend_from_slice(&(if a == b { 0i32 } else { 1 }).to_be_bytes());
+        payload.extend_from_slice(&(has_null as i32).to_be_bytes());
+        payload.extend_from_slice(&oid.to_be_bytes());
+        if a < b {
+            payload.extend_from_slice(&((b - a) as i32).to_be_bytes());
+            payload.extend_from_slice(&1i32.to_be_bytes());
+            payload.extend_from_slice(&elements[starts[a]..starts[b]]);
+        }
+        out.append_value(&payload);
+    }
+    Ok(())
+}
+
+/// jsonb (version byte 1, then JSON text) from struct and map columns.
+fn jsonb(column: &ArrayRef, out: &mut datafusion::arrow::array::BinaryBuilder) -> Result<(), RowError> {
+    use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
+    let schema = datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new("v", column.data_type().clone(), true)]);
+    let batch = RecordBatch::try_new(std::sync::Arc::new(schema), vec![column.clone()]).map_err(|e| (0, e.to_string()))?;
+    let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(Vec::new());
+    writer.write(&batch).map_err(|e| (0, format!("cannot write it as JSON: {e}")))?;
+    writer.finish().map_err(|e| (0, e.to_string()))?;
+    let text = writer.into_inner();
+    let mut payload = Vec::new();
+    for (row, line) in text.split(|b| *b == b'\n').take(column.len()).enumerate() {
+        if column.is_null(row) {
+            out.append_null();
+            continue;
+        }
+        // Each line is {"v":<value>}.
+        let value = line.strip_prefix(b"{\"v\":").and_then(|l| l.strip_suffix(b"}")).ok_or_else(|| (row, "unexpected JSON".to_string()))?;
+        payload.clear();
+        payload.push(1);
+        payload.extend_from_slice(value);
+        out.append_value(&payload);
+    }
+    Ok(())
 }
 
 /// Encodes batches into one reusable buffer.
@@ -83,9 +238,16 @@ impl Encoder {
     pub fn encode(&mut self, batch: &RecordBatch) -> Result<&[u8], EncodeError> {
         let rows = batch.num_rows();
         let fields = batch.num_columns();
+        let schema = batch.schema();
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| prepare(c).map_err(|(row, reason)| EncodeError { column: f.name().clone(), row, reason }))
+            .collect::<Result<Vec<_>, _>>()?;
         // 1. Row sizes: 2 bytes of field count, then 4 bytes of length per field plus the value.
         let mut sizes = vec![2 + 4 * fields; rows];
-        for column in batch.columns() {
+        for column in &columns {
             add_value_sizes(column, &mut sizes);
         }
         // 2. Row offsets and the field count of each row.
@@ -101,8 +263,7 @@ impl Encoder {
             offset += size;
         }
         // 3. Each column writes its field into every row, advancing that row's cursor.
-        let schema = batch.schema();
-        for (column, field) in batch.columns().iter().zip(schema.fields()) {
+        for (column, field) in columns.iter().zip(schema.fields()) {
             write_column(column, &mut self.buf, &mut self.cursors)
                 .map_err(|(row, reason)| EncodeError { column: field.name().clone(), row, reason })?;
         }

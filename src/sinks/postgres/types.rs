@@ -24,6 +24,11 @@ pub fn pg_type(data_type: &DataType) -> Result<String, String> {
         DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
         DataType::Time32(_) | DataType::Time64(_) => "time".into(),
         DataType::Dictionary(_, values) => pg_type(values)?,
+        DataType::Interval(_) | DataType::Duration(_) => "interval".into(),
+        DataType::Struct(_) | DataType::Map(_, _) => "jsonb".into(),
+        DataType::List(f) | DataType::LargeList(f) if !matches!(f.data_type(), DataType::List(_) | DataType::LargeList(_)) => {
+            format!("{}[]", pg_type(f.data_type())?)
+        }
         other => return Err(format!("Arrow type {other} has no PostgreSQL mapping yet; CAST it in the model")),
     })
 }
@@ -45,6 +50,15 @@ pub fn arrow_for_pg(pg: &str, model: &DataType) -> Option<DataType> {
         "timestamp without time zone" => DataType::Timestamp(TimeUnit::Microsecond, None),
         "timestamp with time zone" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         "time without time zone" => DataType::Time64(TimeUnit::Microsecond),
+        "interval" => DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+        "jsonb" if matches!(model, DataType::Struct(_) | DataType::Map(_, _)) => model.clone(),
+        array if array.ends_with("[]") => match model {
+            DataType::List(f) | DataType::LargeList(f) => {
+                let element = arrow_for_pg(array.trim_end_matches("[]"), f.data_type())?;
+                DataType::List(std::sync::Arc::new(datafusion::arrow::datatypes::Field::new("item", element, true)))
+            }
+            _ => return None,
+        },
         "numeric" => match typmod(pg) {
             Some((p, s)) if p <= 38 => DataType::Decimal128(p as u8, s as i8),
             Some((p, s)) if p <= 76 => DataType::Decimal256(p as u8, s as i8),
