@@ -61,8 +61,8 @@ fn sinks(c: &mut Criterion) {
                     table: TableName { schema: None, name: "t".into() },
                 };
                 let schema = Arc::new(df.schema().as_arrow().clone());
-                let sink = sinks::duckdb::DuckDbTable::new(target, schema, Mode::Replace, vec![], RowCounter::hidden());
-                ctx.register_table("sink", Arc::new(sink)).unwrap();
+                let sink = sinks::duckdb::DuckDbSink::new(target, schema, Mode::Replace, vec![], RowCounter::hidden());
+                ctx.register_table("sink", Arc::new(sinks::SinkTable::new(Arc::new(sink), Mode::Replace, "bench"))).unwrap();
                 df.write_table("sink", DataFrameWriteOptions::new().with_insert_operation(InsertOp::Overwrite)).await.unwrap();
                 ctx.deregister_table("sink").unwrap();
             })

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::catalog::TableProvider;
+use datafusion::datasource::sink::DataSink;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::logical_expr::dml::InsertOp;
@@ -179,9 +179,9 @@ async fn write_output(pipeline: &Pipeline, output: &OutputConfig, counter: &RowC
     let df = ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| df_message(&e))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let (mode, key) = (output.mode, output.unique_key.clone());
-    let table: Arc<dyn TableProvider> = match &output.target {
-        Target::DuckDb(target) => Arc::new(sinks::duckdb::DuckDbTable::new(target.clone(), schema, mode, key, counter.clone())),
-        Target::Postgres { table, dsn, copy_streams, .. } => Arc::new(sinks::postgres::PostgresTable::new(
+    let sink: Arc<dyn DataSink> = match &output.target {
+        Target::DuckDb(target) => Arc::new(sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())),
+        Target::Postgres { table, dsn, copy_streams, .. } => Arc::new(sinks::postgres::PostgresSink::new(
             sinks::postgres::PostgresTarget { dsn: dsn.clone(), table: table.clone(), copy_streams: *copy_streams },
             schema,
             mode,
@@ -195,8 +195,9 @@ async fn write_output(pipeline: &Pipeline, output: &OutputConfig, counter: &RowC
         }
     };
     // The target is `INSERT INTO <sink> SELECT * FROM <model>`, planned and run by DataFusion.
+    let table = sinks::SinkTable::new(sink, mode, output.target.label(&pipeline.project.config.project_dir));
     let sink_name = TableReference::bare("__dfpipe_sink");
-    ctx.register_table(sink_name.clone(), table).map_err(|e| df_message(&e))?;
+    ctx.register_table(sink_name.clone(), Arc::new(table)).map_err(|e| df_message(&e))?;
     let op = if output.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
     let written = df.write_table("__dfpipe_sink", DataFrameWriteOptions::new().with_insert_operation(op)).await;
     ctx.deregister_table(sink_name).map_err(|e| df_message(&e))?;

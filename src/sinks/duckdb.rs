@@ -1,6 +1,5 @@
-//! DuckDB target: a [`TableProvider`] whose `insert_into` returns DataFusion's `DataSinkExec`
-//! over [`DuckDbSink`], so a target is `INSERT INTO target SELECT * FROM model`, planned and
-//! streamed by DataFusion and appended batch by batch through DuckDB's Arrow appender.
+//! DuckDB target: [`DuckDbSink`], a DataFusion `DataSink` (behind [`super::SinkTable`]) that
+//! appends batch by batch through DuckDB's Arrow appender.
 //!
 //! Every load runs in one DuckDB transaction, on a blocking thread fed by a small bounded
 //! channel (so memory does not grow with the table):
@@ -20,70 +19,15 @@ use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::dml::InsertOp;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::config::{DuckDbTarget, Mode};
 use crate::progress::RowCounter;
-
-/// A DuckDB table as a write-only DataFusion table.
-#[derive(Debug)]
-pub struct DuckDbTable {
-    sink: Arc<DuckDbSink>,
-}
-
-impl DuckDbTable {
-    /// A table for `target`, taking rows of `schema`.
-    pub fn new(target: DuckDbTarget, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
-        DuckDbTable { sink: Arc::new(DuckDbSink { target, schema, mode, unique_key, counter }) }
-    }
-}
-
-#[async_trait]
-impl TableProvider for DuckDbTable {
-    fn schema(&self) -> SchemaRef {
-        self.sink.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        datafusion::common::not_impl_err!("dfpipe writes DuckDB targets; read them with `dfpipe query`")
-    }
-
-    async fn insert_into(
-        &self,
-        _state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        insert_op: InsertOp,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let expected = if self.sink.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
-        if insert_op != expected {
-            return datafusion::common::plan_err!(
-                "DuckDB target {} is configured for mode `{}`, not {insert_op}",
-                self.sink.target.table,
-                self.sink.mode.name()
-            );
-        }
-        Ok(Arc::new(DataSinkExec::new(input, self.sink.clone(), None)))
-    }
-}
 
 /// Streams record batches into a DuckDB table (see the module docs for the modes).
 #[derive(Debug)]
@@ -93,6 +37,13 @@ pub struct DuckDbSink {
     mode: Mode,
     unique_key: Vec<String>,
     counter: RowCounter,
+}
+
+impl DuckDbSink {
+    /// A sink loading rows of `schema` into `target` in `mode`.
+    pub fn new(target: DuckDbTarget, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
+        DuckDbSink { target, schema, mode, unique_key, counter }
+    }
 }
 
 impl DisplayAs for DuckDbSink {

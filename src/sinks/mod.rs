@@ -1,5 +1,68 @@
 //! Where outputs are written: DuckDB tables, PostgreSQL tables (binary COPY) and Parquet files.
+//!
+//! DuckDB and PostgreSQL targets are DataFusion sinks: [`SinkTable`] is a write-only table whose
+//! `insert_into` returns `DataSinkExec` over the target's `DataSink`, so a target is
+//! `INSERT INTO target SELECT * FROM model`, planned and streamed by DataFusion.
 
 pub mod duckdb;
 pub mod parquet;
 pub mod postgres;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::error::Result;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::config::Mode;
+
+/// A write-only DataFusion table over a target's sink.
+#[derive(Debug)]
+pub struct SinkTable {
+    sink: Arc<dyn DataSink>,
+    mode: Mode,
+    label: String,
+}
+
+impl SinkTable {
+    /// A table writing through `sink` in `mode`; `label` names the target in messages.
+    pub fn new(sink: Arc<dyn DataSink>, mode: Mode, label: impl Into<String>) -> Self {
+        SinkTable { sink, mode, label: label.into() }
+    }
+}
+
+#[async_trait]
+impl TableProvider for SinkTable {
+    fn schema(&self) -> SchemaRef {
+        self.sink.schema().clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        datafusion::common::not_impl_err!("target {} is write-only in dfpipe (read DuckDB targets with `dfpipe query`)", self.label)
+    }
+
+    /// `replace` plans as an overwrite, `append` and `merge` as appends; the sink applies the mode.
+    async fn insert_into(&self, _state: &dyn Session, input: Arc<dyn ExecutionPlan>, insert_op: InsertOp) -> Result<Arc<dyn ExecutionPlan>> {
+        let expected = if self.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
+        if insert_op != expected {
+            return datafusion::common::plan_err!("target {} is configured for mode `{}`, not {insert_op}", self.label, self.mode.name());
+        }
+        Ok(Arc::new(DataSinkExec::new(input, self.sink.clone(), None)))
+    }
+}

@@ -1,7 +1,7 @@
-//! PostgreSQL target: a [`TableProvider`] whose `insert_into` returns DataFusion's
-//! `DataSinkExec` over [`PostgresSink`], so a target is `INSERT INTO pg_table SELECT * FROM
-//! model`, planned and streamed by DataFusion and sent with `COPY ... FROM STDIN (FORMAT binary)`
-//! from Arrow columns encoded straight to the wire format ([`encode`]).
+//! PostgreSQL target: [`PostgresSink`], a DataFusion `DataSink` (behind [`super::SinkTable`]),
+//! so a target is `INSERT INTO pg_table SELECT * FROM model`, planned and streamed by DataFusion
+//! and sent with `COPY ... FROM STDIN (FORMAT binary)` from Arrow columns encoded straight to the
+//! wire format ([`encode`]).
 //!
 //! Every load is one transaction:
 //! - `replace` copies into a new table `__dfpipe_new_<table>`, drops the old table and renames
@@ -29,25 +29,15 @@ use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::dml::InsertOp;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::{SinkExt, StreamExt};
 use tokio_postgres::Transaction;
 
 use crate::config::{Mode, Secret, TableName};
 use crate::progress::RowCounter;
-
-/// A PostgreSQL table as a write-only DataFusion table.
-#[derive(Debug)]
-pub struct PostgresTable {
-    sink: Arc<PostgresSink>,
-}
 
 /// Where a PostgreSQL output goes.
 #[derive(Debug, Clone)]
@@ -60,47 +50,6 @@ pub struct PostgresTarget {
     pub copy_streams: usize,
 }
 
-impl PostgresTable {
-    /// A table for `target`, taking rows of `schema`.
-    pub fn new(target: PostgresTarget, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
-        let PostgresTarget { dsn, table, copy_streams } = target;
-        PostgresTable { sink: Arc::new(PostgresSink { dsn, table, streams: copy_streams, schema, mode, unique_key, counter }) }
-    }
-}
-
-#[async_trait]
-impl TableProvider for PostgresTable {
-    fn schema(&self) -> SchemaRef {
-        self.sink.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        datafusion::common::not_impl_err!("dfpipe writes PostgreSQL targets; it does not read them")
-    }
-
-    async fn insert_into(&self, _state: &dyn Session, input: Arc<dyn ExecutionPlan>, insert_op: InsertOp) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let expected = if self.sink.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
-        if insert_op != expected {
-            return datafusion::common::plan_err!(
-                "PostgreSQL target {} is configured for mode `{}`, not {insert_op}",
-                self.sink.table,
-                self.sink.mode.name()
-            );
-        }
-        Ok(Arc::new(DataSinkExec::new(input, self.sink.clone(), None)))
-    }
-}
-
 /// Streams record batches into PostgreSQL with binary COPY (see the module docs).
 #[derive(Debug)]
 pub struct PostgresSink {
@@ -111,6 +60,14 @@ pub struct PostgresSink {
     mode: Mode,
     unique_key: Vec<String>,
     counter: RowCounter,
+}
+
+impl PostgresSink {
+    /// A sink loading rows of `schema` into `target` in `mode`.
+    pub fn new(target: PostgresTarget, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
+        let PostgresTarget { dsn, table, copy_streams } = target;
+        PostgresSink { dsn, table, streams: copy_streams, schema, mode, unique_key, counter }
+    }
 }
 
 impl DisplayAs for PostgresSink {
