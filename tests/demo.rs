@@ -229,3 +229,22 @@ fn init_refuses_to_overwrite_a_project() {
         "./dfpipe.yml already exists; dfpipe init will not overwrite a project (pass --force to replace the demo files)",
     );
 }
+
+#[test]
+fn hive_partitioned_directories_are_read_with_their_partitions() {
+    let p = Project::demo(4_000);
+    for (i, year) in [(0, 2024), (1, 2025)] {
+        let dir = p.file(&format!("data/hive/year={year}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(p.file(&format!("data/orders/orders-{i}.parquet")), dir.join("part.parquet")).unwrap();
+    }
+    std::fs::write(p.file("data/hive/_SUCCESS"), "").unwrap();
+    p.write("dfpipe.yml", "name: hive\nsources:\n  orders: { path: data/hive }\n");
+    std::fs::remove_dir_all(p.file("sql")).unwrap();
+    p.write("sql/by_year.sql", "SELECT year, count(*) AS n FROM orders GROUP BY year\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT year, CAST(n AS VARCHAR) FROM by_year ORDER BY year"),
+        vec![vec!["2024".to_string(), "1000".to_string()], vec!["2025".to_string(), "1000".to_string()]]
+    );
+}

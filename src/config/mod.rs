@@ -507,7 +507,7 @@ impl Checker<'_> {
         let location = self.resolve_location(&path);
         let format = match raw.format {
             Some(f) => f,
-            None => infer_format(&location).ok_or_else(|| {
+            None => infer_format(&location).or_else(|| sniff_directory(&location)).ok_or_else(|| {
                 self.err(format!(
                     "{what}: cannot tell the format of `{path}` from its name; add `format: parquet`, `csv` or `json`"
                 ))
@@ -694,6 +694,28 @@ fn parquet_compression(name: &str) -> Option<String> {
         "snappy" | "lz4" | "uncompressed" => name.into(),
         _ => return None,
     })
+}
+
+/// The format of the first data file in a local directory (hive layouts included), skipping
+/// hidden and `_`-prefixed files such as `_SUCCESS`.
+fn sniff_directory(location: &str) -> Option<Format> {
+    let mut stack = vec![PathBuf::from(location)];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir).ok()?.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Some(format) = infer_format(&path.to_string_lossy()) {
+                return Some(format);
+            }
+        }
+    }
+    None
 }
 
 /// The format a path's extension implies (`.csv.gz` is csv).
