@@ -266,3 +266,39 @@ fn readers_see_the_old_table_or_the_new_one_during_replace() {
     assert!(seen.iter().all(|c| c == "100" || c == "400000"), "a reader saw a partial table: {seen:?}");
     assert!(seen.contains("400000"));
 }
+
+#[test]
+fn values_postgres_cannot_hold_stop_the_load_by_column_and_row() {
+    let schema = pg::schema("t_limits");
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!(
+            "name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\" }}\noutputs:\n  - model: dates\n    to: pg\n    table: {schema}.dates\n\
+             \n  - model: amounts\n    to: pg\n    table: {schema}.amounts\n    mode: append\n"
+        ),
+    );
+    p.write(
+        "sql/dates.sql",
+        "SELECT * FROM (VALUES (arrow_cast(1, 'Date32')), (arrow_cast(2147483000, 'Date32'))) AS t(d)\n",
+    );
+    p.write("sql/amounts.sql", "SELECT CAST(12345.67 AS DECIMAL(7,2)) AS amount\n");
+    pg::query(&format!("CREATE TABLE {schema}.amounts (amount numeric(5,2))"));
+    let out = run(&p, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "error: pg.{schema}.dates (model `dates`): PostgreSQL {schema}.dates: column `d`, row 2: date 2147483000 days from 1970-01-01 is outside PostgreSQL's date range"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "error: pg.{schema}.amounts (model `amounts`): PostgreSQL {schema}.amounts: column `amount` (rows 1..): cannot convert Decimal128(7, 2) to the table's type: "
+        )),
+        "{err}"
+    );
+    assert!(err.contains("too large to store in a Decimal128 of precision 5"), "{err}");
+    assert_eq!(pg::query(&format!("SELECT to_regclass('{schema}.dates') IS NULL, (SELECT count(*) FROM {schema}.amounts)")), [["t", "0"]]);
+}
