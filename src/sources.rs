@@ -167,7 +167,14 @@ async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -> Result<Ar
     let inferred = options
         .infer_schema(&state, &url)
         .await
-        .map_err(|e| fail(format!("cannot read it as {}: {}", source.format.name(), df_message(&e))))?;
+        .map_err(|e| {
+            let hint = match source.format {
+                Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
+                Format::Csv => " (check `delimiter`, `header` and `quote` in the source's options)",
+                Format::Parquet => "",
+            };
+            fail(format!("cannot read it as {}: {}{hint}", source.format.name(), df_message(&e)))
+        })?;
     let schema = apply_schema_overrides(ctx, source, inferred).await?;
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| fail(df_message(&e)))?;

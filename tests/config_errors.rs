@@ -149,3 +149,15 @@ fn option_for_the_wrong_format() {
     let p = project("name: t\nsources:\n  o: { path: o.parquet, options: { delimiter: ';' } }\n");
     assert_error(&p.dfpipe(&["plan"]), 2, "dfpipe.yml: source `o`: option `delimiter` applies to csv sources, not parquet");
 }
+
+#[test]
+fn a_json_array_file_gets_a_hint() {
+    let p = project("name: t\nsources:\n  rows: { path: rows.json }\noutputs:\n  - model: n\n");
+    p.write("rows.json", "[{\"a\": 1}, {\"a\": 2}]\n");
+    p.write("sql/n.sql", "SELECT * FROM rows\n");
+    let out = p.dfpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("error: source `rows` (rows.json): cannot read it as json: "), "{err}");
+    assert!(err.ends_with("(dfpipe reads newline-delimited JSON: one object per line, not one array)\n"), "{err}");
+}
