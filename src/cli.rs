@@ -27,6 +27,7 @@ Exit codes:
   1  a run failed: a source, a query or a target (failed targets keep their old contents)
   2  usage or config error: bad flags, invalid dfpipe.yml, SQL that does not parse,
      unknown references, dependency cycles
+  130  interrupted (Ctrl-C): targets in progress were not committed
 
 Environment:
   DATABASE_URL, PG*             PostgreSQL connection (use ${VAR} in dsn:)

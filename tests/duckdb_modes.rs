@@ -141,3 +141,25 @@ fn types_round_trip_into_duckdb() {
         ]
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
+    let p = Project::new();
+    p.write("dfpipe.yml", "name: t\n");
+    p.write("sql/big.sql", "SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, 100)\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    p.write("sql/big.sql", "SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, 50000000)\n");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["run", "-q"])
+        .current_dir(p.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted: targets in progress were not committed and keep their previous contents"));
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM big")), "BigInt(100)");
+}
