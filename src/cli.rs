@@ -67,6 +67,13 @@ pub struct GlobalArgs {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Memory budget for queries, e.g. 512MiB or 4GiB (overrides memory.limit in the config).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_memory_limit)]
+    pub memory_limit: Option<u64>,
+}
+
+fn parse_memory_limit(s: &str) -> Result<u64, String> {
+    crate::config::parse_size(s).filter(|n| *n > 0).ok_or_else(|| format!("`{s}` is not a size; write e.g. 512MiB or 4GiB"))
 }
 
 /// Log output formats.

@@ -36,7 +36,11 @@ use project::{Project, Selection};
 /// Runs a parsed command line; returns the exit code for a run that completed (errors are
 /// returned as [`Error`] and map to codes with [`Error::exit_code`]).
 pub async fn execute(cli: Cli) -> Result<u8> {
-    let load = LoadOptions { env: cli.global.env.clone(), vars: parse_vars(&cli.global.vars)? };
+    let load = LoadOptions {
+        env: cli.global.env.clone(),
+        vars: parse_vars(&cli.global.vars)?,
+        memory_limit: cli.global.memory_limit,
+    };
     match cli.command {
         Command::Init { dir, orders, force } => {
             init::init(&dir, orders, force)?;

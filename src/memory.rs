@@ -87,7 +87,7 @@ impl MemoryBudget {
             lines.push(format!("cgroup limit: {}", human_bytes(limit)));
         }
         match self.fixed_limit {
-            Some(limit) => lines.push(format!("budget: {} (memory.limit)", human_bytes(limit))),
+            Some(limit) => lines.push(format!("budget: {} (memory.limit or --memory-limit)", human_bytes(limit))),
             None => lines.push(format!(
                 "budget: {} (available × (1 − os_margin {:.2}))",
                 human_bytes(self.budget),

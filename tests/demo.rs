@@ -195,6 +195,12 @@ fn plan_shows_dag_memory_and_plans_without_writing() {
     assert!(text.contains("  stg_orders (sql/stg_orders.sql) <- source orders\n"), "{text}");
     assert!(text.contains("  daily_revenue (sql/daily_revenue.sql) <- model stg_orders\n"), "{text}");
     assert!(text.contains("pool: fair spill pool of"), "{text}");
+    let limited = stdout(&p.dfpipe(&["plan", "--memory-limit", "256MiB"]));
+    assert!(limited.contains("  budget: 256.0 MiB (memory.limit or --memory-limit)\n"), "{limited}");
+    assert!(limited.contains("  pool: fair spill pool of 256.0 MiB"), "{limited}");
+    let bad = p.dfpipe(&["plan", "--memory-limit", "lots"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("`lots` is not a size; write e.g. 512MiB or 4GiB"), "{}", stderr(&bad));
     assert!(text.contains("target warehouse.daily_revenue <- model daily_revenue (mode replace)"), "{text}");
     assert!(text.contains("Aggregate: groupBy="), "{text}");
     assert!(!text.contains("target warehouse.customer_revenue"), "{text}");

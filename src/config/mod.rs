@@ -31,6 +31,8 @@ pub struct LoadOptions {
     pub env: Option<String>,
     /// `--vars KEY=VALUE`, already split.
     pub vars: BTreeMap<String, String>,
+    /// `--memory-limit`, in bytes; wins over `memory.limit`.
+    pub memory_limit: Option<u64>,
 }
 
 /// The checked config of one project.
@@ -255,7 +257,11 @@ pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config> {
         None => raw,
     };
     let checker = Checker { text: &text, label: &label, vars: Vars::new(options.vars.clone()), project_dir: &project_dir };
-    checker.check(raw, file.clone())
+    let mut config = checker.check(raw, file.clone())?;
+    if let Some(limit) = options.memory_limit {
+        config.memory.limit = Some(limit);
+    }
+    Ok(config)
 }
 
 fn is_toml(file: &Path) -> bool {
