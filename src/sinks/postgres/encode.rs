@@ -301,6 +301,10 @@ fn add_value_sizes(column: &ArrayRef, sizes: &mut [usize]) {
             column.as_primitive::<UInt64Type>().iter().map(|v| v.map(|v| Groups::from_i128(v as i128, 0).encoded_len())),
             sizes,
         ),
+        DataType::Decimal128(_, s) if *s < 0 => var_sizes(
+            column.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| numeric::encoded_len(&v.to_string(), *s))),
+            sizes,
+        ),
         DataType::Decimal128(_, s) => var_sizes(
             column.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| Groups::from_i128(v, *s).encoded_len())),
             sizes,
@@ -451,6 +455,10 @@ fn write_column(column: &ArrayRef, buf: &mut [u8], cursors: &mut [usize]) -> Res
         }
         DataType::Float32 => fixed(column.as_primitive::<Float32Type>().iter(), buf, cursors, |v| Ok(v.to_bits().to_be_bytes())),
         DataType::Float64 => fixed(column.as_primitive::<Float64Type>().iter(), buf, cursors, |v| Ok(v.to_bits().to_be_bytes())),
+        // Negative scales can need more digits than `Groups` holds: the exact text path.
+        DataType::Decimal128(_, s) if *s < 0 => {
+            numerics(column.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| v.to_string())), *s, buf, cursors)
+        }
         DataType::Decimal128(_, s) => {
             decimals(column.as_primitive::<Decimal128Type>().iter(), *s, buf, cursors);
             Ok(())

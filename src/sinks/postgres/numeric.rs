@@ -84,11 +84,10 @@ macro_rules! split_groups {
 
 impl Groups {
     /// The digits of `value × 10^-scale` for a Decimal128 (or any integer, with scale 0).
+    /// Negative scales (more digits than this holds) go through [`encode`] instead.
     pub fn from_i128(value: i128, scale: i8) -> Groups {
-        if scale < 0 {
-            let (negative, weight, digits, dscale) = digits(&value.to_string(), scale);
-            return Groups::from_parts(negative, weight, &digits, dscale);
-        }
+        debug_assert!(scale >= 0, "negative scales use the text path");
+        let scale = scale.max(0);
         let abs = value.unsigned_abs();
         let s = scale as u32;
         // 64-bit arithmetic (divisions by constants become multiplications) whenever it fits.
@@ -103,12 +102,6 @@ impl Groups {
             out.len += 1;
         }
         out.normalize();
-        out
-    }
-
-    fn from_parts(negative: bool, weight: i16, digits: &[i16], dscale: u16) -> Groups {
-        let mut out = Groups { digits: [0; 24], len: digits.len().min(24), weight, negative, dscale };
-        out.digits[..out.len].copy_from_slice(&digits[..out.len]);
         out
     }
 
@@ -190,7 +183,7 @@ mod tests {
     fn integer_path_matches_text_path() {
         let cases: [(i128, i8); 14] = [
             (12345, 2), (-12345, 2), (0, 2), (5, 3), (100_000_000, 0), (1, 38), (-1, 37),
-            (i128::MAX, 0), (i128::MIN + 1, 38), (99_999_999_999_999_999, 18), (123, -2), (10_000, 4),
+            (i128::MAX, 0), (i128::MIN + 1, 38), (99_999_999_999_999_999, 18), (123, 1), (10_000, 4),
             (1_000_000_000_000_000_000_000, 19), (-987_654_321, 9),
         ];
         for (value, scale) in cases {
@@ -207,6 +200,13 @@ mod tests {
             g.write(&mut fast);
             assert_eq!(fast, text, "{value}e-{scale}");
         }
+    }
+
+    #[test]
+    fn negative_scales_keep_every_digit() {
+        // 123 × 10^100 = 123 × 10000^25: one digit group, weight 25.
+        let (negative, weight, groups, dscale) = parts("123", -100);
+        assert_eq!((negative, weight, groups, dscale), (false, 25, vec![123], 0));
     }
 
     #[test]
