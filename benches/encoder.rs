@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::arrow::array::{
-    ArrayRef, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -36,17 +37,25 @@ fn batch(family: &str) -> RecordBatch {
                     .unwrap(),
             ),
         )],
-        "text" => vec![("s", Arc::new((0..ROWS).map(|i| nullable(i, format!("customer number {i}"))).collect::<StringArray>()))],
+        "text" => vec![(
+            "s",
+            Arc::new((0..ROWS).map(|i| nullable(i, format!("customer number {i}"))).collect::<StringArray>()),
+        )],
         "temporal" => vec![
             ("d", Arc::new((0..ROWS).map(|i| nullable(i, 19_000 + (i % 3000) as i32)).collect::<Date32Array>())),
             (
                 "ts",
-                Arc::new((0..ROWS).map(|i| nullable(i, 1_700_000_000_000_000 + i as i64)).collect::<TimestampMicrosecondArray>()),
+                Arc::new(
+                    (0..ROWS)
+                        .map(|i| nullable(i, 1_700_000_000_000_000 + i as i64))
+                        .collect::<TimestampMicrosecondArray>(),
+                ),
             ),
         ],
         other => unreachable!("{other}"),
     };
-    let schema = Schema::new(columns.iter().map(|(n, c)| Field::new(*n, c.data_type().clone(), true)).collect::<Vec<_>>());
+    let schema =
+        Schema::new(columns.iter().map(|(n, c)| Field::new(*n, c.data_type().clone(), true)).collect::<Vec<_>>());
     RecordBatch::try_new(Arc::new(schema), columns.into_iter().map(|(_, c)| c).collect()).unwrap()
 }
 

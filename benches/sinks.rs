@@ -33,9 +33,15 @@ fn table() -> Arc<MemTable> {
             let ids: Vec<i64> = (start as i64..(start + BATCH).min(ROWS) as i64).collect();
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from(ids.clone())),
-                Arc::new(Decimal128Array::from(ids.iter().map(|i| (*i as i128) * 7 % 100_000).collect::<Vec<_>>()).with_precision_and_scale(12, 2).unwrap()),
+                Arc::new(
+                    Decimal128Array::from(ids.iter().map(|i| (*i as i128) * 7 % 100_000).collect::<Vec<_>>())
+                        .with_precision_and_scale(12, 2)
+                        .unwrap(),
+                ),
                 Arc::new(StringArray::from(ids.iter().map(|i| format!("customer {i}")).collect::<Vec<_>>())),
-                Arc::new(TimestampMicrosecondArray::from(ids.iter().map(|i| 1_700_000_000_000_000 + i * 1_000_000).collect::<Vec<_>>())),
+                Arc::new(TimestampMicrosecondArray::from(
+                    ids.iter().map(|i| 1_700_000_000_000_000 + i * 1_000_000).collect::<Vec<_>>(),
+                )),
             ];
             RecordBatch::try_new(schema.clone(), columns).unwrap()
         })
@@ -62,8 +68,11 @@ fn sinks(c: &mut Criterion) {
                 };
                 let schema = Arc::new(df.schema().as_arrow().clone());
                 let sink = sinks::duckdb::DuckDbSink::new(target, schema, Mode::Replace, vec![], RowCounter::hidden());
-                ctx.register_table("sink", Arc::new(sinks::SinkTable::new(Arc::new(sink), Mode::Replace, "bench"))).unwrap();
-                df.write_table("sink", DataFrameWriteOptions::new().with_insert_operation(InsertOp::Overwrite)).await.unwrap();
+                ctx.register_table("sink", Arc::new(sinks::SinkTable::new(Arc::new(sink), Mode::Replace, "bench")))
+                    .unwrap();
+                df.write_table("sink", DataFrameWriteOptions::new().with_insert_operation(InsertOp::Overwrite))
+                    .await
+                    .unwrap();
                 ctx.deregister_table("sink").unwrap();
             })
         })

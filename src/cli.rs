@@ -73,7 +73,9 @@ pub struct GlobalArgs {
 }
 
 fn parse_memory_limit(s: &str) -> Result<u64, String> {
-    crate::config::parse_size(s).filter(|n| *n > 0).ok_or_else(|| format!("`{s}` is not a size; write e.g. 512MiB or 4GiB"))
+    crate::config::parse_size(s)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a size; write e.g. 512MiB or 4GiB"))
 }
 
 /// Log output formats.

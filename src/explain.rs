@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use datafusion::common::TableReference;
 
-use crate::error::{Result, df_message, Error};
+use crate::error::{Error, Result, df_message};
 use crate::pipeline::Pipeline;
 
 /// Renders the plan of every selected output.
@@ -31,12 +31,7 @@ pub async fn render(pipeline: &Pipeline) -> Result<String> {
         let _ = writeln!(out, "  {line}");
     }
     let options = pipeline.ctx.copied_config();
-    let _ = writeln!(
-        out,
-        "  batch size: {}; target partitions: {}",
-        options.batch_size(),
-        options.target_partitions()
-    );
+    let _ = writeln!(out, "  batch size: {}; target partitions: {}", options.batch_size(), options.target_partitions());
     if pipeline.outputs.is_empty() {
         let _ = writeln!(out, "\nno targets selected");
     }

@@ -44,11 +44,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Init { dir, orders, force } => {
             init::init(&dir, orders, force)?;
-            println!(
-                "created a dfpipe project in {}\nnext: cd {} && dfpipe run",
-                dir.display(),
-                dir.display()
-            );
+            println!("created a dfpipe project in {}\nnext: cd {} && dfpipe run", dir.display(), dir.display());
             Ok(error::EXIT_OK)
         }
         Command::Plan { select } => {
@@ -70,7 +66,8 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                     return Err(e);
                 }
             };
-            let progress = !cli.global.quiet && cli.global.log_format == LogFormat::Text && std::io::stderr().is_terminal();
+            let progress =
+                !cli.global.quiet && cli.global.log_format == LogFormat::Text && std::io::stderr().is_terminal();
             let results = run::run(&pipeline, &run::RunOptions { fail_fast, progress }).await?;
             if !cli.global.quiet {
                 print!("{}", run::summary(&results));

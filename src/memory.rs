@@ -66,9 +66,8 @@ impl MemoryBudget {
         );
         let mode = match &self.spill_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    Error::Config(format!("memory.spill_dir: cannot create {}: {e}", dir.display()))
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Config(format!("memory.spill_dir: cannot create {}: {e}", dir.display())))?;
                 DiskManagerMode::Directories(vec![dir.clone()])
             }
             None => DiskManagerMode::OsTmpDirectory,
@@ -94,7 +93,10 @@ impl MemoryBudget {
                 self.os_margin
             )),
         }
-        lines.push(format!("pool: fair spill pool of {} (sorts, aggregates and sort-merge joins spill to disk)", human_bytes(self.budget)));
+        lines.push(format!(
+            "pool: fair spill pool of {} (sorts, aggregates and sort-merge joins spill to disk)",
+            human_bytes(self.budget)
+        ));
         lines.push(format!(
             "spill directory: {}",
             self.spill_dir.as_ref().map_or_else(|| "system temp directory".to_string(), |d| d.display().to_string())

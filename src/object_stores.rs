@@ -22,7 +22,11 @@ use crate::error::{Error, Result};
 /// The retry policy every store gets.
 pub fn retry_config(storage: &StorageConfig) -> RetryConfig {
     RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(15), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
         max_retries: storage.max_retries,
         retry_timeout: Duration::from_secs(storage.retry_timeout_secs),
     }
@@ -34,11 +38,15 @@ pub fn register(ctx: &SessionContext, location: &str, storage: &StorageConfig, w
     if !location.contains("://") || location.starts_with("file://") {
         return Ok(());
     }
-    let url = Url::parse(location).map_err(|e| Error::Config(format!("{what}: `{location}` is not a valid URL: {e}")))?;
-    let fail = |e: object_store::Error| Error::Source(format!("{what}: cannot set up the object store for {location}: {e}"));
+    let url =
+        Url::parse(location).map_err(|e| Error::Config(format!("{what}: `{location}` is not a valid URL: {e}")))?;
+    let fail =
+        |e: object_store::Error| Error::Source(format!("{what}: cannot set up the object store for {location}: {e}"));
     let retry = retry_config(storage);
     let store: Arc<dyn ObjectStore> = match url.scheme() {
-        "s3" | "s3a" => Arc::new(AmazonS3Builder::from_env().with_url(location).with_retry(retry).build().map_err(fail)?),
+        "s3" | "s3a" => {
+            Arc::new(AmazonS3Builder::from_env().with_url(location).with_retry(retry).build().map_err(fail)?)
+        }
         "gs" | "gcs" => {
             Arc::new(GoogleCloudStorageBuilder::from_env().with_url(location).with_retry(retry).build().map_err(fail)?)
         }

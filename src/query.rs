@@ -23,14 +23,10 @@ pub enum QueryFormat {
 /// Runs `sql` against the DuckDB file at `path`.
 pub fn query(path: &Path, sql: &str) -> Result<Vec<RecordBatch>> {
     if !path.exists() {
-        return Err(Error::Usage(format!(
-            "no DuckDB file at {} yet; run `dfpipe run` first",
-            path.display()
-        )));
+        return Err(Error::Usage(format!("no DuckDB file at {} yet; run `dfpipe run` first", path.display())));
     }
-    let config = duckdb::Config::default()
-        .access_mode(duckdb::AccessMode::ReadOnly)
-        .map_err(|e| Error::Run(e.to_string()))?;
+    let config =
+        duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).map_err(|e| Error::Run(e.to_string()))?;
     let conn = duckdb::Connection::open_with_flags(path, config)
         .map_err(|e| Error::Run(format!("cannot open {}: {e}", path.display())))?;
     let mut statement = conn.prepare(sql).map_err(|e| Error::Run(format!("query failed: {e}")))?;

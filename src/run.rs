@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::datasource::sink::DataSink;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::sink::DataSink;
 use datafusion::logical_expr::dml::InsertOp;
 use serde::Serialize;
 
@@ -174,13 +174,19 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
 }
 
 /// Writes one output; returns the rows written or a message saying why not.
-async fn write_output(pipeline: &Pipeline, output: &OutputConfig, counter: &RowCounter) -> std::result::Result<u64, String> {
+async fn write_output(
+    pipeline: &Pipeline,
+    output: &OutputConfig,
+    counter: &RowCounter,
+) -> std::result::Result<u64, String> {
     let ctx = &pipeline.ctx;
     let df = ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| df_message(&e))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let (mode, key) = (output.mode, output.unique_key.clone());
     let sink: Arc<dyn DataSink> = match &output.target {
-        Target::DuckDb(target) => Arc::new(sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())),
+        Target::DuckDb(target) => {
+            Arc::new(sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone()))
+        }
         Target::Postgres { table, dsn, copy_streams, .. } => Arc::new(sinks::postgres::PostgresSink::new(
             sinks::postgres::PostgresTarget { dsn: dsn.clone(), table: table.clone(), copy_streams: *copy_streams },
             schema,
@@ -235,7 +241,11 @@ pub fn summary(results: &RunResults) -> String {
                 .to_string(),
                 group_digits(t.rows),
                 format!("{:.2}", t.seconds),
-                if t.seconds > 0.0 && t.status == Status::Success { group_digits((t.rows as f64 / t.seconds) as u64) } else { "-".into() },
+                if t.seconds > 0.0 && t.status == Status::Success {
+                    group_digits((t.rows as f64 / t.seconds) as u64)
+                } else {
+                    "-".into()
+                },
                 t.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes),
             ]
         })

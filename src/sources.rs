@@ -39,11 +39,14 @@ fn listing_url(location: &str) -> datafusion::error::Result<ListingTableUrl> {
     let has_glob = |s: &str| s.contains(['*', '?', '[']);
     match location.find("://").map(|i| i + 3).and_then(|start| {
         let rest = &location[start..];
-        let first_glob = rest.split('/').scan(0usize, |offset, seg| {
-            let at = *offset;
-            *offset += seg.len() + 1;
-            Some((at, seg))
-        }).find(|(_, seg)| has_glob(seg))?;
+        let first_glob = rest
+            .split('/')
+            .scan(0usize, |offset, seg| {
+                let at = *offset;
+                *offset += seg.len() + 1;
+                Some((at, seg))
+            })
+            .find(|(_, seg)| has_glob(seg))?;
         Some(start + first_glob.0)
     }) {
         Some(split) => {
@@ -134,7 +137,8 @@ fn extension_filter(source: &SourceConfig, url: &ListingTableUrl) -> String {
 
 async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -> Result<Arc<dyn TableProvider>> {
     let fail = |msg: String| source_error(source, &msg);
-    let url = listing_url(&source.location).map_err(|e| fail(format!("not a valid path or URL: {}", df_message(&e))))?;
+    let url =
+        listing_url(&source.location).map_err(|e| fail(format!("not a valid path or URL: {}", df_message(&e))))?;
     let state = ctx.state();
     let extension = extension_filter(source, &url);
     let mut options = ListingOptions::new(file_format(source))
@@ -164,17 +168,14 @@ async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -> Result<Ar
             .map_err(|e| fail(format!("cannot read the partition layout: {}", df_message(&e))))?;
         options = options.with_table_partition_cols(partitions.into_iter().map(|p| (p, DataType::Utf8)).collect());
     }
-    let inferred = options
-        .infer_schema(&state, &url)
-        .await
-        .map_err(|e| {
-            let hint = match source.format {
-                Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
-                Format::Csv => " (check `delimiter`, `header` and `quote` in the source's options)",
-                Format::Parquet => "",
-            };
-            fail(format!("cannot read it as {}: {}{hint}", source.format.name(), df_message(&e)))
-        })?;
+    let inferred = options.infer_schema(&state, &url).await.map_err(|e| {
+        let hint = match source.format {
+            Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
+            Format::Csv => " (check `delimiter`, `header` and `quote` in the source's options)",
+            Format::Parquet => "",
+        };
+        fail(format!("cannot read it as {}: {}{hint}", source.format.name(), df_message(&e)))
+    })?;
     let schema = apply_schema_overrides(ctx, source, inferred).await?;
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| fail(df_message(&e)))?;

@@ -106,7 +106,11 @@ fn merge_needs_a_key() {
 #[test]
 fn output_of_unknown_model() {
     let p = project("name: t\noutputs:\n  - model: mm\n");
-    assert_error(&p.dfpipe(&["run"]), 2, "dfpipe.yml: output names model `mm`, but there is no sql/mm.sql (did you mean `m`?)");
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "dfpipe.yml: output names model `mm`, but there is no sql/mm.sql (did you mean `m`?)",
+    );
 }
 
 #[test]
@@ -127,14 +131,17 @@ fn bad_vars_flag_and_bad_usage() {
 
 #[test]
 fn missing_source_file_fails_before_anything_runs() {
-    let p = project("name: t\nsources:\n  orders: { path: data/missing/*.csv }\noutputs:\n  - model: m\n  - model: n\n");
+    let p =
+        project("name: t\nsources:\n  orders: { path: data/missing/*.csv }\noutputs:\n  - model: m\n  - model: n\n");
     p.write("sql/n.sql", "SELECT * FROM orders\n");
     let out = p.dfpipe(&["run"]);
     let dir = p.path().display().to_string();
     assert_error(
         &out,
         1,
-        &format!("source `orders` (data/missing/*.csv): no files found at {dir}/data/missing/*.csv; check the path (relative paths start at the project directory)"),
+        &format!(
+            "source `orders` (data/missing/*.csv): no files found at {dir}/data/missing/*.csv; check the path (relative paths start at the project directory)"
+        ),
     );
     assert!(!p.file("dfpipe.duckdb").exists(), "nothing may run when a source is missing");
     let results: serde_json::Value =
@@ -147,7 +154,11 @@ fn missing_source_file_fails_before_anything_runs() {
 #[test]
 fn option_for_the_wrong_format() {
     let p = project("name: t\nsources:\n  o: { path: o.parquet, options: { delimiter: ';' } }\n");
-    assert_error(&p.dfpipe(&["plan"]), 2, "dfpipe.yml: source `o`: option `delimiter` applies to csv sources, not parquet");
+    assert_error(
+        &p.dfpipe(&["plan"]),
+        2,
+        "dfpipe.yml: source `o`: option `delimiter` applies to csv sources, not parquet",
+    );
 }
 
 #[test]

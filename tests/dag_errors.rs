@@ -28,7 +28,10 @@ fn cycle_names_the_files() {
 
 #[test]
 fn unknown_reference_suggests_the_name() {
-    let p = project(&[("sql/stg.sql", "SELECT * FROM raw"), ("sql/mart.sql", "WITH x AS (SELECT * FROM stgg) SELECT * FROM x")]);
+    let p = project(&[
+        ("sql/stg.sql", "SELECT * FROM raw"),
+        ("sql/mart.sql", "WITH x AS (SELECT * FROM stgg) SELECT * FROM x"),
+    ]);
     assert_error(
         &p.dfpipe(&["plan"]),
         2,

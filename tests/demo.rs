@@ -118,7 +118,12 @@ fn init_then_run_writes_exact_results() {
         let r = b.column(3).as_primitive::<Decimal128Type>().clone();
         assert_eq!(r.precision(), 22);
         for i in 0..b.num_rows() {
-            parquet_rows.push(vec![date(d.value(i)), n.value(i).to_string(), q.value(i).to_string(), cents(r.value(i))]);
+            parquet_rows.push(vec![
+                date(d.value(i)),
+                n.value(i).to_string(),
+                q.value(i).to_string(),
+                cents(r.value(i)),
+            ]);
         }
     }
     parquet_rows.sort();
@@ -148,7 +153,8 @@ fn init_then_run_writes_exact_results() {
         serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
     assert_eq!(results["status"], "success");
     assert_eq!(results["targets"].as_array().unwrap().len(), 3);
-    let daily_result = results["targets"].as_array().unwrap().iter().find(|t| t["target"] == "warehouse.daily_revenue").unwrap();
+    let daily_result =
+        results["targets"].as_array().unwrap().iter().find(|t| t["target"] == "warehouse.daily_revenue").unwrap();
     assert_eq!(daily_result["rows"], 366);
     assert_eq!(daily_result["status"], "success");
     assert_eq!(daily_result["mode"], "replace");
@@ -213,7 +219,11 @@ fn selection_follows_dbt_syntax() {
     let targets = |args: &[&str]| -> Vec<String> {
         let out = p.dfpipe(args);
         assert_success(&out);
-        stdout(&out).lines().filter_map(|l| l.strip_prefix("target ")).map(|l| l.split(' ').next().unwrap().to_string()).collect()
+        stdout(&out)
+            .lines()
+            .filter_map(|l| l.strip_prefix("target "))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
     };
     assert_eq!(targets(&["plan", "-s", "customer_revenue"]), ["warehouse.customer_revenue"]);
     assert_eq!(

@@ -41,7 +41,10 @@ fn failed_replace_keeps_the_old_table() {
     assert!(err.contains("error: warehouse.m (model `m`): "), "{err}");
     assert!(err.contains("Cannot cast string 'OOPS' to value of Int32 type"), "{err}");
     assert_eq!(p.duckdb("SELECT count(*), sum(n), min(v), max(v) FROM m"), before);
-    assert_eq!(one(p.duckdb("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '__dfpipe%'")), "BigInt(0)");
+    assert_eq!(
+        one(p.duckdb("SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '__dfpipe%'")),
+        "BigInt(0)"
+    );
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
     assert_eq!(results["status"], "error");
@@ -96,7 +99,11 @@ fn merge_upserts_on_the_key() {
     p.write("raw.csv", "id,v\n7,c7\n7,c8\n");
     let out = p.dfpipe(&["run"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("merge key (id) is not unique in the new rows: (7) appears more than once"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("merge key (id) is not unique in the new rows: (7) appears more than once"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(one(p.duckdb("SELECT v FROM m WHERE id = 7")), "a7");
 }
 
@@ -125,19 +132,57 @@ fn types_round_trip_into_duckdb() {
                 CAST(t AS VARCHAR), CAST(list AS VARCHAR), CAST(st AS VARCHAR), CAST(null_int AS VARCHAR) FROM typed",
     );
     let expected = [
-        "true", "-8", "-16", "-32", "-9223372036854775807", "255", "18446744073709551615", "1.5", "-0.25",
-        "12345678901234567890.123456", "héllo", "view", "dict", "abc", "2024-02-29", "2024-02-29 12:34:56.789012",
-        "2024-02-29 12:34:56", "13:14:15", "[1, 2, NULL]", "{'k': 1, 'v': x}", "NULL",
+        "true",
+        "-8",
+        "-16",
+        "-32",
+        "-9223372036854775807",
+        "255",
+        "18446744073709551615",
+        "1.5",
+        "-0.25",
+        "12345678901234567890.123456",
+        "héllo",
+        "view",
+        "dict",
+        "abc",
+        "2024-02-29",
+        "2024-02-29 12:34:56.789012",
+        "2024-02-29 12:34:56",
+        "13:14:15",
+        "[1, 2, NULL]",
+        "{'k': 1, 'v': x}",
+        "NULL",
     ];
     assert_eq!(got, vec![expected.map(String::from).to_vec()]);
-    let types = p.duckdb("SELECT data_type FROM information_schema.columns WHERE table_name = 'typed' ORDER BY ordinal_position");
+    let types = p.duckdb(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'typed' ORDER BY ordinal_position",
+    );
     let types: Vec<String> = types.into_iter().map(|r| r[0].clone()).collect();
     assert_eq!(
         types,
         [
-            "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL(38,6)",
-            "VARCHAR", "VARCHAR", "VARCHAR", "BLOB", "DATE", "TIMESTAMP_NS", "TIMESTAMP WITH TIME ZONE", "TIME", "BIGINT[]",
-            "STRUCT(k BIGINT, v VARCHAR)", "INTEGER"
+            "BOOLEAN",
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "UTINYINT",
+            "UBIGINT",
+            "FLOAT",
+            "DOUBLE",
+            "DECIMAL(38,6)",
+            "VARCHAR",
+            "VARCHAR",
+            "VARCHAR",
+            "BLOB",
+            "DATE",
+            "TIMESTAMP_NS",
+            "TIMESTAMP WITH TIME ZONE",
+            "TIME",
+            "BIGINT[]",
+            "STRUCT(k BIGINT, v VARCHAR)",
+            "INTEGER"
         ]
     );
 }
@@ -160,6 +205,8 @@ fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    assert!(stderr(&out).contains("interrupted: targets in progress were not committed and keep their previous contents"));
+    assert!(
+        stderr(&out).contains("interrupted: targets in progress were not committed and keep their previous contents")
+    );
     assert_eq!(one(p.duckdb("SELECT count(*) FROM big")), "BigInt(100)");
 }

@@ -31,7 +31,9 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start moto_server ({e}); the S3 tests need it: pip install 'moto[server]' (.ci/run does)")
+                panic!(
+                    "cannot start moto_server ({e}); the S3 tests need it: pip install 'moto[server]' (.ci/run does)"
+                )
             });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -102,9 +104,11 @@ fn aws_env(endpoint: SocketAddr) -> Vec<(&'static str, String)> {
 /// Creates the bucket and uploads three CSV files of 1,000 rows each.
 async fn seed(moto: SocketAddr) {
     let mut s = tokio::net::TcpStream::connect(moto).await.unwrap();
-    s.write_all(format!("PUT /{BUCKET} HTTP/1.1\r\nHost: {moto}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("PUT /{BUCKET} HTTP/1.1\r\nHost: {moto}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "create bucket: {reply}");
@@ -167,7 +171,10 @@ async fn gives_up_with_a_clear_error() {
     let out = tokio::task::block_in_place(|| p.dfpipe_env(&["run"], &env));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains(&format!("error: source `orders` (s3://{BUCKET}/orders/*.csv): cannot list files: ")), "{err}");
+    assert!(
+        err.contains(&format!("error: source `orders` (s3://{BUCKET}/orders/*.csv): cannot list files: ")),
+        "{err}"
+    );
     assert!(err.contains("503"), "{err}");
     assert_eq!(failed.load(Ordering::SeqCst), 3, "one request and two retries");
     assert!(!p.file("dfpipe.duckdb").exists());
@@ -186,6 +193,8 @@ async fn missing_s3_files_are_named() {
     assert_error(
         &out,
         1,
-        &format!("source `orders` (s3://{BUCKET}/nothing/*.parquet): no files found at s3://{BUCKET}/nothing/*.parquet; check the path (relative paths start at the project directory)"),
+        &format!(
+            "source `orders` (s3://{BUCKET}/nothing/*.parquet): no files found at s3://{BUCKET}/nothing/*.parquet; check the path (relative paths start at the project directory)"
+        ),
     );
 }

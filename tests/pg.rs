@@ -70,9 +70,10 @@ fn start_cluster() -> String {
         assert!(ok.success(), "chown of {} to postgres failed", dir.display());
     }
     let (bin, dirs) = (bin.display().to_string(), dir.display().to_string());
-    let out = shell(&format!("'{bin}/initdb' -D '{dirs}/data' -A trust -U postgres -E UTF8 --no-sync --no-instructions"))
-        .output()
-        .unwrap();
+    let out =
+        shell(&format!("'{bin}/initdb' -D '{dirs}/data' -A trust -U postgres -E UTF8 --no-sync --no-instructions"))
+            .output()
+            .unwrap();
     assert!(out.status.success(), "initdb failed:\n{}", String::from_utf8_lossy(&out.stderr));
     // The server, and a watchdog that stops it and removes the directory once this process is gone.
     let script = format!(

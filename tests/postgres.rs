@@ -78,9 +78,29 @@ fn types_round_trip_exactly() {
     assert_eq!(
         rows[0],
         [
-            "true", "-8", "-16", "-2147483648", "9223372036854775807", "255", "65535", "4294967295", "18446744073709551615",
-            "NaN", "-Infinity", "-0", "-12345678901234567890123456.789012345678", "0.00", "héllo ✓", "view", "dict",
-            "\\x00ff", "0001-01-01", "1999-12-31 23:59:59.999999", "2024-02-29 12:34:56.123456+00", "23:59:59.999999", "NULL"
+            "true",
+            "-8",
+            "-16",
+            "-2147483648",
+            "9223372036854775807",
+            "255",
+            "65535",
+            "4294967295",
+            "18446744073709551615",
+            "NaN",
+            "-Infinity",
+            "-0",
+            "-12345678901234567890123456.789012345678",
+            "0.00",
+            "héllo ✓",
+            "view",
+            "dict",
+            "\\x00ff",
+            "0001-01-01",
+            "1999-12-31 23:59:59.999999",
+            "2024-02-29 12:34:56.123456+00",
+            "23:59:59.999999",
+            "NULL"
         ]
     );
     assert_eq!(rows[1][9], "Infinity");
@@ -111,8 +131,17 @@ fn nested_and_interval_types_round_trip() {
         [["bigint[], text[], jsonb, interval, interval, jsonb"]]
     );
     assert_eq!(
-        pg::query(&format!("SELECT ints::text, texts::text, st::text, iv::text, dur::text, m::text FROM {schema}.nested")),
-        [["{1,2,NULL}", "{a,\"b\\\"c\"}", "{\"k\": 1, \"v\": \"x\"}", "1 mon 2 days 03:00:00", "00:00:01.5", "{\"a\": 1, \"b\": 2}"]]
+        pg::query(&format!(
+            "SELECT ints::text, texts::text, st::text, iv::text, dur::text, m::text FROM {schema}.nested"
+        )),
+        [[
+            "{1,2,NULL}",
+            "{a,\"b\\\"c\"}",
+            "{\"k\": 1, \"v\": \"x\"}",
+            "1 mon 2 days 03:00:00",
+            "00:00:01.5",
+            "{\"a\": 1, \"b\": 2}"
+        ]]
     );
 }
 
@@ -124,7 +153,8 @@ fn modes_replace_append_merge() {
     p.write("raw.csv", &csv(1..=2500, "a"));
     assert_success(&run(&p, &["run", "-q"]));
     assert_success(&run(&p, &["run", "-q"]));
-    let count = |p: &str| pg::query(&format!("SELECT count(*)::text, (sum(amount) = 781562.5)::text FROM {schema}.m{p}"));
+    let count =
+        |p: &str| pg::query(&format!("SELECT count(*)::text, (sum(amount) = 781562.5)::text FROM {schema}.m{p}"));
     assert_eq!(count(""), [["2500", "true"]]);
 
     let p = project(&schema, "mode: append");
@@ -136,13 +166,19 @@ fn modes_replace_append_merge() {
     p.write("raw.csv", &csv(2901..=3100, "c"));
     assert_success(&run(&p, &["run", "-q"]));
     assert_eq!(
-        pg::query(&format!("SELECT count(*)::text, count(*) FILTER (WHERE v LIKE 'c%')::text, count(DISTINCT id)::text FROM {schema}.m")),
+        pg::query(&format!(
+            "SELECT count(*)::text, count(*) FILTER (WHERE v LIKE 'c%')::text, count(DISTINCT id)::text FROM {schema}.m"
+        )),
         [["3100", "200", "3100"]]
     );
     p.write("raw.csv", "id,v\n5,x\n5,y\n");
     let out = run(&p, &["run"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("merge key (id) is not unique in the new rows: (5) appears more than once"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("merge key (id) is not unique in the new rows: (5) appears more than once"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(pg::query(&format!("SELECT v FROM {schema}.m WHERE id = 5")), [["a5"]]);
 }
 
@@ -159,7 +195,9 @@ fn a_bad_value_late_in_the_load_leaves_the_old_table() {
     assert_error(
         &out,
         1,
-        &format!("pg.{schema}.m (model `m`): PostgreSQL {schema}.m: column `v`, row 20001: text contains a NUL byte (\\0), which PostgreSQL text cannot hold"),
+        &format!(
+            "pg.{schema}.m (model `m`): PostgreSQL {schema}.m: column `v`, row 20001: text contains a NUL byte (\\0), which PostgreSQL text cannot hold"
+        ),
     );
     assert_eq!(pg::query(&format!("SELECT count(*)::text, min(v), max(v) FROM {schema}.m")), [["100", "a1", "a99"]]);
     assert_eq!(pg::query(&format!("SELECT count(*)::text FROM pg_tables WHERE schemaname = '{schema}'")), [["1"]]);
@@ -168,7 +206,9 @@ fn a_bad_value_late_in_the_load_leaves_the_old_table() {
 #[test]
 fn appending_casts_to_the_existing_column_types() {
     let schema = pg::schema("t_existing");
-    pg::query(&format!("CREATE TABLE {schema}.m (id bigint, v varchar(10), amount numeric(9,3), note text DEFAULT 'kept')"));
+    pg::query(&format!(
+        "CREATE TABLE {schema}.m (id bigint, v varchar(10), amount numeric(9,3), note text DEFAULT 'kept')"
+    ));
     let p = project(&schema, "mode: append");
     p.write("raw.csv", &csv(1..=10, "a"));
     assert_success(&run(&p, &["run", "-q"]));
@@ -204,7 +244,10 @@ fn generated(schema: &str, rows: u32) -> Project {
         "dfpipe.yml",
         &format!("name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\" }}\noutputs:\n  - model: big\n    to: pg\n    table: {schema}.big\n"),
     );
-    p.write("sql/big.sql", &format!("SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, {rows})\n"));
+    p.write(
+        "sql/big.sql",
+        &format!("SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, {rows})\n"),
+    );
     p
 }
 
@@ -221,7 +264,9 @@ fn spawn_run(p: &Project) -> std::process::Child {
 #[test]
 fn a_backend_killed_mid_copy_leaves_the_old_table() {
     let schema = pg::schema("t_killed");
-    pg::query(&format!("CREATE TABLE {schema}.big AS SELECT g::bigint AS id, 'old' AS label FROM generate_series(1, 100) g"));
+    pg::query(&format!(
+        "CREATE TABLE {schema}.big AS SELECT g::bigint AS id, 'old' AS label FROM generate_series(1, 100) g"
+    ));
     let p = generated(&schema, 3_000_000);
     let child = spawn_run(&p);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -300,5 +345,8 @@ fn values_postgres_cannot_hold_stop_the_load_by_column_and_row() {
         "{err}"
     );
     assert!(err.contains("too large to store in a Decimal128 of precision 5"), "{err}");
-    assert_eq!(pg::query(&format!("SELECT to_regclass('{schema}.dates') IS NULL, (SELECT count(*) FROM {schema}.amounts)")), [["t", "0"]]);
+    assert_eq!(
+        pg::query(&format!("SELECT to_regclass('{schema}.dates') IS NULL, (SELECT count(*) FROM {schema}.amounts)")),
+        [["t", "0"]]
+    );
 }

@@ -28,10 +28,7 @@ impl Vars {
     }
 
     fn lookup(&self, name: &str) -> Option<String> {
-        self.overrides
-            .get(name)
-            .cloned()
-            .or_else(|| std::env::var(name).ok())
+        self.overrides.get(name).cloned().or_else(|| std::env::var(name).ok())
     }
 
     /// Replaces every `${NAME}` / `${NAME:-default}` in `input`.

@@ -96,10 +96,9 @@ impl TableName {
         let parts: Vec<&str> = s.split('.').collect();
         match parts.as_slice() {
             [name] if !name.is_empty() => Some(TableName { schema: None, name: name.to_string() }),
-            [schema, name] if !schema.is_empty() && !name.is_empty() => Some(TableName {
-                schema: Some(schema.to_string()),
-                name: name.to_string(),
-            }),
+            [schema, name] if !schema.is_empty() && !name.is_empty() => {
+                Some(TableName { schema: Some(schema.to_string()), name: name.to_string() })
+            }
             _ => None,
         }
     }
@@ -229,34 +228,30 @@ pub struct StorageConfig {
 
 /// Finds the config file of the project in `dir`.
 pub fn find_config_file(dir: &Path) -> Result<PathBuf> {
-    CONFIG_FILES
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "no dfpipe.yml in {}: run `dfpipe init {}` to create a project there, or pass --project DIR",
-                dir.display(),
-                dir.display()
-            ))
-        })
+    CONFIG_FILES.iter().map(|name| dir.join(name)).find(|p| p.is_file()).ok_or_else(|| {
+        Error::Config(format!(
+            "no dfpipe.yml in {}: run `dfpipe init {}` to create a project there, or pass --project DIR",
+            dir.display(),
+            dir.display()
+        ))
+    })
 }
 
 /// Reads, parses and checks the config of the project in `project_dir`.
 pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config> {
-    let project_dir = std::path::absolute(project_dir).map_err(|e| {
-        Error::Config(format!("cannot resolve project directory {}: {e}", project_dir.display()))
-    })?;
+    let project_dir = std::path::absolute(project_dir)
+        .map_err(|e| Error::Config(format!("cannot resolve project directory {}: {e}", project_dir.display())))?;
     let file = find_config_file(&project_dir)?;
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", file.display())))?;
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| Error::Config(format!("cannot read {}: {e}", file.display())))?;
     let label = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
     let raw = parse(&text, &label, is_toml(&file))?;
     let raw = match &options.env {
         Some(env) => apply_environment(raw, &text, &label, is_toml(&file), env)?,
         None => raw,
     };
-    let checker = Checker { text: &text, label: &label, vars: Vars::new(options.vars.clone()), project_dir: &project_dir };
+    let checker =
+        Checker { text: &text, label: &label, vars: Vars::new(options.vars.clone()), project_dir: &project_dir };
     let mut config = checker.check(raw, file.clone())?;
     if let Some(limit) = options.memory_limit {
         config.memory.limit = Some(limit);
@@ -283,9 +278,11 @@ pub fn parse(text: &str, label: &str, toml: bool) -> Result<RawConfig> {
                 let message = e.without_snippet().to_string();
                 // serde-saphyr renders "error: line L column C: message"; the place is shown our way.
                 let message = match message.split_once(": ") {
-                    Some((head, rest)) if head.starts_with("error") || head.starts_with("line ") => {
-                        rest.split_once(": ").filter(|(h, _)| h.starts_with("line ")).map_or(rest, |(_, r)| r).to_string()
-                    }
+                    Some((head, rest)) if head.starts_with("error") || head.starts_with("line ") => rest
+                        .split_once(": ")
+                        .filter(|(h, _)| h.starts_with("line "))
+                        .map_or(rest, |(_, r)| r)
+                        .to_string(),
                     _ => message,
                 };
                 (message, place)
@@ -345,9 +342,8 @@ fn apply_environment(raw: RawConfig, text: &str, label: &str, toml: bool, env: &
     };
     let mut base = parse_value(text, toml).map_err(|e| Error::Config(format!("{label}: {e}")))?;
     merge(&mut base, overlay);
-    serde_json::from_value::<RawConfig>(base).map_err(|e| {
-        Error::Config(format!("{label}: environments.{env}: {}", enrich_serde_message(&e.to_string())))
-    })
+    serde_json::from_value::<RawConfig>(base)
+        .map_err(|e| Error::Config(format!("{label}: environments.{env}: {}", enrich_serde_message(&e.to_string()))))
 }
 
 /// Deep-merges `overlay` into `base`: objects merge key by key, everything else replaces.
@@ -456,20 +452,22 @@ impl Checker<'_> {
         if !(0.0..=0.95).contains(&os_margin) {
             return Err(self.err(format!("memory.os_margin must be between 0 and 0.95, got {os_margin}")));
         }
-        let limit = match &raw.memory.limit {
-            None => None,
-            Some(s) => {
-                let s = self.interpolate(s, "memory.limit")?;
-                Some(parse_size(&s).filter(|n| *n > 0).ok_or_else(|| {
-                    self.err(format!("memory.limit: `{s}` is not a size; write e.g. 512MiB or 4GiB"))
-                })?)
-            }
-        };
+        let limit =
+            match &raw.memory.limit {
+                None => None,
+                Some(s) => {
+                    let s = self.interpolate(s, "memory.limit")?;
+                    Some(parse_size(&s).filter(|n| *n > 0).ok_or_else(|| {
+                        self.err(format!("memory.limit: `{s}` is not a size; write e.g. 512MiB or 4GiB"))
+                    })?)
+                }
+            };
         let spill_dir = match &raw.memory.spill_dir {
             None => None,
             Some(s) => Some(self.project_dir.join(self.interpolate(s, "memory.spill_dir")?)),
         };
-        let state_dir = self.project_dir.join(self.interpolate(raw.state_dir.as_deref().unwrap_or(".dfpipe"), "state_dir")?);
+        let state_dir =
+            self.project_dir.join(self.interpolate(raw.state_dir.as_deref().unwrap_or(".dfpipe"), "state_dir")?);
 
         let mut datafusion = Vec::new();
         for (key, value) in &raw.datafusion {
@@ -478,7 +476,9 @@ impl Checker<'_> {
                 serde_json::Value::Number(n) => n.to_string(),
                 serde_json::Value::Bool(b) => b.to_string(),
                 other => {
-                    return Err(self.err(format!("datafusion.{key}: expected a string, number or boolean, got {other}")));
+                    return Err(
+                        self.err(format!("datafusion.{key}: expected a string, number or boolean, got {other}"))
+                    );
                 }
             };
             let key = if key.starts_with("datafusion.") { key.clone() } else { format!("datafusion.{key}") };
@@ -535,7 +535,9 @@ impl Checker<'_> {
         ];
         for (option, set) in csv_only {
             if set && format != Format::Csv {
-                return Err(self.err(format!("{what}: option `{option}` applies to csv sources, not {}", format.name())));
+                return Err(
+                    self.err(format!("{what}: option `{option}` applies to csv sources, not {}", format.name()))
+                );
             }
         }
         for (option, set) in text_only {
@@ -543,11 +545,15 @@ impl Checker<'_> {
                 return Err(self.err(format!("{what}: option `{option}` applies to csv and json sources, not parquet")));
             }
         }
-        for (option, value) in [("delimiter", &o.delimiter), ("quote", &o.quote), ("escape", &o.escape), ("comment", &o.comment)] {
+        for (option, value) in
+            [("delimiter", &o.delimiter), ("quote", &o.quote), ("escape", &o.escape), ("comment", &o.comment)]
+        {
             if let Some(v) = value
                 && v.len() != 1
             {
-                return Err(self.err(format!("{what}: option `{option}` must be a single one-byte character, got {v:?}")));
+                return Err(
+                    self.err(format!("{what}: option `{option}` must be a single one-byte character, got {v:?}"))
+                );
             }
         }
         if let Some(c) = &o.compression
@@ -601,10 +607,14 @@ impl Checker<'_> {
             let unique_key = out.unique_key.clone().unwrap_or_default();
             match (mode, unique_key.is_empty()) {
                 (Mode::Merge, true) => {
-                    return Err(self.err(format!("{what}: mode `merge` needs `unique_key` (a column or a list of columns)")));
+                    return Err(
+                        self.err(format!("{what}: mode `merge` needs `unique_key` (a column or a list of columns)"))
+                    );
                 }
                 (Mode::Replace | Mode::Append, false) => {
-                    return Err(self.err(format!("{what}: `unique_key` only applies to mode `merge`, not `{}`", mode.name())));
+                    return Err(
+                        self.err(format!("{what}: `unique_key` only applies to mode `merge`, not `{}`", mode.name()))
+                    );
                 }
                 _ => {}
             }
@@ -621,7 +631,9 @@ impl Checker<'_> {
             let target = self.resolve_target(raw, &what, &to, out, table)?;
             if let Target::Parquet { single_file, .. } = &target {
                 if mode == Mode::Merge {
-                    return Err(self.err(format!("{what}: Parquet outputs support `replace` and `append`, not `merge`")));
+                    return Err(
+                        self.err(format!("{what}: Parquet outputs support `replace` and `append`, not `merge`"))
+                    );
                 }
                 if mode == Mode::Append && *single_file {
                     return Err(self.err(format!(
@@ -631,23 +643,36 @@ impl Checker<'_> {
             }
             let key = target.label(self.project_dir);
             if let Some(first) = seen.insert(key.clone(), i) {
-                return Err(self.err(format!("outputs[{first}] and outputs[{i}] both write `{key}`; give one of them another `table:`")));
+                return Err(self.err(format!(
+                    "outputs[{first}] and outputs[{i}] both write `{key}`; give one of them another `table:`"
+                )));
             }
             checked.push(OutputConfig { model: out.model.clone(), target, mode, unique_key });
         }
         Ok(checked)
     }
 
-    fn resolve_target(&self, raw: &RawConfig, what: &str, to: &str, out: &raw::RawOutput, table: TableName) -> Result<Target> {
+    fn resolve_target(
+        &self,
+        raw: &RawConfig,
+        what: &str,
+        to: &str,
+        out: &raw::RawOutput,
+        table: TableName,
+    ) -> Result<Target> {
         if let Some(connection) = raw.connections.get(to) {
             if out.compression.is_some() {
-                return Err(self.err(format!("{what}: `compression` applies to Parquet outputs, not connection `{to}`")));
+                return Err(
+                    self.err(format!("{what}: `compression` applies to Parquet outputs, not connection `{to}`"))
+                );
             }
             return match connection.kind {
                 ConnectionKind::Duckdb => Ok(Target::DuckDb(self.duckdb_target(raw, to, Some(table))?)),
                 ConnectionKind::Postgres => {
                     if connection.path.is_some() {
-                        return Err(self.err(format!("connection `{to}`: `path` is a duckdb setting; a postgres connection takes `dsn`")));
+                        return Err(self.err(format!(
+                            "connection `{to}`: `path` is a duckdb setting; a postgres connection takes `dsn`"
+                        )));
                     }
                     let table = match (&table.schema, &connection.schema) {
                         (None, Some(schema)) => TableName { schema: Some(schema.clone()), ..table },
@@ -672,13 +697,16 @@ impl Checker<'_> {
         let single_file = to.ends_with(".parquet");
         if single_file || to.ends_with('/') {
             if out.table.is_some() {
-                return Err(self.err(format!("{what}: `table` applies to connections; a Parquet output is named by its path")));
+                return Err(
+                    self.err(format!("{what}: `table` applies to connections; a Parquet output is named by its path"))
+                );
             }
-            let compression = parquet_compression(out.compression.as_deref().unwrap_or("zstd"))
-                .ok_or_else(|| self.err(format!(
+            let compression = parquet_compression(out.compression.as_deref().unwrap_or("zstd")).ok_or_else(|| {
+                self.err(format!(
                     "{what}: compression `{}` is not one of zstd, snappy, gzip, lz4, brotli, uncompressed",
                     out.compression.as_deref().unwrap_or_default()
-                )))?;
+                ))
+            })?;
             return Ok(Target::Parquet { location: self.resolve_location(to), single_file, compression });
         }
         let mut known: BTreeSet<&str> = raw.connections.keys().map(String::as_str).collect();

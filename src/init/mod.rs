@@ -52,9 +52,7 @@ const GITIGNORE: &str = ".dfpipe/\n*.duckdb\n*.duckdb.wal\nout/\n";
 
 /// Creates the demo project in `dir` with `orders` generated orders.
 pub fn init(dir: &Path, orders: usize, force: bool) -> Result<()> {
-    if !force
-        && let Some(existing) = CONFIG_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists())
-    {
+    if !force && let Some(existing) = CONFIG_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
         return Err(Error::Usage(format!(
             "{} already exists; dfpipe init will not overwrite a project (pass --force to replace the demo files)",
             existing.display()

@@ -8,8 +8,7 @@ use crate::error::{Error, Result};
 /// Model names ordered so that each comes after every model it reads; ties break by name, so
 /// the order is stable from run to run.
 pub fn topological_order(models: &BTreeMap<String, Model>) -> Result<Vec<String>> {
-    let mut remaining: BTreeMap<&str, usize> =
-        models.values().map(|m| (m.name.as_str(), m.model_deps.len())).collect();
+    let mut remaining: BTreeMap<&str, usize> = models.values().map(|m| (m.name.as_str(), m.model_deps.len())).collect();
     let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for m in models.values() {
         for dep in &m.model_deps {
@@ -34,10 +33,7 @@ pub fn topological_order(models: &BTreeMap<String, Model>) -> Result<Vec<String>
     }
     let pending: BTreeSet<&str> = remaining.keys().copied().collect();
     let cycle = find_cycle(models, &pending);
-    let path: Vec<String> = cycle
-        .iter()
-        .map(|name| format!("{} ({})", name, models[*name].file.display()))
-        .collect();
+    let path: Vec<String> = cycle.iter().map(|name| format!("{} ({})", name, models[*name].file.display())).collect();
     Err(Error::Project(format!("dependency cycle between models: {}", path.join(" -> "))))
 }
 

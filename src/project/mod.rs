@@ -13,7 +13,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 
 pub use select::Selection;
 
-use crate::config::{Config, Mode, OutputConfig, Target, TableName};
+use crate::config::{Config, Mode, OutputConfig, TableName, Target};
 use crate::error::{Error, Result};
 use crate::suggest::did_you_mean;
 
@@ -75,7 +75,10 @@ impl Project {
             }
             let sql = std::fs::read_to_string(&path)
                 .map_err(|e| Error::Project(format!("cannot read {}: {e}", rel.display())))?;
-            models.insert(name.clone(), Model { name, file: rel, sql, model_deps: BTreeSet::new(), source_deps: BTreeSet::new() });
+            models.insert(
+                name.clone(),
+                Model { name, file: rel, sql, model_deps: BTreeSet::new(), source_deps: BTreeSet::new() },
+            );
         }
         for name in config.sources.keys() {
             if name.chars().any(|c| c.is_uppercase()) {
@@ -113,7 +116,12 @@ impl Project {
                 .map(|name| {
                     let mut target = config.default_target.clone();
                     target.table = TableName { schema: target.table.schema.clone(), name: name.clone() };
-                    OutputConfig { model: name.clone(), target: Target::DuckDb(target), mode: Mode::Replace, unique_key: vec![] }
+                    OutputConfig {
+                        model: name.clone(),
+                        target: Target::DuckDb(target),
+                        mode: Mode::Replace,
+                        unique_key: vec![],
+                    }
                 })
                 .collect(),
         };
@@ -163,7 +171,12 @@ fn table_functions() -> BTreeSet<String> {
     datafusion::prelude::SessionContext::new().state().table_functions().keys().cloned().collect()
 }
 
-fn resolve_dependencies(model: &mut Model, models: &BTreeSet<String>, functions: &BTreeSet<String>, config: &Config) -> Result<()> {
+fn resolve_dependencies(
+    model: &mut Model,
+    models: &BTreeSet<String>,
+    functions: &BTreeSet<String>,
+    config: &Config,
+) -> Result<()> {
     let file = model.file.display().to_string();
     let mut statements = DFParser::parse_sql(&model.sql)
         .map_err(|e| Error::Project(format!("{file}: {}", crate::error::df_message(&e))))?;
@@ -198,7 +211,8 @@ fn resolve_dependencies(model: &mut Model, models: &BTreeSet<String>, functions:
         } else if reference.schema().is_none() && functions.contains(&name) {
             // A table function call, e.g. generate_series(1, 10).
         } else {
-            let candidates: Vec<&str> = models.iter().map(String::as_str).chain(config.sources.keys().map(String::as_str)).collect();
+            let candidates: Vec<&str> =
+                models.iter().map(String::as_str).chain(config.sources.keys().map(String::as_str)).collect();
             return Err(Error::Project(format!(
                 "{file}: `{reference}` is neither a source nor a model{}; sources: {}; models: {}",
                 did_you_mean(&name, candidates.iter().copied()),

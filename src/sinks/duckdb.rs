@@ -41,7 +41,13 @@ pub struct DuckDbSink {
 
 impl DuckDbSink {
     /// A sink loading rows of `schema` into `target` in `mode`.
-    pub fn new(target: DuckDbTarget, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
+    pub fn new(
+        target: DuckDbTarget,
+        schema: SchemaRef,
+        mode: Mode,
+        unique_key: Vec<String>,
+        counter: RowCounter,
+    ) -> Self {
         DuckDbSink { target, schema, mode, unique_key, counter }
     }
 }
@@ -123,7 +129,8 @@ impl LoadJob {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let conn = duckdb::Connection::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        let conn =
+            duckdb::Connection::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
         let sql = |conn: &duckdb::Connection, sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
         sql(&conn, "BEGIN TRANSACTION")?;
         let result = self.load(&conn, &mut rx);
@@ -194,7 +201,9 @@ impl LoadJob {
         match self.mode {
             Mode::Replace => exec(&rename)?,
             Mode::Append | Mode::Merge if !exists => exec(&rename)?,
-            Mode::Append => exec(&format!("INSERT INTO {target} BY NAME SELECT * FROM {staging}; DROP TABLE {staging}"))?,
+            Mode::Append => {
+                exec(&format!("INSERT INTO {target} BY NAME SELECT * FROM {staging}; DROP TABLE {staging}"))?
+            }
             Mode::Merge => {
                 let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
                 let key_list = keys.join(", ");
@@ -213,7 +222,8 @@ impl LoadJob {
                         self.unique_key.join(", ")
                     ));
                 }
-                let matches = keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
+                let matches =
+                    keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
                 exec(&format!(
                     "DELETE FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {staging} AS s WHERE {matches}); \
                      INSERT INTO {target} BY NAME SELECT * FROM {staging}; DROP TABLE {staging}"
@@ -245,7 +255,9 @@ pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
         DataType::UInt64 => "UBIGINT".into(),
         DataType::Float32 => "FLOAT".into(),
         DataType::Float64 => "DOUBLE".into(),
-        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) => {
+            format!("DECIMAL({p},{s})")
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "BLOB".into(),
         DataType::Date32 | DataType::Date64 => "DATE".into(),
@@ -288,9 +300,9 @@ fn storage_type(data_type: &DataType) -> Result<DataType, String> {
         }
         DataType::List(f) => DataType::List(Arc::new(storage_field(f)?)),
         DataType::LargeList(f) => DataType::LargeList(Arc::new(storage_field(f)?)),
-        DataType::Struct(fields) => DataType::Struct(
-            fields.iter().map(|f| storage_field(f).map(Arc::new)).collect::<Result<Fields, String>>()?,
-        ),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| storage_field(f).map(Arc::new)).collect::<Result<Fields, String>>()?)
+        }
         DataType::Null => DataType::Int32,
         other => other.clone(),
     })

@@ -54,14 +54,26 @@ impl TableProvider for SinkTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        datafusion::common::not_impl_err!("target {} is write-only in dfpipe (read DuckDB targets with `dfpipe query`)", self.label)
+        datafusion::common::not_impl_err!(
+            "target {} is write-only in dfpipe (read DuckDB targets with `dfpipe query`)",
+            self.label
+        )
     }
 
     /// `replace` plans as an overwrite, `append` and `merge` as appends; the sink applies the mode.
-    async fn insert_into(&self, _state: &dyn Session, input: Arc<dyn ExecutionPlan>, insert_op: InsertOp) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let expected = if self.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
         if insert_op != expected {
-            return datafusion::common::plan_err!("target {} is configured for mode `{}`, not {insert_op}", self.label, self.mode.name());
+            return datafusion::common::plan_err!(
+                "target {} is configured for mode `{}`, not {insert_op}",
+                self.label,
+                self.mode.name()
+            );
         }
         Ok(Arc::new(DataSinkExec::new(input, self.sink.clone(), None)))
     }

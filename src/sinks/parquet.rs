@@ -17,11 +17,18 @@ use crate::config::Mode;
 use crate::error::df_message;
 
 /// Writes `df` to `location`; returns the number of rows written.
-pub async fn write(df: DataFrame, location: &str, single_file: bool, compression: &str, mode: Mode) -> Result<u64, String> {
+pub async fn write(
+    df: DataFrame,
+    location: &str,
+    single_file: bool,
+    compression: &str,
+    mode: Mode,
+) -> Result<u64, String> {
     let mut options = TableParquetOptions::default();
     options.global.compression = Some(compression.to_string());
     // Always an append into a fresh location: replacing is done here, by renaming.
-    let write_options = DataFrameWriteOptions::new().with_single_file_output(single_file).with_insert_operation(InsertOp::Append);
+    let write_options =
+        DataFrameWriteOptions::new().with_single_file_output(single_file).with_insert_operation(InsertOp::Append);
     let local = !location.contains("://");
     if !local || mode == Mode::Append {
         if local {

@@ -83,7 +83,10 @@ pub fn parse_number(s: &str) -> Option<f64> {
         t.pop();
     }
     let t: String = t.chars().filter(|c| !matches!(c, '$' | '€' | '£' | '¥' | ',' | '_' | '\'')).collect();
-    if t.is_empty() || !t.chars().any(|c| c.is_ascii_digit()) || t.chars().any(|c| c.is_alphabetic() && c != 'e' && c != 'E') {
+    if t.is_empty()
+        || !t.chars().any(|c| c.is_ascii_digit())
+        || t.chars().any(|c| c.is_alphabetic() && c != 'e' && c != 'E')
+    {
         return None;
     }
     let mut value: f64 = t.parse().ok()?;
@@ -105,7 +108,9 @@ pub fn snake_case(s: &str) -> String {
             if c.is_uppercase() && i > 0 {
                 let prev = chars[i - 1];
                 let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-                if (prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower)) && !out.ends_with('_') {
+                if (prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower))
+                    && !out.ends_with('_')
+                {
                     out.push('_');
                 }
             }
@@ -163,8 +168,10 @@ mod tests {
         let ctx = SessionContext::new();
         register_all(&ctx);
         let batches = ctx
-            .sql("SELECT clean_text(c) AS t, parse_number(c) AS n, snake_case(c) AS s \
-                  FROM (VALUES (' Unit  Price '), ('$2,500.25'), (NULL)) AS v(c)")
+            .sql(
+                "SELECT clean_text(c) AS t, parse_number(c) AS n, snake_case(c) AS s \
+                  FROM (VALUES (' Unit  Price '), ('$2,500.25'), (NULL)) AS v(c)",
+            )
             .await
             .unwrap()
             .collect()

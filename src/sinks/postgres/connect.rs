@@ -83,7 +83,9 @@ pub async fn connect(config: &Config) -> Result<Connection, String> {
                 return Ok(Connection { client, closed });
             }
             Err(e) if attempt < ATTEMPTS && e.as_db_error().is_none() => {
-                tracing::warn!("cannot connect to PostgreSQL (attempt {attempt} of {ATTEMPTS}): {e}; retrying in {delay:?}");
+                tracing::warn!(
+                    "cannot connect to PostgreSQL (attempt {attempt} of {ATTEMPTS}): {e}; retrying in {delay:?}"
+                );
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 attempt += 1;

@@ -102,7 +102,9 @@ fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
     let mut out = BinaryBuilder::with_capacity(column.len(), column.len() * 16);
     match column.data_type() {
         DataType::Interval(unit) => {
-            use datafusion::arrow::datatypes::{IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType};
+            use datafusion::arrow::datatypes::{
+                IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
+            };
             for row in 0..column.len() {
                 if column.is_null(row) {
                     out.append_null();
@@ -123,7 +125,9 @@ fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
             }
         }
         DataType::Duration(unit) => {
-            use datafusion::arrow::datatypes::{DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType, DurationSecondType};
+            use datafusion::arrow::datatypes::{
+                DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType, DurationSecondType,
+            };
             for row in 0..column.len() {
                 if column.is_null(row) {
                     out.append_null();
@@ -131,7 +135,9 @@ fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
                 }
                 let micros = match unit {
                     TimeUnit::Second => column.as_primitive::<DurationSecondType>().value(row).checked_mul(1_000_000),
-                    TimeUnit::Millisecond => column.as_primitive::<DurationMillisecondType>().value(row).checked_mul(1_000),
+                    TimeUnit::Millisecond => {
+                        column.as_primitive::<DurationMillisecondType>().value(row).checked_mul(1_000)
+                    }
                     TimeUnit::Microsecond => Some(column.as_primitive::<DurationMicrosecondType>().value(row)),
                     TimeUnit::Nanosecond => Some(column.as_primitive::<DurationNanosecondType>().value(row) / 1_000),
                 }
@@ -139,8 +145,18 @@ fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
                 out.append_value(interval(micros, 0, 0));
             }
         }
-        DataType::List(_) => arrays(column.as_list::<i32>().offsets().iter().map(|o| *o as usize), column, column.as_list::<i32>().values(), &mut out)?,
-        DataType::LargeList(_) => arrays(column.as_list::<i64>().offsets().iter().map(|o| *o as usize), column, column.as_list::<i64>().values(), &mut out)?,
+        DataType::List(_) => arrays(
+            column.as_list::<i32>().offsets().iter().map(|o| *o as usize),
+            column,
+            column.as_list::<i32>().values(),
+            &mut out,
+        )?,
+        DataType::LargeList(_) => arrays(
+            column.as_list::<i64>().offsets().iter().map(|o| *o as usize),
+            column,
+            column.as_list::<i64>().values(),
+            &mut out,
+        )?,
         DataType::Struct(_) | DataType::Map(_, _) => jsonb(column, &mut out)?,
         _ => return Ok(column.clone()),
     }
@@ -162,7 +178,8 @@ fn arrays(
     values: &ArrayRef,
     out: &mut datafusion::arrow::array::BinaryBuilder,
 ) -> Result<(), RowError> {
-    let oid = element_oid(values.data_type()).ok_or_else(|| (0, format!("arrays of {} are not supported", values.data_type())))?;
+    let oid = element_oid(values.data_type())
+        .ok_or_else(|| (0, format!("arrays of {} are not supported", values.data_type())))?;
     // Encode every element once, as fields (length + bytes), then slice per row.
     let values = prepare(values)?;
     let mut starts = vec![4usize; values.len()];
@@ -176,7 +193,8 @@ fn arrays(
     starts.push(total);
     let mut elements = vec![0u8; total];
     let mut cursors = starts[..values.len()].to_vec();
-    write_column(&values, &mut elements, &mut cursors).map_err(|(_, reason)| (0, format!("array element: {reason}")))?;
+    write_column(&values, &mut elements, &mut cursors)
+        .map_err(|(_, reason)| (0, format!("array element: {reason}")))?;
     let offsets: Vec<usize> = offsets.collect();
     let mut payload = Vec::new();
     for row in 0..list.len() {
@@ -203,8 +221,13 @@ fn arrays(
 /// jsonb (version byte 1, then JSON text) from struct and map columns.
 fn jsonb(column: &ArrayRef, out: &mut datafusion::arrow::array::BinaryBuilder) -> Result<(), RowError> {
     use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
-    let schema = datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new("v", column.data_type().clone(), true)]);
-    let batch = RecordBatch::try_new(std::sync::Arc::new(schema), vec![column.clone()]).map_err(|e| (0, e.to_string()))?;
+    let schema = datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+        "v",
+        column.data_type().clone(),
+        true,
+    )]);
+    let batch =
+        RecordBatch::try_new(std::sync::Arc::new(schema), vec![column.clone()]).map_err(|e| (0, e.to_string()))?;
     let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(Vec::new());
     writer.write(&batch).map_err(|e| (0, format!("cannot write it as JSON: {e}")))?;
     writer.finish().map_err(|e| (0, e.to_string()))?;
@@ -216,7 +239,10 @@ fn jsonb(column: &ArrayRef, out: &mut datafusion::arrow::array::BinaryBuilder) -
             continue;
         }
         // Each line is {"v":<value>}.
-        let value = line.strip_prefix(b"{\"v\":").and_then(|l| l.strip_suffix(b"}")).ok_or_else(|| (row, "unexpected JSON".to_string()))?;
+        let value = line
+            .strip_prefix(b"{\"v\":")
+            .and_then(|l| l.strip_suffix(b"}"))
+            .ok_or_else(|| (row, "unexpected JSON".to_string()))?;
         payload.clear();
         payload.push(1);
         payload.extend_from_slice(value);
@@ -264,8 +290,11 @@ impl Encoder {
         }
         // 3. Each column writes its field into every row, advancing that row's cursor.
         for (column, field) in columns.iter().zip(schema.fields()) {
-            write_column(column, &mut self.buf, &mut self.cursors)
-                .map_err(|(row, reason)| EncodeError { column: field.name().clone(), row, reason })?;
+            write_column(column, &mut self.buf, &mut self.cursors).map_err(|(row, reason)| EncodeError {
+                column: field.name().clone(),
+                row,
+                reason,
+            })?;
         }
         Ok(&self.buf)
     }
@@ -298,7 +327,10 @@ fn add_value_sizes(column: &ArrayRef, sizes: &mut [usize]) {
         DataType::LargeBinary => var_sizes(column.as_binary::<i64>().iter().map(|v| v.map(<[u8]>::len)), sizes),
         DataType::BinaryView => var_sizes(column.as_binary_view().iter().map(|v| v.map(<[u8]>::len)), sizes),
         DataType::UInt64 => var_sizes(
-            column.as_primitive::<UInt64Type>().iter().map(|v| v.map(|v| Groups::from_i128(v as i128, 0).encoded_len())),
+            column
+                .as_primitive::<UInt64Type>()
+                .iter()
+                .map(|v| v.map(|v| Groups::from_i128(v as i128, 0).encoded_len())),
             sizes,
         ),
         DataType::Decimal128(_, s) if *s < 0 => var_sizes(
@@ -357,7 +389,11 @@ fn fixed<T, const N: usize>(
     Ok(())
 }
 
-fn text<'a>(values: impl Iterator<Item = Option<&'a str>>, buf: &mut [u8], cursors: &mut [usize]) -> Result<(), RowError> {
+fn text<'a>(
+    values: impl Iterator<Item = Option<&'a str>>,
+    buf: &mut [u8],
+    cursors: &mut [usize],
+) -> Result<(), RowError> {
     for (row, (value, cursor)) in values.zip(cursors.iter_mut()).enumerate() {
         match value {
             Some(v) if v.as_bytes().contains(&0) => {
@@ -396,7 +432,12 @@ fn decimals(values: impl Iterator<Item = Option<i128>>, scale: i8, buf: &mut [u8
 }
 
 /// Decimal256, through its decimal text (rare; exact).
-fn numerics(values: impl Iterator<Item = Option<String>>, scale: i8, buf: &mut [u8], cursors: &mut [usize]) -> Result<(), RowError> {
+fn numerics(
+    values: impl Iterator<Item = Option<String>>,
+    scale: i8,
+    buf: &mut [u8],
+    cursors: &mut [usize],
+) -> Result<(), RowError> {
     let mut scratch = Vec::new();
     for (row, (value, cursor)) in values.zip(cursors.iter_mut()).enumerate() {
         match value {
@@ -442,19 +483,31 @@ fn write_column(column: &ArrayRef, buf: &mut [u8], cursors: &mut [usize]) -> Res
             Ok(())
         }
         DataType::Boolean => fixed(column.as_boolean().iter(), buf, cursors, |v| Ok([v as u8])),
-        DataType::Int8 => fixed(column.as_primitive::<Int8Type>().iter(), buf, cursors, |v| Ok((v as i16).to_be_bytes())),
+        DataType::Int8 => {
+            fixed(column.as_primitive::<Int8Type>().iter(), buf, cursors, |v| Ok((v as i16).to_be_bytes()))
+        }
         DataType::Int16 => fixed(column.as_primitive::<Int16Type>().iter(), buf, cursors, |v| Ok(v.to_be_bytes())),
         DataType::Int32 => fixed(column.as_primitive::<Int32Type>().iter(), buf, cursors, |v| Ok(v.to_be_bytes())),
         DataType::Int64 => fixed(column.as_primitive::<Int64Type>().iter(), buf, cursors, |v| Ok(v.to_be_bytes())),
-        DataType::UInt8 => fixed(column.as_primitive::<UInt8Type>().iter(), buf, cursors, |v| Ok((v as i16).to_be_bytes())),
-        DataType::UInt16 => fixed(column.as_primitive::<UInt16Type>().iter(), buf, cursors, |v| Ok((v as i32).to_be_bytes())),
-        DataType::UInt32 => fixed(column.as_primitive::<UInt32Type>().iter(), buf, cursors, |v| Ok((v as i64).to_be_bytes())),
+        DataType::UInt8 => {
+            fixed(column.as_primitive::<UInt8Type>().iter(), buf, cursors, |v| Ok((v as i16).to_be_bytes()))
+        }
+        DataType::UInt16 => {
+            fixed(column.as_primitive::<UInt16Type>().iter(), buf, cursors, |v| Ok((v as i32).to_be_bytes()))
+        }
+        DataType::UInt32 => {
+            fixed(column.as_primitive::<UInt32Type>().iter(), buf, cursors, |v| Ok((v as i64).to_be_bytes()))
+        }
         DataType::UInt64 => {
             decimals(column.as_primitive::<UInt64Type>().iter().map(|v| v.map(|v| v as i128)), 0, buf, cursors);
             Ok(())
         }
-        DataType::Float32 => fixed(column.as_primitive::<Float32Type>().iter(), buf, cursors, |v| Ok(v.to_bits().to_be_bytes())),
-        DataType::Float64 => fixed(column.as_primitive::<Float64Type>().iter(), buf, cursors, |v| Ok(v.to_bits().to_be_bytes())),
+        DataType::Float32 => {
+            fixed(column.as_primitive::<Float32Type>().iter(), buf, cursors, |v| Ok(v.to_bits().to_be_bytes()))
+        }
+        DataType::Float64 => {
+            fixed(column.as_primitive::<Float64Type>().iter(), buf, cursors, |v| Ok(v.to_bits().to_be_bytes()))
+        }
         // Negative scales can need more digits than `Groups` holds: the exact text path.
         DataType::Decimal128(_, s) if *s < 0 => {
             numerics(column.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| v.to_string())), *s, buf, cursors)
@@ -491,23 +544,31 @@ fn write_column(column: &ArrayRef, buf: &mut [u8], cursors: &mut [usize]) -> Res
                 TimeUnit::Second => fixed(column.as_primitive::<TimestampSecondType>().iter(), buf, cursors, |v| {
                     pg_timestamp(v.checked_mul(1_000_000))
                 }),
-                TimeUnit::Millisecond => fixed(column.as_primitive::<TimestampMillisecondType>().iter(), buf, cursors, |v| {
-                    pg_timestamp(v.checked_mul(1_000))
-                }),
-                TimeUnit::Microsecond => {
-                    fixed(column.as_primitive::<TimestampMicrosecondType>().iter(), buf, cursors, |v| pg_timestamp(Some(v)))
+                TimeUnit::Millisecond => {
+                    fixed(column.as_primitive::<TimestampMillisecondType>().iter(), buf, cursors, |v| {
+                        pg_timestamp(v.checked_mul(1_000))
+                    })
                 }
-                TimeUnit::Nanosecond => fixed(column.as_primitive::<TimestampNanosecondType>().iter(), buf, cursors, |v| {
-                    pg_timestamp(Some(v.div_euclid(1_000)))
-                }),
+                TimeUnit::Microsecond => {
+                    fixed(column.as_primitive::<TimestampMicrosecondType>().iter(), buf, cursors, |v| {
+                        pg_timestamp(Some(v))
+                    })
+                }
+                TimeUnit::Nanosecond => {
+                    fixed(column.as_primitive::<TimestampNanosecondType>().iter(), buf, cursors, |v| {
+                        pg_timestamp(Some(v.div_euclid(1_000)))
+                    })
+                }
             }
         }
         DataType::Time32(TimeUnit::Second) => {
-            fixed(column.as_primitive::<Time32SecondType>().iter(), buf, cursors, |v| Ok((v as i64 * 1_000_000).to_be_bytes()))
+            fixed(column.as_primitive::<Time32SecondType>().iter(), buf, cursors, |v| {
+                Ok((v as i64 * 1_000_000).to_be_bytes())
+            })
         }
-        DataType::Time32(_) => {
-            fixed(column.as_primitive::<Time32MillisecondType>().iter(), buf, cursors, |v| Ok((v as i64 * 1_000).to_be_bytes()))
-        }
+        DataType::Time32(_) => fixed(column.as_primitive::<Time32MillisecondType>().iter(), buf, cursors, |v| {
+            Ok((v as i64 * 1_000).to_be_bytes())
+        }),
         DataType::Time64(TimeUnit::Microsecond) => {
             fixed(column.as_primitive::<Time64MicrosecondType>().iter(), buf, cursors, |v| Ok(v.to_be_bytes()))
         }
@@ -529,10 +590,14 @@ mod tests {
 
     #[test]
     fn rows_are_laid_out_as_postgres_expects() {
-        let schema = Arc::new(Schema::new(vec![Field::new("i", DataType::Int32, true), Field::new("s", DataType::Utf8, true)]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("i", DataType::Int32, true), Field::new("s", DataType::Utf8, true)]));
         let batch = RecordBatch::try_new(
             schema,
-            vec![Arc::new(Int32Array::from(vec![Some(1), None])), Arc::new(StringArray::from(vec![Some("ab"), Some("")]))],
+            vec![
+                Arc::new(Int32Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec![Some("ab"), Some("")])),
+            ],
         )
         .unwrap();
         let mut encoder = Encoder::default();

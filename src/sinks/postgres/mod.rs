@@ -64,7 +64,13 @@ pub struct PostgresSink {
 
 impl PostgresSink {
     /// A sink loading rows of `schema` into `target` in `mode`.
-    pub fn new(target: PostgresTarget, schema: SchemaRef, mode: Mode, unique_key: Vec<String>, counter: RowCounter) -> Self {
+    pub fn new(
+        target: PostgresTarget,
+        schema: SchemaRef,
+        mode: Mode,
+        unique_key: Vec<String>,
+        counter: RowCounter,
+    ) -> Self {
         let PostgresTarget { dsn, table, copy_streams } = target;
         PostgresSink { dsn, table, streams: copy_streams, schema, mode, unique_key, counter }
     }
@@ -133,32 +139,27 @@ impl PostgresSink {
         }
     }
 
-    async fn load_in(&self, client: &mut tokio_postgres::Client, data: SendableRecordBatchStream) -> Result<u64, Failure> {
+    async fn load_in(
+        &self,
+        client: &mut tokio_postgres::Client,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64, Failure> {
         let tx = client.transaction().await?;
         let schema = self.table.schema.as_deref();
         if let Some(s) = schema {
             tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s))).await?;
         }
         let target = qualified(schema, &self.table.name);
-        let exists: bool = tx
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&target])
-            .await
-            ?
-            .get(0);
-        let columns: Vec<String> = self.schema.fields().iter().map(|f| quote(f.name())).collect();
-        let column_list = columns.join(", ");
+        let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&target]).await?.get(0);
+        let column_list = self.column_list();
 
         let rows = match (self.mode, exists) {
             (Mode::Replace, _) => {
-                let new_name = format!("__dfpipe_new_{}", self.table.name);
-                let new = qualified(schema, &new_name);
+                let new = self.new_table();
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?))
-                    .await
-                    ?;
+                    .await?;
                 let rows = self.copier(&new, &column_list, self.created_types())?.copy(&tx, batches(data)).await?;
-                tx.batch_execute(&format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {new} RENAME TO {}", quote(&self.table.name)))
-                    .await
-                    ?;
+                tx.batch_execute(&self.swap_sql()).await?;
                 rows
             }
             (Mode::Append | Mode::Merge, false) => {
@@ -175,8 +176,7 @@ impl PostgresSink {
                 tx.batch_execute(&format!(
                     "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {column_list} FROM {target} WITH NO DATA"
                 ))
-                .await
-                ?;
+                .await?;
                 let rows = self.copier(&stage, &column_list, types)?.copy(&tx, batches(data)).await?;
                 let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
                 let key_list = keys.join(", ");
@@ -194,13 +194,13 @@ impl PostgresSink {
                         self.unique_key.join(", ")
                     )));
                 }
-                let matches = keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
+                let matches =
+                    keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
                 tx.batch_execute(&format!(
                     "DELETE FROM {target} AS t USING {stage} AS s WHERE {matches}; \
                      INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage}"
                 ))
-                .await
-                ?;
+                .await?;
                 rows
             }
         };
@@ -211,33 +211,29 @@ impl PostgresSink {
     /// `replace` over several connections: the new table is created (committed, under its hidden
     /// name), filled by parallel COPY streams each in its own transaction, then swapped in by one
     /// transaction. On failure the hidden table is dropped; the target is never touched.
-    async fn replace_in_parallel(&self, config: &tokio_postgres::Config, data: SendableRecordBatchStream) -> Result<u64, String> {
+    async fn replace_in_parallel(
+        &self,
+        config: &tokio_postgres::Config,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64, String> {
         let main = connect::connect(config).await?;
-        let schema = self.table.schema.as_deref();
-        let new = qualified(schema, &format!("__dfpipe_new_{}", self.table.name));
-        let target = qualified(schema, &self.table.name);
-        let create_schema = schema.map_or_else(String::new, |s| format!("CREATE SCHEMA IF NOT EXISTS {}; ", quote(s)));
-        let columns: Vec<String> = self.schema.fields().iter().map(|f| quote(f.name())).collect();
-        let copier = self.copier(&new, &columns.join(", "), self.created_types()).map_err(|e| match e {
-            Failure::Other(m) => m,
-            Failure::Db(e) => connect::describe(&e),
-        })?;
+        let new = self.new_table();
+        let create_schema = self
+            .table
+            .schema
+            .as_deref()
+            .map_or_else(String::new, |s| format!("CREATE SCHEMA IF NOT EXISTS {}; ", quote(s)));
+        let copier = self.copier(&new, &self.column_list(), self.created_types())?;
         let setup = format!("{create_schema}DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?);
         if let Err(e) = main.client.batch_execute(&setup).await {
             return Err(main.describe(&e).await);
         }
         let copied = self.copy_in_parallel(config, &copier, data).await;
         let result = match copied {
-            Ok(rows) => {
-                let swap = format!(
-                    "BEGIN; DROP TABLE IF EXISTS {target}; ALTER TABLE {new} RENAME TO {}; COMMIT",
-                    quote(&self.table.name)
-                );
-                match main.client.batch_execute(&swap).await {
-                    Ok(()) => return Ok(rows),
-                    Err(e) => Err(main.describe(&e).await),
-                }
-            }
+            Ok(rows) => match main.client.batch_execute(&format!("BEGIN; {}; COMMIT", self.swap_sql())).await {
+                Ok(()) => return Ok(rows),
+                Err(e) => Err(main.describe(&e).await),
+            },
             Err(e) => Err(e),
         };
         let _ = main.client.batch_execute(&format!("ROLLBACK; DROP TABLE IF EXISTS {new}")).await;
@@ -245,7 +241,12 @@ impl PostgresSink {
     }
 
     /// Deals the batches round-robin to `self.streams` COPY streams on their own connections.
-    async fn copy_in_parallel(&self, config: &tokio_postgres::Config, copier: &Copier, mut data: SendableRecordBatchStream) -> Result<u64, String> {
+    async fn copy_in_parallel(
+        &self,
+        config: &tokio_postgres::Config,
+        copier: &Copier,
+        mut data: SendableRecordBatchStream,
+    ) -> Result<u64, String> {
         let mut senders = Vec::with_capacity(self.streams);
         let mut workers = Vec::with_capacity(self.streams);
         for _ in 0..self.streams {
@@ -305,6 +306,22 @@ impl PostgresSink {
         }
     }
 
+    /// The quoted column list of the model, in order.
+    fn column_list(&self) -> String {
+        self.schema.fields().iter().map(|f| quote(f.name())).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The hidden table a `replace` fills before swapping it in.
+    fn new_table(&self) -> String {
+        qualified(self.table.schema.as_deref(), &format!("__dfpipe_new_{}", self.table.name))
+    }
+
+    /// Drops the target and renames the hidden table to it (run inside one transaction).
+    fn swap_sql(&self) -> String {
+        let target = qualified(self.table.schema.as_deref(), &self.table.name);
+        format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {} RENAME TO {}", self.new_table(), quote(&self.table.name))
+    }
+
     /// `"col" type [NOT NULL], ...` for a table created from the model's schema.
     fn column_ddl(&self) -> Result<String, String> {
         let columns = self
@@ -339,8 +356,7 @@ impl PostgresSink {
                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&target],
             )
-            .await
-            ?;
+            .await?;
         let existing: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         let types = self.schema
             .fields()
@@ -361,8 +377,6 @@ impl PostgresSink {
             .collect::<Result<Vec<_>, String>>()?;
         Ok(types)
     }
-
-
 }
 
 /// What a parallel COPY stream receives.
@@ -374,7 +388,9 @@ enum Message {
 }
 
 /// A stream's batches; a channel that closes without [`Message::End`] is a cancelled load.
-fn messages(rx: tokio::sync::mpsc::Receiver<Message>) -> impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>> {
+fn messages(
+    rx: tokio::sync::mpsc::Receiver<Message>,
+) -> impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>> {
     futures::stream::unfold(Some(rx), |rx| async move {
         let mut rx = rx?;
         match rx.recv().await {
@@ -409,13 +425,13 @@ fn batches(data: SendableRecordBatchStream) -> impl futures::Stream<Item = Resul
 
 impl PostgresSink {
     /// A copier into `table`, after checking every column type can be encoded.
-    fn copier(&self, table: &str, column_list: &str, types: Vec<DataType>) -> Result<Copier, Failure> {
+    fn copier(&self, table: &str, column_list: &str, types: Vec<DataType>) -> Result<Copier, String> {
         for (field, ty) in self.schema.fields().iter().zip(&types) {
             if !encode::supported(ty) {
-                return Err(Failure::Other(format!(
+                return Err(format!(
                     "column `{}`: Arrow type {ty} has no PostgreSQL encoding yet; CAST it in the model",
                     field.name()
-                )));
+                ));
             }
         }
         Ok(Copier {
@@ -430,7 +446,11 @@ impl PostgresSink {
 
 impl Copier {
     /// Streams every batch through binary COPY inside `tx`; returns the rows copied.
-    async fn copy(&self, tx: &Transaction<'_>, data: impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>>) -> Result<u64, Failure> {
+    async fn copy(
+        &self,
+        tx: &Transaction<'_>,
+        data: impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>>,
+    ) -> Result<u64, Failure> {
         let sink = tx
             .copy_in::<_, Bytes>(&format!("COPY {} ({}) FROM STDIN (FORMAT binary)", self.table, self.column_list))
             .await?;
@@ -482,16 +502,19 @@ impl Copier {
                     Ok(c.clone())
                 } else {
                     cast_with_options(c, t, &options).map_err(|e| {
-                        format!("column `{}` (rows {}..): cannot convert {} to the table's type: {e}", f.name(), rows_before + 1, c.data_type())
+                        format!(
+                            "column `{}` (rows {}..): cannot convert {} to the table's type: {e}",
+                            f.name(),
+                            rows_before + 1,
+                            c.data_type()
+                        )
                     })
                 }
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let fields: Vec<_> = schema
-            .fields()
-            .iter()
-            .zip(types)
-            .map(|(f, t)| f.as_ref().clone().with_data_type(t.clone()))
-            .collect();
-        RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns).map_err(|e| e.to_string())
-    }}
+        let fields: Vec<_> =
+            schema.fields().iter().zip(types).map(|(f, t)| f.as_ref().clone().with_data_type(t.clone())).collect();
+        RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns)
+            .map_err(|e| e.to_string())
+    }
+}

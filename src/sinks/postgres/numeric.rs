@@ -96,7 +96,8 @@ impl Groups {
         } else {
             split_groups!(u128, abs, s)
         };
-        let mut out = Groups { digits: [0; 24], len: 0, weight: nint as i16 - 1, negative: value < 0, dscale: s as u16 };
+        let mut out =
+            Groups { digits: [0; 24], len: 0, weight: nint as i16 - 1, negative: value < 0, dscale: s as u16 };
         for g in int[..nint].iter().rev().chain(&frac[..nfrac]) {
             out.digits[out.len] = *g;
             out.len += 1;
@@ -182,9 +183,20 @@ mod tests {
     #[test]
     fn integer_path_matches_text_path() {
         let cases: [(i128, i8); 14] = [
-            (12345, 2), (-12345, 2), (0, 2), (5, 3), (100_000_000, 0), (1, 38), (-1, 37),
-            (i128::MAX, 0), (i128::MIN + 1, 38), (99_999_999_999_999_999, 18), (123, 1), (10_000, 4),
-            (1_000_000_000_000_000_000_000, 19), (-987_654_321, 9),
+            (12345, 2),
+            (-12345, 2),
+            (0, 2),
+            (5, 3),
+            (100_000_000, 0),
+            (1, 38),
+            (-1, 37),
+            (i128::MAX, 0),
+            (i128::MIN + 1, 38),
+            (99_999_999_999_999_999, 18),
+            (123, 1),
+            (10_000, 4),
+            (1_000_000_000_000_000_000_000, 19),
+            (-987_654_321, 9),
         ];
         for (value, scale) in cases {
             let (negative, weight, digits, dscale) = digits(&value.to_string(), scale);

@@ -26,7 +26,9 @@ pub fn pg_type(data_type: &DataType) -> Result<String, String> {
         DataType::Dictionary(_, values) => pg_type(values)?,
         DataType::Interval(_) | DataType::Duration(_) => "interval".into(),
         DataType::Struct(_) | DataType::Map(_, _) => "jsonb".into(),
-        DataType::List(f) | DataType::LargeList(f) if !matches!(f.data_type(), DataType::List(_) | DataType::LargeList(_)) => {
+        DataType::List(f) | DataType::LargeList(f)
+            if !matches!(f.data_type(), DataType::List(_) | DataType::LargeList(_)) =>
+        {
             format!("{}[]", pg_type(f.data_type())?)
         }
         other => return Err(format!("Arrow type {other} has no PostgreSQL mapping yet; CAST it in the model")),
