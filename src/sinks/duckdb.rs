@@ -26,6 +26,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::quote;
 use crate::config::{DuckDbTarget, Mode};
 use crate::progress::RowCounter;
 
@@ -232,11 +233,6 @@ impl LoadJob {
         }
         Ok(true)
     }
-}
-
-/// Quotes a DuckDB identifier.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// The DuckDB column type for an Arrow type (after [`storage_type`]).

@@ -22,6 +22,11 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::config::Mode;
 
+/// Quotes an SQL identifier the way DuckDB and PostgreSQL both read it: `"we""ird"`.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
 /// A write-only DataFusion table over a target's sink.
 #[derive(Debug)]
 pub struct SinkTable {

@@ -36,6 +36,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::{SinkExt, StreamExt};
 use tokio_postgres::Transaction;
 
+use super::quote;
 use crate::config::{Mode, Secret, TableName};
 use crate::progress::RowCounter;
 
@@ -80,11 +81,6 @@ impl DisplayAs for PostgresSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "PostgresSink: {} mode={}", self.table, self.mode.name())
     }
-}
-
-/// Quotes a PostgreSQL identifier.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 fn qualified(schema: Option<&str>, name: &str) -> String {
