@@ -99,6 +99,19 @@ pub fn element_oid(data_type: &DataType) -> Option<u32> {
 /// payloads (array, jsonb, interval), so the row layout below handles them like bytea.
 fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
     use datafusion::arrow::array::BinaryBuilder;
+    let nested_or_interval = matches!(
+        column.data_type(),
+        DataType::Interval(_)
+            | DataType::Duration(_)
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::Struct(_)
+            | DataType::Map(_, _)
+    );
+    if !nested_or_interval {
+        // The common case, on every column of every batch: nothing to build.
+        return Ok(column.clone());
+    }
     let mut out = BinaryBuilder::with_capacity(column.len(), column.len() * 16);
     match column.data_type() {
         DataType::Interval(unit) => {
@@ -158,7 +171,7 @@ fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
             &mut out,
         )?,
         DataType::Struct(_) | DataType::Map(_, _) => jsonb(column, &mut out)?,
-        _ => return Ok(column.clone()),
+        other => unreachable!("{other} is not nested or an interval"),
     }
     Ok(std::sync::Arc::new(out.finish()))
 }
