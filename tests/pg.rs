@@ -14,7 +14,48 @@ pub fn database_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| match std::env::var("DFPIPE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => url,
-        _ => start_cluster(),
+        _ => start_cluster(None).url,
+    })
+}
+
+/// A local server that accepts TCP connections only over TLS (`hostnossl … reject`), with a
+/// certificate for `localhost` signed by a throwaway CA. Always started locally (its TLS set-up
+/// is part of the test), whatever `DFPIPE_TEST_DATABASE_URL` says.
+pub struct TlsServer {
+    /// The TCP port.
+    pub port: u16,
+    /// The CA that signed the server's certificate (PEM).
+    pub ca: PathBuf,
+    /// Another CA, which signed nothing the server presents.
+    pub other_ca: PathBuf,
+    /// A URL reaching the server through its Unix socket (no TLS there), for checking results.
+    pub socket_url: String,
+}
+
+/// The TLS test server, started once per test binary.
+pub fn tls_server() -> &'static TlsServer {
+    static SERVER: OnceLock<TlsServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let certs = std::env::temp_dir().join(format!("dfpipe-test-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&certs).unwrap();
+        let openssl = |args: &str| {
+            let out = Command::new("sh").arg("-c").arg(format!("openssl {args}")).current_dir(&certs).output().unwrap();
+            assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        openssl(&format!("req -x509 {key} -keyout ca.key -out ca.crt -subj /CN=dfpipe-test-ca -days 2"));
+        openssl(&format!("req -x509 {key} -keyout other.key -out other.crt -subj /CN=dfpipe-other-ca -days 2"));
+        openssl(&format!("req {key} -keyout server.key -out server.csr -subj /CN=localhost"));
+        std::fs::write(certs.join("ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n").unwrap();
+        openssl("x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext");
+        let cluster = start_cluster(Some(&certs));
+        let _ = std::fs::remove_file(certs.join("ca.key"));
+        TlsServer {
+            port: cluster.port,
+            ca: certs.join("ca.crt"),
+            other_ca: certs.join("other.crt"),
+            socket_url: format!("host={} port={} user=postgres dbname=postgres", cluster.dir.display(), cluster.port),
+        }
     })
 }
 
@@ -60,7 +101,16 @@ fn shell(script: &str) -> Command {
     }
 }
 
-fn start_cluster() -> String {
+/// A started cluster.
+struct Cluster {
+    url: String,
+    port: u16,
+    dir: PathBuf,
+}
+
+/// Starts a throwaway cluster; with `tls`, a directory holding `server.crt` and `server.key`,
+/// the server takes TCP connections only over TLS.
+fn start_cluster(tls: Option<&std::path::Path>) -> Cluster {
     let bin = bindir();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("dfpipe-test-pg-{}-{port}", std::process::id()));
@@ -75,10 +125,25 @@ fn start_cluster() -> String {
             .output()
             .unwrap();
     assert!(out.status.success(), "initdb failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let mut settings = String::new();
+    if let Some(certs) = tls {
+        let data = dir.join("data");
+        for file in ["server.crt", "server.key"] {
+            std::fs::copy(certs.join(file), data.join(file)).unwrap();
+        }
+        let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+        std::fs::write(data.join("pg_hba.conf"), format!("hostnossl all all 0.0.0.0/0 reject\n{hba}")).unwrap();
+        if is_root() {
+            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data).status().unwrap();
+            assert!(ok.success(), "chown of {} to postgres failed", data.display());
+        }
+        std::fs::set_permissions(data.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        settings = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_string();
+    }
     // The server, and a watchdog that stops it and removes the directory once this process is gone.
     let script = format!(
         "'{bin}/postgres' -D '{dirs}/data' -p {port} -k '{dirs}' -c listen_addresses=127.0.0.1 -c fsync=off \
-           -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 > '{dirs}/log' 2>&1 & pg=$!; \
+           -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 {settings} > '{dirs}/log' 2>&1 & pg=$!; \
          while [ -d /proc/{test} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
          kill -INT $pg 2>/dev/null; wait $pg; rm -rf '{dirs}'",
         test = std::process::id()
@@ -102,14 +167,19 @@ fn start_cluster() -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    Cluster { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), port, dir }
 }
 
 /// Runs `sql` (simple query protocol) and returns every value as text ("NULL" for null).
 pub fn query(sql: &str) -> Vec<Vec<String>> {
+    query_at(database_url(), sql)
+}
+
+/// Runs `sql` on the server at `url`, as [`query`] does.
+pub fn query_at(url: &str, sql: &str) -> Vec<Vec<String>> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(database_url(), tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         let mut rows = Vec::new();
         for message in client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")) {

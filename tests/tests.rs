@@ -9,3 +9,4 @@ mod demo;
 mod duckdb_modes;
 mod object_store;
 mod postgres;
+mod postgres_tls;

@@ -1,10 +1,13 @@
 //! Connecting: the DSN from the config (`${DATABASE_URL}`), else `DATABASE_URL`, else libpq's
-//! `PG*` variables; retries with exponential backoff; messages that never include the password.
+//! `PG*` variables; TLS by `sslmode` (see [`super::tls`]); retries with exponential backoff;
+//! messages that never include the password.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+
+use super::tls::{RustlsConnector, SslMode, TlsOptions};
 
 /// A connected client, and why its connection closed if it did (the server's FATAL message,
 /// which the client itself only sees as "connection closed").
@@ -34,13 +37,24 @@ impl Connection {
 /// Connection attempts before giving up.
 const ATTEMPTS: u32 = 5;
 
+/// Where and how to connect: the server settings and the TLS that goes with them.
+pub struct Settings {
+    config: Config,
+    mode: SslMode,
+    tls: RustlsConnector,
+}
+
 /// Builds the connection settings. Errors never echo the DSN, which may hold a password.
-pub fn config(dsn: Option<&str>) -> Result<Config, String> {
+pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
     let from_env = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
-    let mut config = match dsn.map(str::to_string).or(from_env) {
-        Some(dsn) => dsn
-            .parse::<Config>()
-            .map_err(|_| "the PostgreSQL connection string is not valid (check its syntax; it is not shown because it may hold a password)".to_string())?,
+    let (mut config, tls) = match dsn.map(str::to_string).or(from_env) {
+        Some(dsn) => {
+            let (dsn, tls) = TlsOptions::split_dsn(&dsn)?;
+            let config = dsn
+                .parse::<Config>()
+                .map_err(|_| "the PostgreSQL connection string is not valid (check its syntax; it is not shown because it may hold a password)".to_string())?;
+            (config, tls)
+        }
         None => {
             let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
             let mut c = Config::new();
@@ -55,22 +69,43 @@ pub fn config(dsn: Option<&str>) -> Result<Config, String> {
             if let Some(db) = var("PGDATABASE") {
                 c.dbname(&db);
             }
-            c
+            (c, TlsOptions::from_env()?)
         }
     };
     if config.get_application_name().is_none() {
         config.application_name("dfpipe");
     }
-    Ok(config)
+    config.ssl_mode(tls.mode.negotiation());
+    Ok(Settings { config, mode: tls.mode, tls: tls.connector()? })
+}
+
+/// Whether retrying cannot help: the server answered with an error, or TLS failed (a
+/// certificate that does not verify does not start verifying on the next attempt).
+fn is_permanent(e: &tokio_postgres::Error) -> bool {
+    if e.as_db_error().is_some() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        let tls = inner.downcast_ref::<rustls::Error>().is_some()
+            || inner.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|i| i.is::<rustls::Error>())
+            || inner.to_string().contains("does not support TLS");
+        if tls {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
 }
 
 /// Connects, retrying with exponential backoff (0.25 s, 0.5 s, 1 s, 2 s); the connection task
 /// runs on its own.
-pub async fn connect(config: &Config) -> Result<Connection, String> {
+pub async fn connect(settings: &Settings) -> Result<Connection, String> {
+    let config = &settings.config;
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1;
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(settings.tls.clone()).await {
             Ok((client, connection)) => {
                 let closed = Arc::new(Mutex::new(None));
                 let reason = closed.clone();
@@ -82,7 +117,7 @@ pub async fn connect(config: &Config) -> Result<Connection, String> {
                 });
                 return Ok(Connection { client, closed });
             }
-            Err(e) if attempt < ATTEMPTS && e.as_db_error().is_none() => {
+            Err(e) if attempt < ATTEMPTS && !is_permanent(&e) => {
                 tracing::warn!(
                     "cannot connect to PostgreSQL (attempt {attempt} of {ATTEMPTS}): {e}; retrying in {delay:?}"
                 );
@@ -92,8 +127,15 @@ pub async fn connect(config: &Config) -> Result<Connection, String> {
             }
             Err(e) => {
                 let hosts = config.get_hosts().iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(",");
+                let hint = if settings.mode.verifies() && is_permanent(&e) && e.as_db_error().is_none() {
+                    " (sslmode verify-ca/verify-full check the server's certificate against sslrootcert: \
+                     point it at the CA that signed the server's certificate, or use sslmode=require to \
+                     encrypt without verifying)"
+                } else {
+                    ""
+                };
                 return Err(format!(
-                    "cannot connect to PostgreSQL at {hosts} port {:?} after {attempt} attempt(s): {}",
+                    "cannot connect to PostgreSQL at {hosts} port {:?} after {attempt} attempt(s): {}{hint}",
                     config.get_ports(),
                     describe(&e)
                 ));

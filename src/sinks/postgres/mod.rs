@@ -19,6 +19,7 @@
 pub mod connect;
 pub mod encode;
 pub mod numeric;
+pub mod tls;
 pub mod types;
 
 use std::fmt;
@@ -209,7 +210,7 @@ impl PostgresSink {
     /// transaction. On failure the hidden table is dropped; the target is never touched.
     async fn replace_in_parallel(
         &self,
-        config: &tokio_postgres::Config,
+        config: &connect::Settings,
         data: SendableRecordBatchStream,
     ) -> Result<u64, String> {
         let main = connect::connect(config).await?;
@@ -239,7 +240,7 @@ impl PostgresSink {
     /// Deals the batches round-robin to `self.streams` COPY streams on their own connections.
     async fn copy_in_parallel(
         &self,
-        config: &tokio_postgres::Config,
+        config: &connect::Settings,
         copier: &Copier,
         mut data: SendableRecordBatchStream,
     ) -> Result<u64, String> {
