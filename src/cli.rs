@@ -27,6 +27,9 @@ Exit codes:
   1  a run failed: a source, a query or a target (failed targets keep their old contents)
   2  usage or config error: bad flags, invalid dfpipe.yml, SQL that does not parse,
      unknown references, dependency cycles
+  3  a check stopped the run before it wrote anything: schema drift its on_schema_change
+     policy refuses, or a violated contract
+  4  another dfpipe command is running on the project (its lock is held)
   130  interrupted (Ctrl-C): targets in progress were not committed
 
 Environment:
@@ -70,6 +73,10 @@ pub struct GlobalArgs {
     /// Memory budget for queries, e.g. 512MiB or 4GiB (overrides memory.limit in the config).
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_memory_limit)]
     pub memory_limit: Option<u64>,
+    /// Force a memory strategy for every target instead of deciding from estimate / budget:
+    /// in_memory (no spilling), spill (spilling pool), stream (small batches, spilling pool).
+    #[arg(long, global = true, value_enum, value_name = "STRATEGY")]
+    pub strategy: Option<crate::strategy::Strategy>,
 }
 
 fn parse_memory_limit(s: &str) -> Result<u64, String> {
@@ -137,6 +144,25 @@ pub enum Command {
         #[arg(short = 'x', long)]
         fail_fast: bool,
     },
+    /// Inspect and accept the schemas the catalog remembers (drift detection).
+    ///
+    /// Every run records the schema of each source, model and target in the catalog
+    /// (<state_dir>/catalog.duckdb); a successful run's source and model schemas become the
+    /// baselines the next run is checked against before it writes anything.
+    Schema {
+        /// What to do.
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+    /// List recent runs from the catalog: status, strategy, rows, time, peak memory.
+    Runs {
+        /// How many runs.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = crate::history::Format::Table)]
+        format: crate::history::Format,
+    },
     /// Run SQL against the DuckDB warehouse (read-only) and print the result.
     Query {
         /// The SQL, in DuckDB's dialect.
@@ -147,5 +173,33 @@ pub enum Command {
         /// The DuckDB connection to query (default: warehouse).
         #[arg(long, short, value_name = "NAME")]
         connection: Option<String>,
+    },
+}
+
+/// `dfpipe schema …`.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// The current schema of sources and models (all, or those named), and whether it matches
+    /// its baseline.
+    Show {
+        /// Sources or models.
+        names: Vec<String>,
+    },
+    /// What changed since the baseline, as a run would report it. Exits with 3 when a run
+    /// would stop on it.
+    Diff {
+        /// Sources or models.
+        names: Vec<String>,
+    },
+    /// Every schema recorded for a source, model or target, newest first, with its changes.
+    History {
+        /// A source, model or target label (e.g. warehouse.daily_revenue).
+        name: String,
+    },
+    /// Take the current schema as the new baseline (after an intended change).
+    Accept {
+        /// Sources or models.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }

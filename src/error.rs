@@ -24,6 +24,15 @@ pub enum Error {
     /// Running a target failed (query execution or writing the sink).
     #[error("{0}")]
     Run(String),
+    /// A schema drifted in a way its policy refuses; nothing was written.
+    #[error("{0}")]
+    Drift(String),
+    /// A declared column contract was violated; nothing was written.
+    #[error("{0}")]
+    Contract(String),
+    /// Another dfpipe command holds the project's lock.
+    #[error("{0}")]
+    Locked(String),
     /// One or more targets of a run failed; details were reported per target.
     #[error("{failed} of {total} targets failed")]
     TargetsFailed {
@@ -43,6 +52,11 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code: the command line or the project's config/SQL is invalid.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: a check failed before anything was written (schema drift refused by policy, a
+/// violated contract).
+pub const EXIT_CHECK_FAILED: u8 = 3;
+/// Exit code: another dfpipe command is running on the project.
+pub const EXIT_LOCKED: u8 = 4;
 
 impl Error {
     /// The process exit code for this error (documented in `--help` and the README).
@@ -50,6 +64,8 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config(_) | Error::Project(_) => EXIT_USAGE,
             Error::Source(_) | Error::Run(_) | Error::TargetsFailed { .. } => EXIT_RUN_FAILED,
+            Error::Drift(_) | Error::Contract(_) => EXIT_CHECK_FAILED,
+            Error::Locked(_) => EXIT_LOCKED,
         }
     }
 }
@@ -85,6 +101,8 @@ mod tests {
         assert_eq!(Error::Source("x".into()).exit_code(), 1);
         assert_eq!(Error::Run("x".into()).exit_code(), 1);
         assert_eq!(Error::TargetsFailed { failed: 1, total: 2 }.exit_code(), 1);
+        assert_eq!(Error::Drift("x".into()).exit_code(), 3);
+        assert_eq!(Error::Locked("x".into()).exit_code(), 4);
     }
 
     #[test]

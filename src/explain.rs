@@ -6,6 +6,7 @@ use std::fmt::Write;
 use datafusion::common::TableReference;
 
 use crate::error::{Error, Result, df_message};
+use crate::memory::human_bytes;
 use crate::pipeline::Pipeline;
 
 /// Renders the plan of every selected output.
@@ -30,14 +31,33 @@ pub async fn render(pipeline: &Pipeline) -> Result<String> {
     for line in pipeline.budget.describe() {
         let _ = writeln!(out, "  {line}");
     }
-    let options = pipeline.ctx.copied_config();
-    let _ = writeln!(out, "  batch size: {}; target partitions: {}", options.batch_size(), options.target_partitions());
+    let _ = writeln!(
+        out,
+        "  strategy thresholds: in_memory when estimate / budget ≤ {}, stream above {}, else spill{}",
+        config.memory.in_memory_below,
+        config.memory.stream_above,
+        config.memory.strategy.map_or_else(String::new, |s| format!(" (forced: {})", s.name()))
+    );
     if pipeline.outputs.is_empty() {
         let _ = writeln!(out, "\nno targets selected");
     }
     for output in &pipeline.outputs {
         let label = output.target.label(&config.project_dir);
         let _ = writeln!(out, "\ntarget {label} <- model {} (mode {})", output.model, output.mode.name());
+        let (estimate, decision) = pipeline.decide(output).await?;
+        for line in estimate.describe() {
+            let _ = writeln!(out, "  {line}");
+        }
+        let _ = writeln!(
+            out,
+            "  budget: {}; estimate / budget = {:.2} → strategy {} ({})",
+            human_bytes(decision.budget),
+            decision.ratio,
+            decision.strategy.name(),
+            decision.reason
+        );
+        let _ = writeln!(out, "  datafusion: {}", decision.settings.describe());
+        let _ = writeln!(out, "  plan:");
         let df = pipeline
             .ctx
             .table(TableReference::bare(output.model.as_str()))
@@ -47,7 +67,7 @@ pub async fn render(pipeline: &Pipeline) -> Result<String> {
             .into_optimized_plan()
             .map_err(|e| Error::Project(format!("model `{}`: {}", output.model, df_message(&e))))?;
         for line in plan.display_indent().to_string().lines() {
-            let _ = writeln!(out, "  {line}");
+            let _ = writeln!(out, "    {line}");
         }
     }
     Ok(out)

@@ -3,13 +3,19 @@
 //! Data flows one way: [`config`] (dfpipe.yml → checked [`config::Config`]) → [`project`]
 //! (SQL models and their DAG) → [`pipeline`] (one DataFusion session: sources as listing tables,
 //! models as views) → [`run`] (each output planned as `INSERT INTO target SELECT * FROM model`
-//! under the [`memory`] budget) → [`sinks`] (DuckDB, Parquet).
+//! under the [`memory`] budget and a per-target [`strategy`]) → [`sinks`] (DuckDB, PostgreSQL,
+//! Parquet). Beside them, the [`catalog`] remembers every run and schema, and [`drift`] judges
+//! schema changes before anything is written.
 #![deny(missing_docs)]
 
+pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod drift;
 pub mod error;
+pub mod estimate;
 pub mod explain;
+pub mod history;
 pub mod init;
 pub mod logging;
 pub mod memory;
@@ -22,6 +28,7 @@ pub mod run;
 pub mod session;
 pub mod sinks;
 pub mod sources;
+pub mod strategy;
 pub mod suggest;
 
 use std::collections::BTreeMap;
@@ -40,6 +47,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
         env: cli.global.env.clone(),
         vars: parse_vars(&cli.global.vars)?,
         memory_limit: cli.global.memory_limit,
+        strategy: cli.global.strategy,
     };
     match cli.command {
         Command::Init { dir, orders, force } => {
@@ -56,19 +64,44 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             let started_at = chrono::Utc::now();
             let config = config::load(&cli.global.project, &load)?;
             let (name, state_dir) = (config.name.clone(), config.state_dir.clone());
-            let pipeline = match prepare(config, &select).await {
-                Ok(pipeline) => pipeline,
+            // One run per project at a time; the catalog records it from its start.
+            let _lock = catalog::lock::ProjectLock::acquire(&state_dir, "run")?;
+            let catalog = catalog::Catalog::new(&state_dir);
+            let run_id = catalog.begin_run(&name, "run", started_at)?;
+            let prepared = match prepare(config, &select).await {
+                Ok(pipeline) => {
+                    catalog::observe::preflight(&pipeline, &catalog, run_id).await.map(|report| (pipeline, report))
+                }
+                Err(e) => Err(e),
+            };
+            let (pipeline, drift) = match prepared {
+                Ok(prepared) => prepared,
                 Err(e) => {
                     let results = run::RunResults::failed_before_start(&name, started_at, e.to_string());
-                    if let Err(write_error) = run::write_results(&state_dir, &results) {
-                        tracing::warn!("{write_error}");
+                    let status = match &e {
+                        Error::Drift(_) => "drift",
+                        Error::Contract(_) => "contract",
+                        _ => "error",
+                    };
+                    for outcome in [
+                        run::write_results(&state_dir, &results),
+                        catalog.finish_run(run_id, &results, Some(status), &[]),
+                    ] {
+                        if let Err(write_error) = outcome {
+                            tracing::warn!("{write_error}");
+                        }
                     }
                     return Err(e);
                 }
             };
             let progress =
                 !cli.global.quiet && cli.global.log_format == LogFormat::Text && std::io::stderr().is_terminal();
-            let results = run::run(&pipeline, &run::RunOptions { fail_fast, progress }).await?;
+            let options = run::RunOptions { fail_fast, progress, evolutions: drift.evolutions() };
+            let results = run::run(&pipeline, &options).await?;
+            if results.status == run::Status::Success {
+                catalog.accept_run(run_id)?;
+            }
+            catalog.finish_run(run_id, &results, None, &catalog::observe::target_schemas(&pipeline, &results).await)?;
             if !cli.global.quiet {
                 print!("{}", run::summary(&results));
             }
@@ -82,6 +115,38 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             } else {
                 Err(Error::TargetsFailed { failed: failed.len(), total: results.targets.len() })
             }
+        }
+        Command::Schema { command } => {
+            let config = config::load(&cli.global.project, &load)?;
+            let catalog = catalog::Catalog::new(&config.state_dir);
+            let state_dir = config.state_dir.clone();
+            let all = SelectArgs::default();
+            match command {
+                cli::SchemaCommand::History { name } => print!("{}", history::history(&catalog, &name)?),
+                cli::SchemaCommand::Show { names } => {
+                    let pipeline = prepare(config, &all).await?;
+                    print!("{}", history::show(&pipeline, &catalog, &names).await?);
+                }
+                cli::SchemaCommand::Diff { names } => {
+                    let pipeline = prepare(config, &all).await?;
+                    let (text, refused) = history::diff_now(&pipeline, &catalog, &names).await?;
+                    print!("{text}");
+                    if refused {
+                        return Ok(error::EXIT_CHECK_FAILED);
+                    }
+                }
+                cli::SchemaCommand::Accept { names } => {
+                    let _lock = catalog::lock::ProjectLock::acquire(&state_dir, "schema accept")?;
+                    let pipeline = prepare(config, &all).await?;
+                    print!("{}", history::accept(&pipeline, &catalog, &names).await?);
+                }
+            }
+            Ok(error::EXIT_OK)
+        }
+        Command::Runs { limit, format } => {
+            let config = config::load(&cli.global.project, &load)?;
+            print!("{}", history::runs(&catalog::Catalog::new(&config.state_dir), limit, format)?);
+            Ok(error::EXIT_OK)
         }
         Command::Query { sql, format, connection } => {
             let config = config::load(&cli.global.project, &load)?;

@@ -1,20 +1,12 @@
 //! How much memory a run may use, and the DataFusion runtime that enforces it.
 //!
 //! The budget is the RAM really available (sysinfo, or the cgroup's limit when that is lower)
-//! minus a safety margin (`memory.os_margin`), unless `memory.limit` fixes it. Queries run with
-//! a fair spilling pool of that size: sorts, aggregates and sort-merge joins spill to disk instead
-//! of exhausting RAM.
+//! minus a safety margin (`memory.os_margin`), unless `memory.limit` fixes it. How a target
+//! lives within it is the [`crate::strategy`]'s business.
 
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
 use crate::config::MemoryConfig;
-use crate::error::{Error, Result};
 
 /// The memory figures a run starts from.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,28 +49,6 @@ impl MemoryBudget {
         }
     }
 
-    /// Builds the DataFusion runtime: a fair spilling pool of `budget` bytes (its out-of-memory
-    /// errors name the three largest consumers) and a disk manager for spill files.
-    pub fn runtime(&self) -> Result<Arc<RuntimeEnv>> {
-        let pool = TrackConsumersPool::new(
-            FairSpillPool::new(self.budget as usize),
-            NonZeroUsize::new(3).expect("3 is not zero"),
-        );
-        let mode = match &self.spill_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::Config(format!("memory.spill_dir: cannot create {}: {e}", dir.display())))?;
-                DiskManagerMode::Directories(vec![dir.clone()])
-            }
-            None => DiskManagerMode::OsTmpDirectory,
-        };
-        RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(pool))
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode))
-            .build_arc()
-            .map_err(|e| Error::Run(format!("cannot set up the query runtime: {e}")))
-    }
-
     /// Lines for `dfpipe plan`, each a fact with its number.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![format!("available RAM: {}", human_bytes(self.available))];
@@ -93,14 +63,6 @@ impl MemoryBudget {
                 self.os_margin
             )),
         }
-        lines.push(format!(
-            "pool: fair spill pool of {} (sorts, aggregates and sort-merge joins spill to disk)",
-            human_bytes(self.budget)
-        ));
-        lines.push(format!(
-            "spill directory: {}",
-            self.spill_dir.as_ref().map_or_else(|| "system temp directory".to_string(), |d| d.display().to_string())
-        ));
         lines
     }
 }
@@ -138,7 +100,7 @@ mod tests {
 
     #[test]
     fn fixed_limit_wins() {
-        let config = MemoryConfig { os_margin: 0.3, limit: Some(256 << 20), spill_dir: None };
+        let config = MemoryConfig { limit: Some(256 << 20), ..MemoryConfig::default() };
         let budget = MemoryBudget::measure(&config);
         assert_eq!(budget.budget, 256 << 20);
         assert!(budget.available > 0);

@@ -10,8 +10,10 @@ use datafusion::prelude::SessionContext;
 
 use crate::config::OutputConfig;
 use crate::error::{Error, Result, df_message};
+use crate::estimate::{Estimate, estimate};
 use crate::memory::MemoryBudget;
 use crate::project::{Project, Selection};
+use crate::strategy::{Decision, ExecSettings, Strategy, decide};
 use crate::{session, sources};
 
 /// A project ready to plan or run.
@@ -32,7 +34,9 @@ impl Pipeline {
     pub async fn prepare(project: Project, selection: &Selection) -> Result<Pipeline> {
         let outputs = project.selected_outputs(selection)?;
         let budget = MemoryBudget::measure(&project.config.memory);
-        let ctx = session::build(&project.config, &budget)?;
+        // Planning, estimating and materializing happen in a spilling session; each target then
+        // runs in a session with its own strategy.
+        let ctx = session::build(&project.config, &ExecSettings::new(Strategy::Spill, &budget))?;
 
         let needed = needed_models(&project, &outputs);
         let needed_sources: BTreeSet<&String> =
@@ -40,16 +44,76 @@ impl Pipeline {
         for name in needed_sources {
             sources::register(&ctx, &project.config.sources[name]).await?;
         }
+        let pipeline = Pipeline { project, outputs, budget, ctx };
+        pipeline.register_models(&BTreeSet::new()).await?;
+        Ok(pipeline)
+    }
+
+    /// Registers the needed models as views in dependency order; those in `cache` are computed
+    /// now and held in memory, so the views downstream read them instead of recomputing them.
+    async fn register_models(&self, cache: &BTreeSet<String>) -> Result<()> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        for name in project.order.iter().filter(|n| needed.contains(*n)) {
-            let model = &project.models[name];
-            let df = ctx.sql_with_options(&model.sql, options).await.map_err(|e| {
+        let needed = needed_models(&self.project, &self.outputs);
+        for name in self.project.order.iter().filter(|n| needed.contains(*n)) {
+            let model = &self.project.models[name];
+            let fail = |e: datafusion::error::DataFusionError| {
                 Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e)))
-            })?;
-            ctx.register_table(TableReference::bare(name.as_str()), df.into_view())
-                .map_err(|e| Error::Project(format!("model `{name}`: {}", df_message(&e))))?;
+            };
+            let mut df = self.ctx.sql_with_options(&model.sql, options).await.map_err(fail)?;
+            if cache.contains(name) {
+                tracing::info!(model = %name, "computing once for the targets that share it (in_memory)");
+                df = df.cache().await.map_err(fail)?;
+            }
+            let table = TableReference::bare(name.as_str());
+            self.ctx.deregister_table(table.clone()).map_err(fail)?;
+            self.ctx.register_table(table, df.into_view()).map_err(fail)?;
         }
-        Ok(Pipeline { project, outputs, budget, ctx })
+        Ok(())
+    }
+
+    /// The estimate of what `output` reads, and the strategy that follows.
+    pub async fn decide(&self, output: &OutputConfig) -> Result<(Estimate, Decision)> {
+        let fail = |e: String| Error::Project(format!("model `{}`: {e}", output.model));
+        let df = self.ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| fail(df_message(&e)))?;
+        let plan = df.create_physical_plan().await.map_err(|e| fail(df_message(&e)))?;
+        let estimate = estimate(&self.ctx, &plan).await.map_err(fail)?;
+        let decision = decide(estimate.bytes, &self.budget, &self.project.config.memory);
+        Ok((estimate, decision))
+    }
+
+    /// Models that more than one selected target reads (directly or upstream), when every
+    /// target reading them runs in memory: worth computing once.
+    pub fn shared_in_memory(&self, strategies: &[Strategy]) -> BTreeSet<String> {
+        let mut readers: std::collections::BTreeMap<String, Vec<Strategy>> = Default::default();
+        for (output, strategy) in self.outputs.iter().zip(strategies) {
+            for model in needed_models(&self.project, std::slice::from_ref(output)) {
+                readers.entry(model).or_default().push(*strategy);
+            }
+        }
+        readers
+            .into_iter()
+            .filter(|(_, s)| s.len() > 1 && s.iter().all(|s| *s == Strategy::InMemory))
+            .map(|(model, _)| model)
+            .collect()
+    }
+
+    /// The models the selected outputs read (directly or upstream), in dependency order.
+    pub fn needed_models(&self) -> Vec<String> {
+        let needed = needed_models(&self.project, &self.outputs);
+        self.project.order.iter().filter(|n| needed.contains(*n)).cloned().collect()
+    }
+
+    /// The sources those models read, by name.
+    pub fn needed_sources(&self) -> Vec<String> {
+        let needed = needed_models(&self.project, &self.outputs);
+        let sources: BTreeSet<&String> =
+            needed.iter().flat_map(|m| self.project.models[m].source_deps.iter()).collect();
+        sources.into_iter().cloned().collect()
+    }
+
+    /// Computes `models` once and re-plans the views that read them.
+    pub async fn materialize(&self, models: &BTreeSet<String>) -> Result<()> {
+        if models.is_empty() { Ok(()) } else { self.register_models(models).await }
     }
 }
 

@@ -8,14 +8,17 @@ use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::sink::DataSink;
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
-use crate::config::{Mode, OutputConfig, Target};
+use crate::config::{Mode, OutputConfig, Policy, Target};
+use crate::drift::Evolution;
 use crate::error::{Error, Result, df_message};
 use crate::memory::{human_bytes, peak_rss};
 use crate::pipeline::Pipeline;
 use crate::progress::RowCounter;
 use crate::sinks;
+use crate::strategy::{Decision, Strategy, out_of_memory_hint};
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +27,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Draw progress bars (stderr is a terminal and logs are not JSON).
     pub progress: bool,
+    /// The allowed drift of each model, applied to existing tables of outputs under `evolve`.
+    pub evolutions: std::collections::BTreeMap<String, Evolution>,
 }
 
 /// What happened to one target.
@@ -55,6 +60,10 @@ pub struct TargetResult {
     pub seconds: f64,
     /// Peak RSS of the process when the target finished, in bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// The memory strategy it ran with.
+    pub strategy: Option<Strategy>,
+    /// The estimated decoded bytes it read.
+    pub estimate_bytes: Option<u64>,
     /// The error, for a failed target.
     pub error: Option<String>,
 }
@@ -85,6 +94,15 @@ pub struct RunResults {
 }
 
 impl RunResults {
+    /// The results of a command that wrote no target and succeeded (`schema accept`).
+    pub fn finished_without_targets(project: &str, started_at: chrono::DateTime<chrono::Utc>) -> RunResults {
+        RunResults {
+            status: Status::Success,
+            error: None,
+            ..Self::failed_before_start(project, started_at, String::new())
+        }
+    }
+
     /// The results of a run that failed before any target ran.
     pub fn failed_before_start(project: &str, started_at: chrono::DateTime<chrono::Utc>, error: String) -> RunResults {
         let now = chrono::Utc::now();
@@ -108,8 +126,24 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     let mut targets = Vec::with_capacity(pipeline.outputs.len());
-    let mut stop = false;
+    let mut decisions = Vec::with_capacity(pipeline.outputs.len());
     for output in &pipeline.outputs {
+        let (estimate, decision) = pipeline.decide(output).await?;
+        tracing::info!(
+            model = %output.model,
+            estimate = %human_bytes(estimate.bytes),
+            budget = %human_bytes(decision.budget),
+            ratio = decision.ratio,
+            strategy = decision.strategy.name(),
+            "memory strategy: {}",
+            decision.reason
+        );
+        decisions.push(decision);
+    }
+    let strategies: Vec<Strategy> = decisions.iter().map(|d| d.strategy).collect();
+    pipeline.materialize(&pipeline.shared_in_memory(&strategies)).await?;
+    let mut stop = false;
+    for (output, decision) in pipeline.outputs.iter().zip(&decisions) {
         let label = output.target.label(&pipeline.project.config.project_dir);
         if stop {
             targets.push(TargetResult {
@@ -120,6 +154,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                 rows: 0,
                 seconds: 0.0,
                 peak_rss_bytes: None,
+                strategy: Some(decision.strategy),
+                estimate_bytes: Some(decision.estimate),
                 error: None,
             });
             continue;
@@ -127,7 +163,17 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
         let counter = if options.progress { RowCounter::with_bar(&label) } else { RowCounter::hidden() };
         tracing::debug!(model = %output.model, target = %label, "writing");
         let begun = Instant::now();
-        let outcome = write_output(pipeline, output, &counter).await;
+        let outcome = match decision.settings.session(&pipeline.ctx, &pipeline.project.config.datafusion) {
+            Ok(ctx) => {
+                let policy = output.on_schema_change.unwrap_or(pipeline.project.config.on_schema_change);
+                let evolution = match policy {
+                    Policy::Evolve => options.evolutions.get(&output.model).cloned().unwrap_or_default(),
+                    _ => Evolution::default(),
+                };
+                write_output(pipeline, &ctx, decision, output, evolution, &counter).await
+            }
+            Err(e) => Err(e.to_string()),
+        };
         let seconds = begun.elapsed().as_secs_f64();
         let (status, rows, error) = match outcome {
             Ok(rows) => {
@@ -139,6 +185,10 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             }
             Err(message) => {
                 counter.finish("failed");
+                let message = match out_of_memory_hint(&message, &decision.settings) {
+                    Some(hint) => format!("{hint}: {message}"),
+                    None => message,
+                };
                 let message = format!("{label} (model `{}`): {message}", output.model);
                 tracing::error!(model = %output.model, target = %label, "{message}");
                 stop = options.fail_fast;
@@ -153,6 +203,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             rows,
             seconds,
             peak_rss_bytes: peak_rss(),
+            strategy: Some(decision.strategy),
+            estimate_bytes: Some(decision.estimate),
             error,
         });
     }
@@ -173,27 +225,39 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
     Ok(results)
 }
 
-/// Writes one output; returns the rows written or a message saying why not.
+/// Writes one output in `ctx` (a session with the target's strategy); returns the rows
+/// written or a message saying why not.
 async fn write_output(
     pipeline: &Pipeline,
+    ctx: &SessionContext,
+    decision: &Decision,
     output: &OutputConfig,
+    evolution: Evolution,
     counter: &RowCounter,
 ) -> std::result::Result<u64, String> {
-    let ctx = &pipeline.ctx;
     let df = ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| df_message(&e))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let (mode, key) = (output.mode, output.unique_key.clone());
     let sink: Arc<dyn DataSink> = match &output.target {
         Target::DuckDb(target) => {
-            Arc::new(sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone()))
+            // DuckDB's buffers live outside DataFusion's pool: a quarter of the budget when it is bounded.
+            let limit = decision.settings.pool_bytes.map(|b| b / 4);
+            Arc::new(
+                sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())
+                    .with_memory_limit(limit)
+                    .with_evolution(evolution),
+            )
         }
-        Target::Postgres { table, dsn, copy_streams, .. } => Arc::new(sinks::postgres::PostgresSink::new(
-            sinks::postgres::PostgresTarget { dsn: dsn.clone(), table: table.clone(), copy_streams: *copy_streams },
-            schema,
-            mode,
-            key,
-            counter.clone(),
-        )),
+        Target::Postgres { table, dsn, copy_streams, .. } => Arc::new(
+            sinks::postgres::PostgresSink::new(
+                sinks::postgres::PostgresTarget { dsn: dsn.clone(), table: table.clone(), copy_streams: *copy_streams },
+                schema,
+                mode,
+                key,
+                counter.clone(),
+            )
+            .with_evolution(evolution),
+        ),
         Target::Parquet { location, single_file, compression } => {
             let rows = sinks::parquet::write(df, location, *single_file, compression, output.mode).await?;
             counter.add(rows);
@@ -224,8 +288,8 @@ pub fn write_results(dir: &std::path::Path, results: &RunResults) -> Result<()> 
 
 /// The summary table printed after a run.
 pub fn summary(results: &RunResults) -> String {
-    let header = ["target", "model", "mode", "status", "rows", "seconds", "rows/s", "peak RSS"];
-    let mut rows: Vec<[String; 8]> = results
+    let header = ["target", "model", "mode", "status", "strategy", "rows", "seconds", "rows/s", "estimate", "peak RSS"];
+    let mut rows: Vec<[String; 10]> = results
         .targets
         .iter()
         .map(|t| {
@@ -239,6 +303,7 @@ pub fn summary(results: &RunResults) -> String {
                     Status::Skipped => "skipped",
                 }
                 .to_string(),
+                t.strategy.map_or("-", Strategy::name).to_string(),
                 group_digits(t.rows),
                 format!("{:.2}", t.seconds),
                 if t.seconds > 0.0 && t.status == Status::Success {
@@ -246,18 +311,19 @@ pub fn summary(results: &RunResults) -> String {
                 } else {
                     "-".into()
                 },
+                t.estimate_bytes.map_or_else(|| "-".into(), human_bytes),
                 t.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes),
             ]
         })
         .collect();
     rows.insert(0, header.map(String::from));
-    let widths: Vec<usize> = (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..10).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         let cells: Vec<String> = row
             .iter()
             .enumerate()
-            .map(|(i, c)| if i >= 4 { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
+            .map(|(i, c)| if i >= 5 { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

@@ -6,18 +6,15 @@ use datafusion::prelude::SessionContext;
 
 use crate::config::{Config, Target};
 use crate::error::{Error, Result};
-use crate::memory::MemoryBudget;
 use crate::object_stores;
+use crate::strategy::ExecSettings;
 
-/// Rows per batch: DataFusion's default, a good balance of vectorization and memory.
-pub const BATCH_SIZE: usize = 8192;
-
-/// Builds the session for `config` under `budget`.
-pub fn build(config: &Config, budget: &MemoryBudget) -> Result<SessionContext> {
-    let mut session = SessionConfig::new()
-        .with_information_schema(true)
-        .with_batch_size(BATCH_SIZE)
-        .with_target_partitions(std::thread::available_parallelism().map_or(1, |n| n.get()));
+/// Builds the session for `config` with the settings of a strategy; the project's
+/// `datafusion:` settings win over the strategy's. Each target later runs in a session derived
+/// from this one with its own strategy ([`ExecSettings::session`]).
+pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext> {
+    let mut session = SessionConfig::new().with_information_schema(true);
+    settings.apply(&mut session, &config.datafusion)?;
     for (key, value) in &config.datafusion {
         session.options_mut().set(key, value).map_err(|e| {
             Error::Config(format!(
@@ -27,7 +24,7 @@ pub fn build(config: &Config, budget: &MemoryBudget) -> Result<SessionContext> {
             ))
         })?;
     }
-    let ctx = SessionContext::new_with_config_rt(session, budget.runtime()?);
+    let ctx = SessionContext::new_with_config_rt(session, settings.runtime(None)?);
     dfpipe_udfs::register_all(&ctx);
     for source in config.sources.values() {
         object_stores::register(&ctx, &source.location, &config.storage, &format!("source `{}`", source.name))?;

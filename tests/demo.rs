@@ -200,10 +200,10 @@ fn plan_shows_dag_memory_and_plans_without_writing() {
     let text = stdout(&out);
     assert!(text.contains("  stg_orders (sql/stg_orders.sql) <- source orders\n"), "{text}");
     assert!(text.contains("  daily_revenue (sql/daily_revenue.sql) <- model stg_orders\n"), "{text}");
-    assert!(text.contains("pool: fair spill pool of"), "{text}");
+    assert!(text.contains("  datafusion: unbounded pool; spilling off; batch size 16384; "), "{text}");
     let limited = stdout(&p.dfpipe(&["plan", "--memory-limit", "256MiB"]));
     assert!(limited.contains("  budget: 256.0 MiB (memory.limit or --memory-limit)\n"), "{limited}");
-    assert!(limited.contains("  pool: fair spill pool of 256.0 MiB"), "{limited}");
+    assert!(limited.contains("  budget: 256.0 MiB; estimate / budget = 0.00 → strategy in_memory"), "{limited}");
     let bad = p.dfpipe(&["plan", "--memory-limit", "lots"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("`lots` is not a size; write e.g. 512MiB or 4GiB"), "{}", stderr(&bad));

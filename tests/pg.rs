@@ -47,7 +47,9 @@ pub fn tls_server() -> &'static TlsServer {
         openssl(&format!("req -x509 {key} -keyout other.key -out other.crt -subj /CN=dfpipe-other-ca -days 2"));
         openssl(&format!("req {key} -keyout server.key -out server.csr -subj /CN=localhost"));
         std::fs::write(certs.join("ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n").unwrap();
-        openssl("x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext");
+        openssl(
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext",
+        );
         let cluster = start_cluster(Some(&certs));
         let _ = std::fs::remove_file(certs.join("ca.key"));
         TlsServer {

@@ -66,7 +66,8 @@ fn sslmode_is_honoured_over_tls() {
     assert!(err.contains("point it at the CA that signed the server's certificate"), "{err}");
 
     // A root that signed nothing the server presents fails, and nothing is created.
-    let out = run(&project(&format!("host=localhost port={port} user=postgres sslmode=verify-ca sslrootcert={other}")), &[]);
+    let out =
+        run(&project(&format!("host=localhost port={port} user=postgres sslmode=verify-ca sslrootcert={other}")), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("UnknownIssuer"), "{}", stderr(&out));
     let tables = pg::query_at(&server.socket_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'tls'");

@@ -7,6 +7,8 @@ mod config_errors;
 mod dag_errors;
 mod demo;
 mod duckdb_modes;
+mod memory;
 mod object_store;
 mod postgres;
 mod postgres_tls;
+mod schema_drift;

@@ -12,9 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use interpolate::{InterpolateError, Vars, locate};
-pub use raw::{ConnectionKind, Format, Mode, RawConfig, RawSourceOptions};
+pub use raw::{ConnectionKind, Format, Mode, Policy, RawConfig, RawSourceOptions};
 
 use crate::error::{Error, Result};
+use crate::strategy::Strategy;
 use crate::suggest::{did_you_mean, enrich_serde_message};
 
 /// File names dfpipe looks for in the project directory, in order.
@@ -33,6 +34,8 @@ pub struct LoadOptions {
     pub vars: BTreeMap<String, String>,
     /// `--memory-limit`, in bytes; wins over `memory.limit`.
     pub memory_limit: Option<u64>,
+    /// `--strategy`; wins over `memory.strategy`.
+    pub strategy: Option<Strategy>,
 }
 
 /// The checked config of one project.
@@ -62,6 +65,21 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// DataFusion settings to apply, as `(key, value)`.
     pub datafusion: Vec<(String, String)>,
+    /// The default `on_schema_change` policy.
+    pub on_schema_change: Policy,
+    /// Declared columns of sources and models, by name.
+    pub contracts: BTreeMap<String, Vec<ColumnContract>>,
+}
+
+/// One declared column of a source or model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnContract {
+    /// The column's name.
+    pub name: String,
+    /// Its SQL type as written, if declared.
+    pub sql_type: Option<String>,
+    /// Whether it must hold no NULL.
+    pub not_null: bool,
 }
 
 /// One checked source.
@@ -79,6 +97,8 @@ pub struct SourceConfig {
     pub options: RawSourceOptions,
     /// Column type overrides: `(column, SQL type)`.
     pub schema: Vec<(String, String)>,
+    /// Its `on_schema_change`, when set.
+    pub on_schema_change: Option<Policy>,
 }
 
 /// A table name, optionally schema-qualified.
@@ -204,6 +224,8 @@ pub struct OutputConfig {
     pub mode: Mode,
     /// merge: the key columns.
     pub unique_key: Vec<String>,
+    /// Its `on_schema_change`, when set.
+    pub on_schema_change: Option<Policy>,
 }
 
 /// Memory settings.
@@ -215,6 +237,25 @@ pub struct MemoryConfig {
     pub limit: Option<u64>,
     /// Where spill files go.
     pub spill_dir: Option<PathBuf>,
+    /// A strategy forced for every target (None: decided per target).
+    pub strategy: Option<Strategy>,
+    /// Ratio estimate / budget up to which a target runs in memory.
+    pub in_memory_below: f64,
+    /// Ratio above which a target streams rather than spills.
+    pub stream_above: f64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            os_margin: 0.3,
+            limit: None,
+            spill_dir: None,
+            strategy: None,
+            in_memory_below: 0.65,
+            stream_above: 2.0,
+        }
+    }
 }
 
 /// Object-store client settings.
@@ -255,6 +296,9 @@ pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config> {
     let mut config = checker.check(raw, file.clone())?;
     if let Some(limit) = options.memory_limit {
         config.memory.limit = Some(limit);
+    }
+    if options.strategy.is_some() {
+        config.memory.strategy = options.strategy;
     }
     Ok(config)
 }
@@ -466,6 +510,19 @@ impl Checker<'_> {
             None => None,
             Some(s) => Some(self.project_dir.join(self.interpolate(s, "memory.spill_dir")?)),
         };
+        let strategy = match raw.memory.strategy.as_deref() {
+            None | Some("auto") => None,
+            Some(name) => Some(Strategy::from_name(name).ok_or_else(|| {
+                self.err(format!("memory.strategy: `{name}` is not one of auto, in_memory, spill, stream"))
+            })?),
+        };
+        let in_memory_below = raw.memory.in_memory_below.unwrap_or(0.65);
+        let stream_above = raw.memory.stream_above.unwrap_or(2.0);
+        if !(in_memory_below > 0.0 && in_memory_below <= stream_above) {
+            return Err(self.err(format!(
+                "memory.in_memory_below ({in_memory_below}) must be above 0 and at most memory.stream_above ({stream_above})"
+            )));
+        }
         let state_dir =
             self.project_dir.join(self.interpolate(raw.state_dir.as_deref().unwrap_or(".dfpipe"), "state_dir")?);
 
@@ -494,14 +551,36 @@ impl Checker<'_> {
             outputs,
             default_target,
             duckdb_files,
-            memory: MemoryConfig { os_margin, limit, spill_dir },
+            memory: MemoryConfig { os_margin, limit, spill_dir, strategy, in_memory_below, stream_above },
             storage: StorageConfig {
                 max_retries: raw.storage.max_retries.unwrap_or(10),
                 retry_timeout_secs: raw.storage.retry_timeout_secs.unwrap_or(180),
             },
             state_dir,
             datafusion,
+            on_schema_change: raw.on_schema_change.unwrap_or_default(),
+            contracts: self.check_contracts(&raw)?,
         })
+    }
+
+    fn check_contracts(&self, raw: &RawConfig) -> Result<BTreeMap<String, Vec<ColumnContract>>> {
+        let mut contracts = BTreeMap::new();
+        for (name, columns) in &raw.contracts {
+            let mut seen = BTreeSet::new();
+            let mut checked = Vec::with_capacity(columns.len());
+            for c in columns {
+                if !seen.insert(c.name.as_str()) {
+                    return Err(self.err(format!("contracts.{name}: column `{}` is declared twice", c.name)));
+                }
+                checked.push(ColumnContract {
+                    name: c.name.clone(),
+                    sql_type: c.data_type.clone(),
+                    not_null: c.not_null,
+                });
+            }
+            contracts.insert(name.clone(), checked);
+        }
+        Ok(contracts)
     }
 
     fn check_source(&self, name: &str, raw: &raw::RawSource) -> Result<SourceConfig> {
@@ -567,7 +646,15 @@ impl Checker<'_> {
                 "{what}: `schema` overrides apply to csv and json sources; Parquet files carry their own types (CAST in the model instead)"
             )));
         }
-        Ok(SourceConfig { name: name.to_string(), path, location, format, options: o.clone(), schema })
+        Ok(SourceConfig {
+            name: name.to_string(),
+            path,
+            location,
+            format,
+            options: o.clone(),
+            schema,
+            on_schema_change: raw.on_schema_change,
+        })
     }
 
     /// The DuckDB target of connection `name`, or of the implicit warehouse.
@@ -647,7 +734,13 @@ impl Checker<'_> {
                     "outputs[{first}] and outputs[{i}] both write `{key}`; give one of them another `table:`"
                 )));
             }
-            checked.push(OutputConfig { model: out.model.clone(), target, mode, unique_key });
+            checked.push(OutputConfig {
+                model: out.model.clone(),
+                target,
+                mode,
+                unique_key,
+                on_schema_change: out.on_schema_change,
+            });
         }
         Ok(checked)
     }

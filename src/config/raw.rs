@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+pub use crate::drift::Policy;
+
 /// The config file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +43,26 @@ pub struct RawConfig {
     /// Named overlays merged over this config with `--env NAME`.
     #[serde(default)]
     pub environments: BTreeMap<String, serde_json::Value>,
+    /// The default `on_schema_change` of sources and outputs (default `evolve`).
+    #[serde(default)]
+    pub on_schema_change: Option<Policy>,
+    /// Declared columns of sources and models, by name, enforced before anything is written.
+    #[serde(default)]
+    pub contracts: BTreeMap<String, Vec<RawColumnContract>>,
+}
+
+/// One declared column of a contract.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumnContract {
+    /// The column's name.
+    pub name: String,
+    /// Its SQL type, e.g. `bigint`, `varchar`, `decimal(12,2)` (any when omitted).
+    #[serde(default, rename = "type")]
+    pub data_type: Option<String>,
+    /// Whether it must hold no NULL (default false).
+    #[serde(default)]
+    pub not_null: bool,
 }
 
 /// One input table.
@@ -58,6 +80,9 @@ pub struct RawSource {
     /// Column types that replace the inferred ones (CSV and JSON), as SQL type names.
     #[serde(default)]
     pub schema: Option<BTreeMap<String, String>>,
+    /// What a run does when this source's schema drifts (default: the project's).
+    #[serde(default)]
+    pub on_schema_change: Option<Policy>,
 }
 
 /// The file formats dfpipe reads.
@@ -159,6 +184,10 @@ pub struct RawOutput {
     /// Parquet: `zstd` (default), `snappy`, `gzip`, `lz4`, `brotli` or `uncompressed`.
     #[serde(default)]
     pub compression: Option<String>,
+    /// What a run does when the model's schema drifts (default: the project's); `evolve` also
+    /// adds new columns and widens types of an existing table it appends or merges into.
+    #[serde(default)]
+    pub on_schema_change: Option<Policy>,
 }
 
 /// How an output treats what the target already holds.
@@ -194,6 +223,12 @@ pub struct RawMemory {
     pub limit: Option<String>,
     /// Directory for spill files (default: the system's temp directory).
     pub spill_dir: Option<String>,
+    /// `auto` (default: decided per target from estimate / budget), `in_memory`, `spill` or `stream`.
+    pub strategy: Option<String>,
+    /// Ratio estimate / budget up to which a target runs in memory (default 0.65).
+    pub in_memory_below: Option<f64>,
+    /// Ratio above which a target streams rather than spills (default 2.0).
+    pub stream_above: Option<f64>,
 }
 
 /// `storage:` settings for object stores.

@@ -121,10 +121,21 @@ impl Project {
                         target: Target::DuckDb(target),
                         mode: Mode::Replace,
                         unique_key: vec![],
+                        on_schema_change: None,
                     }
                 })
                 .collect(),
         };
+        for name in config.contracts.keys() {
+            if !models.contains_key(name) && !config.sources.contains_key(name) {
+                let known = models.keys().chain(config.sources.keys()).map(String::as_str);
+                return Err(Error::Config(format!(
+                    "{}: contracts.{name}: there is no source or model named `{name}`{}",
+                    config.file.file_name().unwrap_or_default().to_string_lossy(),
+                    did_you_mean(name, known)
+                )));
+            }
+        }
         Ok(Project { config, models, order, outputs })
     }
 

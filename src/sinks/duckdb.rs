@@ -26,8 +26,9 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::quote;
+use super::{missing_column_message, quote};
 use crate::config::{DuckDbTarget, Mode};
+use crate::drift::{Evolution, logical_type, widens};
 use crate::progress::RowCounter;
 
 /// Streams record batches into a DuckDB table (see the module docs for the modes).
@@ -38,6 +39,8 @@ pub struct DuckDbSink {
     mode: Mode,
     unique_key: Vec<String>,
     counter: RowCounter,
+    memory_limit: Option<u64>,
+    evolution: Evolution,
 }
 
 impl DuckDbSink {
@@ -49,7 +52,20 @@ impl DuckDbSink {
         unique_key: Vec<String>,
         counter: RowCounter,
     ) -> Self {
-        DuckDbSink { target, schema, mode, unique_key, counter }
+        DuckDbSink { target, schema, mode, unique_key, counter, memory_limit: None, evolution: Evolution::default() }
+    }
+
+    /// `on_schema_change: evolve`: before appending or merging into an existing table, apply
+    /// the model's allowed drift to it (in the load's transaction).
+    pub fn with_evolution(mut self, evolution: Evolution) -> Self {
+        self.evolution = evolution;
+        self
+    }
+
+    /// Caps DuckDB's own buffer memory (it spills to `<file>.tmp` beyond it).
+    pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes;
+        self
     }
 }
 
@@ -81,6 +97,8 @@ impl DataSink for DuckDbSink {
             mode: self.mode,
             unique_key: self.unique_key.clone(),
             storage: storage.clone(),
+            memory_limit: self.memory_limit,
+            evolution: self.evolution.clone(),
         };
         let (tx, rx) = mpsc::channel::<Message>(2);
         let loader = tokio::task::spawn_blocking(move || job.run(rx));
@@ -123,6 +141,8 @@ struct LoadJob {
     mode: Mode,
     unique_key: Vec<String>,
     storage: SchemaRef,
+    memory_limit: Option<u64>,
+    evolution: Evolution,
 }
 
 impl LoadJob {
@@ -133,6 +153,9 @@ impl LoadJob {
         let conn =
             duckdb::Connection::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
         let sql = |conn: &duckdb::Connection, sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
+        if let Some(bytes) = self.memory_limit {
+            sql(&conn, &format!("SET memory_limit = '{}MiB'", (bytes >> 20).max(64)))?;
+        }
         sql(&conn, "BEGIN TRANSACTION")?;
         let result = self.load(&conn, &mut rx);
         match result {
@@ -198,6 +221,12 @@ impl LoadJob {
                 |row| row.get(0),
             )
             .map_err(|e| e.to_string())?;
+        if exists && self.mode != Mode::Replace {
+            if !self.evolution.is_empty() {
+                self.evolve_table(conn, &target)?;
+            }
+            self.check_columns(conn, &target)?;
+        }
         let rename = format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {}", quote(&self.table));
         match self.mode {
             Mode::Replace => exec(&rename)?,
@@ -232,6 +261,67 @@ impl LoadJob {
             }
         }
         Ok(true)
+    }
+}
+
+impl LoadJob {
+    /// The arrow schema of an existing table.
+    fn table_schema(conn: &duckdb::Connection, target: &str) -> Result<SchemaRef, String> {
+        conn.prepare(&format!("SELECT * FROM {target} LIMIT 0"))
+            .and_then(|mut stmt| stmt.query_arrow([]).map(|arrow| arrow.get_schema()))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Appending or merging: every model column must be in the table.
+    fn check_columns(&self, conn: &duckdb::Connection, target: &str) -> Result<(), String> {
+        let held = Self::table_schema(conn, target)?;
+        match self.storage.fields().iter().find(|f| held.field_with_name(f.name()).is_err()) {
+            None => Ok(()),
+            Some(f) => Err(missing_column_message(f.name(), target, held.fields().iter().map(|f| f.name().as_str()))),
+        }
+    }
+
+    /// Under `evolve`: adds the columns the model gained, widens those it widened, drops NOT NULL
+    /// from those that became nullable.
+    fn evolve_table(&self, conn: &duckdb::Connection, target: &str) -> Result<(), String> {
+        let held = Self::table_schema(conn, target)?;
+        let not_null: Vec<String> = conn
+            .prepare(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? AND NOT is_nullable",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([&self.schema_name, &self.table], |row| row.get::<_, String>(0))?.collect()
+            })
+            .map_err(|e| e.to_string())?;
+        let named = |list: &[String], f: &Field| list.iter().any(|n| n == f.name());
+        let mut alter = Vec::new();
+        for f in self.storage.fields() {
+            let column = quote(f.name());
+            match held.field_with_name(f.name()) {
+                Err(_) if named(&self.evolution.added, f) => {
+                    alter.push(format!("ALTER TABLE {target} ADD COLUMN {column} {}", duckdb_type(f.data_type())?))
+                }
+                Err(_) => {}
+                Ok(now) => {
+                    if named(&self.evolution.widened, f)
+                        && widens(&logical_type(now.data_type()), &logical_type(f.data_type()))
+                    {
+                        alter.push(format!(
+                            "ALTER TABLE {target} ALTER COLUMN {column} SET DATA TYPE {}",
+                            duckdb_type(f.data_type())?
+                        ));
+                    }
+                    if named(&self.evolution.nullable, f) && not_null.iter().any(|n| n == f.name()) {
+                        alter.push(format!("ALTER TABLE {target} ALTER COLUMN {column} DROP NOT NULL"));
+                    }
+                }
+            }
+        }
+        if !alter.is_empty() {
+            tracing::info!(table = %target, "on_schema_change: evolve: {}", alter.join("; "));
+            conn.execute_batch(&alter.join(";\n")).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 

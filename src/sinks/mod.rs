@@ -27,6 +27,15 @@ pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
+/// The error for a model column an existing table lacks (appending or merging).
+pub fn missing_column_message<'a>(column: &str, table: &str, columns: impl Iterator<Item = &'a str>) -> String {
+    format!(
+        "column `{column}` of the model is not in table {table} (its columns: {}); set on_schema_change: evolve \
+         on the output to add it, add it to the table, or drop it from the model",
+        columns.collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// A write-only DataFusion table over a target's sink.
 #[derive(Debug)]
 pub struct SinkTable {

@@ -88,7 +88,10 @@ fn is_permanent(e: &tokio_postgres::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(inner) = source {
         let tls = inner.downcast_ref::<rustls::Error>().is_some()
-            || inner.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|i| i.is::<rustls::Error>())
+            || inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|i| i.is::<rustls::Error>())
             || inner.to_string().contains("does not support TLS");
         if tls {
             return true;

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -37,8 +37,9 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::{SinkExt, StreamExt};
 use tokio_postgres::Transaction;
 
-use super::quote;
+use super::{missing_column_message, quote};
 use crate::config::{Mode, Secret, TableName};
+use crate::drift::{Evolution, logical_type, widens};
 use crate::progress::RowCounter;
 
 /// Where a PostgreSQL output goes.
@@ -62,6 +63,7 @@ pub struct PostgresSink {
     mode: Mode,
     unique_key: Vec<String>,
     counter: RowCounter,
+    evolution: Evolution,
 }
 
 impl PostgresSink {
@@ -74,7 +76,23 @@ impl PostgresSink {
         counter: RowCounter,
     ) -> Self {
         let PostgresTarget { dsn, table, copy_streams } = target;
-        PostgresSink { dsn, table, streams: copy_streams, schema, mode, unique_key, counter }
+        PostgresSink {
+            dsn,
+            table,
+            streams: copy_streams,
+            schema,
+            mode,
+            unique_key,
+            counter,
+            evolution: Evolution::default(),
+        }
+    }
+
+    /// `on_schema_change: evolve`: before appending or merging into an existing table, apply
+    /// the model's allowed drift to it (in the load's transaction).
+    pub fn with_evolution(mut self, evolution: Evolution) -> Self {
+        self.evolution = evolution;
+        self
     }
 }
 
@@ -164,10 +182,12 @@ impl PostgresSink {
                 self.copier(&target, &column_list, self.created_types())?.copy(&tx, batches(data)).await?
             }
             (Mode::Append, true) => {
+                self.evolve_table(&tx, &target).await?;
                 let types = self.existing_types(&tx, &target).await?;
                 self.copier(&target, &column_list, types)?.copy(&tx, batches(data)).await?
             }
             (Mode::Merge, true) => {
+                self.evolve_table(&tx, &target).await?;
                 let types = self.existing_types(&tx, &target).await?;
                 let stage = quote(&format!("__dfpipe_stage_{}", self.table.name));
                 tx.batch_execute(&format!(
@@ -345,6 +365,48 @@ impl PostgresSink {
             .collect()
     }
 
+    /// Under `evolve`: adds the columns the model gained, widens those it widened, drops NOT NULL
+    /// from those that became nullable.
+    async fn evolve_table(&self, tx: &Transaction<'_>, target: &str) -> Result<(), Failure> {
+        if self.evolution.is_empty() {
+            return Ok(());
+        }
+        let rows = tx
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&target],
+            )
+            .await?;
+        let existing: Vec<(String, String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let named = |list: &[String], f: &Field| list.iter().any(|n| n == f.name());
+        let mut alter = Vec::new();
+        for f in self.schema.fields() {
+            let pg = || types::pg_type(f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name()));
+            let column = quote(f.name());
+            match existing.iter().find(|(name, ..)| name == f.name()) {
+                None if named(&self.evolution.added, f) => alter.push(format!("ADD COLUMN {column} {}", pg()?)),
+                None => {}
+                Some((_, pg_now, not_null)) => {
+                    let held = types::arrow_for_pg(pg_now, f.data_type()).map(|t| logical_type(&t));
+                    if named(&self.evolution.widened, f)
+                        && held.is_some_and(|held| widens(&held, &logical_type(f.data_type())))
+                    {
+                        alter.push(format!("ALTER COLUMN {column} TYPE {}", pg()?));
+                    }
+                    if named(&self.evolution.nullable, f) && *not_null {
+                        alter.push(format!("ALTER COLUMN {column} DROP NOT NULL"));
+                    }
+                }
+            }
+        }
+        if !alter.is_empty() {
+            tracing::info!(table = %target, "on_schema_change: evolve: {}", alter.join(", "));
+            tx.batch_execute(&format!("ALTER TABLE {target} {}", alter.join(", "))).await?;
+        }
+        Ok(())
+    }
+
     /// The types batches are cast to for an existing table: whatever its columns hold.
     async fn existing_types(&self, tx: &Transaction<'_>, target: &str) -> Result<Vec<DataType>, Failure> {
         let rows = tx
@@ -355,20 +417,19 @@ impl PostgresSink {
             )
             .await?;
         let existing: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let types = self.schema
+        let types = self
+            .schema
             .fields()
             .iter()
             .map(|f| {
                 let Some((_, pg)) = existing.iter().find(|(name, _)| name == f.name()) else {
-                    let names: Vec<&str> = existing.iter().map(|(n, _)| n.as_str()).collect();
-                    return Err(format!(
-                        "column `{}` of the model is not in table {target} (its columns: {}); add it to the table or drop it from the model",
-                        f.name(),
-                        names.join(", ")
-                    ));
+                    return Err(missing_column_message(f.name(), target, existing.iter().map(|(n, _)| n.as_str())));
                 };
                 types::arrow_for_pg(pg, f.data_type()).ok_or_else(|| {
-                    format!("column `{}`: dfpipe cannot write PostgreSQL type {pg} yet; CAST the column in the model", f.name())
+                    format!(
+                        "column `{}`: dfpipe cannot write PostgreSQL type {pg} yet; CAST the column in the model",
+                        f.name()
+                    )
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

@@ -158,7 +158,9 @@ impl TlsOptions {
                     .map_err(|e| format!("cannot read sslcert {}: {e}", cert.display()))?;
                 let key = PrivateKeyDer::from_pem_file(key)
                     .map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
-                builder.with_client_auth_cert(certs, key).map_err(|e| format!("the client certificate is not usable: {e}"))?
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| format!("the client certificate is not usable: {e}"))?
             }
             (None, None) => builder.with_no_client_auth(),
             _ => return Err("sslcert and sslkey go together: give both or neither".into()),
@@ -404,8 +406,9 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, host: &str) -> io::Result<RustlsConnect> {
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("`{host}` is not a valid TLS host name")))?;
+        let name = ServerName::try_from(host.to_string()).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("`{host}` is not a valid TLS host name"))
+        })?;
         Ok(RustlsConnect { name, config: self.0.clone() })
     }
 }
@@ -463,7 +466,8 @@ mod tests {
 
     #[test]
     fn tls_keys_leave_url_and_keyword_dsns() {
-        let (rest, taken) = split_url("postgres://u:p@h:5/db?sslmode=verify-full&application_name=x&sslrootcert=%2Fca.pem");
+        let (rest, taken) =
+            split_url("postgres://u:p@h:5/db?sslmode=verify-full&application_name=x&sslrootcert=%2Fca.pem");
         assert_eq!(rest, "postgres://u:p@h:5/db?application_name=x");
         assert_eq!(taken, [("sslmode".into(), "verify-full".into()), ("sslrootcert".into(), "/ca.pem".into())]);
         let (rest, taken) = split_keywords("host=h sslmode = require password='a b\\'c' sslrootcert='/my ca.pem'");

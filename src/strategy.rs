@@ -1,0 +1,303 @@
+//! The memory strategy of a target — in memory, spilling, or lean streaming — decided from the
+//! ratio of its estimated decoded size to the memory budget, and the DataFusion settings each
+//! strategy maps to.
+//!
+//! | strategy | when (default thresholds) | pool | spill | batch | partitions | joins |
+//! |---|---|---|---|---|---|---|
+//! | `in_memory` | ratio ≤ 0.65 | unbounded (greedy, limited, with a fixed limit) | off | 16,384 | cores | hash |
+//! | `spill` | 0.65 < ratio ≤ 2.0 | fair spill pool of the budget | on | 8,192 | cores | sort-merge |
+//! | `stream` | ratio > 2.0 | fair spill pool of the budget | on | 2,048 | cores / 2 | sort-merge |
+//!
+//! DataFusion's hash join cannot spill; sort-merge join can, so the two spilling strategies
+//! prefer it. `stream` keeps fewer, smaller batches in flight; sorts and aggregates over all the
+//! data still spill there, since no streaming engine can sort without holding or spilling.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, GreedyMemoryPool, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
+};
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use serde::Serialize;
+
+use crate::config::MemoryConfig;
+use crate::error::{Error, Result};
+use crate::memory::{MemoryBudget, human_bytes};
+
+/// How a target is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Everything in memory: no pool limit, large batches, shared models computed once.
+    InMemory,
+    /// A spilling pool of the budget: sorts, aggregates and sort-merge joins spill to disk.
+    Spill,
+    /// Lean streaming: small batches, fewer partitions, spilling where an operator must hold data.
+    Stream,
+}
+
+impl Strategy {
+    /// Parses `in_memory`, `spill` or `stream`.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        match name {
+            "in_memory" => Some(Strategy::InMemory),
+            "spill" => Some(Strategy::Spill),
+            "stream" => Some(Strategy::Stream),
+            _ => None,
+        }
+    }
+
+    /// The name used in the config and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::InMemory => "in_memory",
+            Strategy::Spill => "spill",
+            Strategy::Stream => "stream",
+        }
+    }
+}
+
+/// A strategy chosen for one target, with the numbers behind it.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Estimated decoded bytes the target reads.
+    pub estimate: u64,
+    /// The memory budget.
+    pub budget: u64,
+    /// estimate / budget.
+    pub ratio: f64,
+    /// Why this strategy, in words.
+    pub reason: String,
+    /// The DataFusion settings it maps to.
+    pub settings: ExecSettings,
+}
+
+/// Decides the strategy for a target estimated at `estimate` bytes.
+pub fn decide(estimate: u64, budget: &MemoryBudget, config: &MemoryConfig) -> Decision {
+    let ratio = estimate as f64 / budget.budget.max(1) as f64;
+    let (strategy, reason) = match config.strategy {
+        Some(strategy) => (strategy, "forced by --strategy or memory.strategy".to_string()),
+        None if ratio <= config.in_memory_below => {
+            (Strategy::InMemory, format!("≤ {} memory.in_memory_below", config.in_memory_below))
+        }
+        None if ratio <= config.stream_above => (
+            Strategy::Spill,
+            format!(
+                "> {} memory.in_memory_below, ≤ {} memory.stream_above",
+                config.in_memory_below, config.stream_above
+            ),
+        ),
+        None => (Strategy::Stream, format!("> {} memory.stream_above", config.stream_above)),
+    };
+    Decision { strategy, estimate, budget: budget.budget, ratio, reason, settings: ExecSettings::new(strategy, budget) }
+}
+
+/// The DataFusion settings of a strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecSettings {
+    /// The strategy they implement.
+    pub strategy: Strategy,
+    /// The pool's size; None for an unbounded pool.
+    pub pool_bytes: Option<u64>,
+    /// Whether operators may spill to disk.
+    pub spill: bool,
+    /// Where spill files go (None: the system temp directory).
+    pub spill_dir: Option<PathBuf>,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// Partitions each operator runs with.
+    pub target_partitions: usize,
+    /// Hash join (true) or sort-merge join (false, which spills).
+    pub prefer_hash_join: bool,
+}
+
+impl ExecSettings {
+    /// The settings of `strategy` under `budget`.
+    pub fn new(strategy: Strategy, budget: &MemoryBudget) -> ExecSettings {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let spill_dir = budget.spill_dir.clone();
+        match strategy {
+            Strategy::InMemory => ExecSettings {
+                strategy,
+                // No limit unless one was fixed, which then holds strictly: nothing spills.
+                pool_bytes: budget.fixed_limit,
+                spill: false,
+                spill_dir,
+                batch_size: 16_384,
+                target_partitions: cores,
+                prefer_hash_join: true,
+            },
+            Strategy::Spill => ExecSettings {
+                strategy,
+                pool_bytes: Some(budget.budget),
+                spill: true,
+                spill_dir,
+                batch_size: 8192,
+                target_partitions: cores,
+                prefer_hash_join: false,
+            },
+            Strategy::Stream => ExecSettings {
+                strategy,
+                pool_bytes: Some(budget.budget),
+                spill: true,
+                spill_dir,
+                batch_size: 2048,
+                target_partitions: (cores / 2).max(1),
+                prefer_hash_join: false,
+            },
+        }
+    }
+
+    /// The DataFusion runtime: the pool (its out-of-memory errors name the three largest
+    /// consumers) and the disk manager; `stores` carries over the object stores a session
+    /// registered (S3, GCS, ...).
+    pub fn runtime(&self, stores: Option<Arc<dyn ObjectStoreRegistry>>) -> Result<Arc<RuntimeEnv>> {
+        let top = NonZeroUsize::new(3).expect("3 is not zero");
+        let pool: Arc<dyn MemoryPool> = match (self.pool_bytes, self.spill) {
+            (None, _) => Arc::new(TrackConsumersPool::new(UnboundedMemoryPool::default(), top)),
+            (Some(bytes), true) => Arc::new(TrackConsumersPool::new(FairSpillPool::new(bytes as usize), top)),
+            (Some(bytes), false) => Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(bytes as usize), top)),
+        };
+        let mode = match (&self.spill_dir, self.spill) {
+            (_, false) => DiskManagerMode::Disabled,
+            (Some(dir), true) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Config(format!("memory.spill_dir: cannot create {}: {e}", dir.display())))?;
+                DiskManagerMode::Directories(vec![dir.clone()])
+            }
+            (None, true) => DiskManagerMode::OsTmpDirectory,
+        };
+        let mut builder = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode));
+        if let Some(stores) = stores {
+            builder = builder.with_object_store_registry(stores);
+        }
+        builder.build_arc().map_err(|e| Error::Run(format!("cannot set up the query runtime: {e}")))
+    }
+
+    /// The session options this strategy sets, as DataFusion keys and values.
+    pub fn options(&self) -> [(&'static str, String); 3] {
+        [
+            ("datafusion.execution.batch_size", self.batch_size.to_string()),
+            ("datafusion.execution.target_partitions", self.target_partitions.to_string()),
+            ("datafusion.optimizer.prefer_hash_join", self.prefer_hash_join.to_string()),
+        ]
+    }
+
+    /// Applies [`Self::options`] to `config`, except those the project's `datafusion:` section
+    /// sets (`user`), which win.
+    pub fn apply(&self, config: &mut SessionConfig, user: &[(String, String)]) -> Result<()> {
+        for (key, value) in self.options() {
+            let short = key.trim_start_matches("datafusion.");
+            if user.iter().any(|(k, _)| k == key || k == short) {
+                continue;
+            }
+            config.options_mut().set(key, &value).map_err(|e| Error::Run(format!("setting {key}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// A session for one target: `base`'s tables and views with these settings and runtime.
+    pub fn session(&self, base: &SessionContext, user: &[(String, String)]) -> Result<SessionContext> {
+        // The base's catalog is shared, so it must not be replaced by a new, empty default one.
+        let mut config = base.copied_config().with_create_default_catalog_and_schema(false);
+        self.apply(&mut config, user)?;
+        let state = SessionStateBuilder::new_from_existing(base.state())
+            .with_config(config)
+            .with_runtime_env(self.runtime(Some(base.runtime_env().object_store_registry.clone()))?)
+            .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// One line for `dfpipe plan`.
+    pub fn describe(&self) -> String {
+        let pool = match (self.pool_bytes, self.spill) {
+            (None, _) => "unbounded pool".to_string(),
+            (Some(b), true) => format!("fair spill pool of {}", human_bytes(b)),
+            (Some(b), false) => format!("greedy pool of {} (no spilling: exceeding it fails)", human_bytes(b)),
+        };
+        let spill = match (self.spill, &self.spill_dir) {
+            (false, _) => "spilling off".to_string(),
+            (true, Some(dir)) => format!("spill to {}", dir.display()),
+            (true, None) => "spill to the system temp directory".to_string(),
+        };
+        format!(
+            "{pool}; {spill}; batch size {}; target partitions {}; joins: {}",
+            self.batch_size,
+            self.target_partitions,
+            if self.prefer_hash_join { "hash" } else { "sort-merge (spills)" }
+        )
+    }
+}
+
+/// A hint for a target that ran out of memory, or None when `message` is not about memory.
+pub fn out_of_memory_hint(message: &str, settings: &ExecSettings) -> Option<String> {
+    if !message.contains("Resources exhausted") {
+        return None;
+    }
+    let advice = match settings.strategy {
+        Strategy::InMemory => {
+            "try --strategy spill (sorts, aggregates and joins then spill to disk) or a larger --memory-limit"
+        }
+        Strategy::Spill | Strategy::Stream => {
+            "try a larger --memory-limit, or fewer partitions (datafusion: { execution.target_partitions: 1 })"
+        }
+    };
+    Some(format!(
+        "not enough memory under the {} strategy ({}); {advice}",
+        settings.strategy.name(),
+        settings.describe()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(bytes: u64, fixed: bool) -> MemoryBudget {
+        MemoryBudget {
+            available: bytes * 2,
+            cgroup_limit: None,
+            os_margin: 0.3,
+            fixed_limit: fixed.then_some(bytes),
+            budget: bytes,
+            spill_dir: None,
+        }
+    }
+
+    #[test]
+    fn ratios_pick_strategies_at_the_thresholds() {
+        let config = MemoryConfig::default();
+        let b = budget(1000, false);
+        assert_eq!(decide(650, &b, &config).strategy, Strategy::InMemory);
+        assert_eq!(decide(651, &b, &config).strategy, Strategy::Spill);
+        assert_eq!(decide(2000, &b, &config).strategy, Strategy::Spill);
+        let stream = decide(2001, &b, &config);
+        assert_eq!(stream.strategy, Strategy::Stream);
+        assert_eq!(stream.reason, "> 2 memory.stream_above");
+        let forced = MemoryConfig { strategy: Some(Strategy::Spill), ..MemoryConfig::default() };
+        assert_eq!(decide(1, &b, &forced).strategy, Strategy::Spill);
+    }
+
+    #[test]
+    fn settings_follow_the_strategy() {
+        let b = budget(256 << 20, true);
+        let in_memory = ExecSettings::new(Strategy::InMemory, &b);
+        assert_eq!((in_memory.pool_bytes, in_memory.spill, in_memory.prefer_hash_join), (Some(256 << 20), false, true));
+        assert_eq!(ExecSettings::new(Strategy::InMemory, &budget(1 << 30, false)).pool_bytes, None);
+        let spill = ExecSettings::new(Strategy::Spill, &b);
+        assert_eq!((spill.pool_bytes, spill.spill, spill.prefer_hash_join), (Some(256 << 20), true, false));
+        assert_eq!(ExecSettings::new(Strategy::Stream, &b).batch_size, 2048);
+        assert_eq!(spill.describe().split(';').next().unwrap(), "fair spill pool of 256.0 MiB");
+    }
+}

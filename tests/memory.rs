@@ -1,0 +1,140 @@
+//! Memory strategies: a sort of data several times larger than the memory limit completes by
+//! spilling within the limit plus a fixed overhead; with spilling off it fails cleanly.
+
+use crate::util::*;
+
+/// Rows generated: ~8 M rows of (id, k, s) decode to ~0.6 GiB, over twice the 256 MiB limit.
+const ROWS: u64 = 8_000_000;
+
+/// What the process holds beyond DataFusion's pool: code and static data, DuckDB's buffers
+/// (capped at a quarter of the budget), Parquet decoding and the allocator's slack.
+const OVERHEAD: u64 = 256 << 20;
+
+const LIMIT: u64 = 256 << 20;
+
+#[test]
+fn a_sort_larger_than_the_limit_spills_within_it_and_fails_cleanly_without_spilling() {
+    let data = Project::new();
+    data.write("dfpipe.yml", "name: gen\noutputs:\n  - model: gen\n    to: big.parquet\n");
+    data.write(
+        "sql/gen.sql",
+        &format!(
+            "SELECT value AS id, (value * 7919) % 1000003 AS k, concat('row-', value, '-', repeat('x', 40)) AS s \
+             FROM generate_series(1, {ROWS})\n"
+        ),
+    );
+    assert_success(&data.dfpipe(&["run", "-q"]));
+
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!(
+            "name: sort\nsources:\n  big: {{ path: {} }}\noutputs:\n  - model: sorted\n",
+            data.file("big.parquet").display()
+        ),
+    );
+    p.write("sql/sorted.sql", "SELECT * FROM big ORDER BY k, id\n");
+
+    // The plan explains the decision from the Parquet footer.
+    let plan = p.dfpipe(&["plan", "--memory-limit", "256MiB"]);
+    assert_success(&plan);
+    let text = stdout(&plan);
+    assert!(text.contains("(1 file(s), ") && text.contains(", 8,000,000 rows): "), "{text}");
+    assert!(text.contains("→ strategy stream (> 2 memory.stream_above)"), "{text}");
+    assert!(
+        text.contains("datafusion: fair spill pool of 256.0 MiB; spill to the system temp directory; batch size 2048"),
+        "{text}"
+    );
+
+    let out = p.dfpipe(&["run", "--memory-limit", "256MiB"]);
+    assert_success(&out);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    let target = &results["targets"][0];
+    assert_eq!(target["strategy"], "stream");
+    assert_eq!(target["rows"], ROWS);
+    let estimate = target["estimate_bytes"].as_u64().unwrap();
+    assert!(estimate > 2 * LIMIT, "estimate {estimate}");
+    let peak = results["peak_rss_bytes"].as_u64().unwrap();
+    assert!(peak < LIMIT + OVERHEAD, "peak RSS {} MiB over {} MiB", peak >> 20, (LIMIT + OVERHEAD) >> 20);
+
+    let sorted = "SELECT count(*), sum(id), count(*) FILTER (WHERE k < pk OR (k = pk AND id <= pid)) FROM \
+                  (SELECT id, k, lag(k) OVER w AS pk, lag(id) OVER w AS pid FROM sorted WINDOW w AS (ORDER BY rowid))";
+    let expected =
+        vec![vec![format!("BigInt({ROWS})"), format!("HugeInt({})", ROWS * (ROWS + 1) / 2), "BigInt(0)".into()]];
+    assert_eq!(p.duckdb(sorted), expected);
+
+    // Spilling switched off: the same sort does not fit, says so, and the table is untouched.
+    let out = p.dfpipe(&["run", "--memory-limit", "256MiB", "--strategy", "in_memory"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "error: warehouse.sorted (model `sorted`): not enough memory under the in_memory strategy \
+                      (greedy pool of 256.0 MiB (no spilling: exceeding it fails); spilling off; batch size 16384; "
+        ) && err.contains(
+            "try --strategy spill (sorts, aggregates and joins then spill to disk) or a larger --memory-limit: "
+        ),
+        "{err}"
+    );
+    assert_eq!(p.duckdb(sorted), expected);
+}
+
+#[test]
+fn plan_explains_each_targets_estimate_and_strategy() {
+    let p = Project::demo(2000);
+    let out = p.dfpipe(&["plan"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("(1 file(s), 58.1 KiB on disk, 1,000 rows): "), "{text}");
+    assert!(text.contains("decoded the whole file (1,000 rows)"), "{text}");
+    assert!(text.contains("(4 file(s), ") && text.contains(", 2,000 rows): "), "{text}");
+    assert!(text.contains("from 4 Parquet footer(s)"), "{text}");
+    assert!(text.contains("→ strategy in_memory (≤ 0.65 memory.in_memory_below)"), "{text}");
+    assert!(text.contains("datafusion: unbounded pool; spilling off; batch size 16384; "), "{text}");
+
+    let forced = stdout(&p.dfpipe(&["plan", "--strategy", "spill", "--memory-limit", "1GiB"]));
+    assert!(
+        forced.contains(
+            "budget: 1.0 GiB; estimate / budget = 0.00 → strategy spill (forced by --strategy or memory.strategy)"
+        ),
+        "{forced}"
+    );
+    assert!(
+        forced
+            .contains("datafusion: fair spill pool of 1.0 GiB; spill to the system temp directory; batch size 8192; "),
+        "{forced}"
+    );
+    assert!(forced.contains("joins: sort-merge (spills)"), "{forced}");
+
+    // A run computes the model every target reads once, and reports strategy and estimate.
+    let run = p.dfpipe(&["run"]);
+    assert_success(&run);
+    assert!(stderr(&run).contains("computing once for the targets that share it"), "{}", stderr(&run));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    for target in results["targets"].as_array().unwrap() {
+        assert_eq!(target["strategy"], "in_memory");
+        assert!(target["estimate_bytes"].as_u64().unwrap() > 0, "{target}");
+    }
+    assert!(stdout(&run).contains("strategy"), "{}", stdout(&run));
+}
+
+#[test]
+fn strategy_settings_are_checked() {
+    let p = Project::demo(10);
+    let config = std::fs::read_to_string(p.file("dfpipe.yml")).unwrap();
+    let with = |memory: &str| config.replace("memory: { os_margin: 0.3 }", memory);
+    p.write("dfpipe.yml", &with("memory: { strategy: fast }"));
+    assert_error(
+        &p.dfpipe(&["plan"]),
+        2,
+        "dfpipe.yml: memory.strategy: `fast` is not one of auto, in_memory, spill, stream",
+    );
+    p.write("dfpipe.yml", &with("memory: { in_memory_below: 3, stream_above: 2 }"));
+    assert_error(
+        &p.dfpipe(&["plan"]),
+        2,
+        "dfpipe.yml: memory.in_memory_below (3) must be above 0 and at most memory.stream_above (2)",
+    );
+}
