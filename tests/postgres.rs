@@ -194,6 +194,12 @@ fn modes_replace_append_merge() {
 fn a_bad_value_late_in_the_load_leaves_the_old_table() {
     let schema = pg::schema("t_atomic");
     let p = project(&schema, "mode: replace");
+    // One partition: rows reach the sink in file order, so the row number is the file's.
+    let config = std::fs::read_to_string(p.file("dfpipe.yml")).unwrap();
+    p.write(
+        "dfpipe.yml",
+        &config.replace("execution.batch_size: 1000", "execution.batch_size: 1000, execution.target_partitions: 1"),
+    );
     p.write("raw.csv", &csv(1..=100, "a"));
     assert_success(&run(&p, &["run", "-q"]));
     let mut data = csv(1..=20_000, "b");
