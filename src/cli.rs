@@ -28,7 +28,7 @@ Exit codes:
   2  usage or config error: bad flags, invalid dfpipe.yml, SQL that does not parse,
      unknown references, dependency cycles
   3  a check stopped the run before it wrote anything: schema drift its on_schema_change
-     policy refuses, or a violated contract
+     policy refuses, a violated contract, or a failed data test (also `dfpipe test`)
   4  another dfpipe command is running on the project (its lock is held)
   130  interrupted (Ctrl-C): targets in progress were not committed
 
@@ -143,6 +143,15 @@ pub enum Command {
         /// Stop at the first failed target and skip the rest.
         #[arg(short = 'x', long)]
         fail_fast: bool,
+    },
+    /// Run the data tests (`tests:` in dfpipe.yml) of the selected models and their sources.
+    ///
+    /// Prints PASS, WARN or FAIL per test, with the failing rows' count and a few samples.
+    /// Exits with 3 when an error-level test fails. `run` runs the same tests before writing.
+    Test {
+        /// Which models.
+        #[command(flatten)]
+        select: SelectArgs,
     },
     /// Inspect and accept the schemas the catalog remembers (drift detection).
     ///

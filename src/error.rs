@@ -27,6 +27,9 @@ pub enum Error {
     /// A schema drifted in a way its policy refuses; nothing was written.
     #[error("{0}")]
     Drift(String),
+    /// Error-level data tests failed; nothing was written.
+    #[error("{0}")]
+    Test(String),
     /// A declared column contract was violated; nothing was written.
     #[error("{0}")]
     Contract(String),
@@ -64,7 +67,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config(_) | Error::Project(_) => EXIT_USAGE,
             Error::Source(_) | Error::Run(_) | Error::TargetsFailed { .. } => EXIT_RUN_FAILED,
-            Error::Drift(_) | Error::Contract(_) => EXIT_CHECK_FAILED,
+            Error::Drift(_) | Error::Contract(_) | Error::Test(_) => EXIT_CHECK_FAILED,
             Error::Locked(_) => EXIT_LOCKED,
         }
     }

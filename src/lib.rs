@@ -23,6 +23,7 @@ pub mod object_stores;
 pub mod pipeline;
 pub mod progress;
 pub mod project;
+pub mod quality;
 pub mod query;
 pub mod run;
 pub mod session;
@@ -69,9 +70,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             let catalog = catalog::Catalog::new(&state_dir);
             let run_id = catalog.begin_run(&name, "run", started_at)?;
             let prepared = match prepare(config, &select).await {
-                Ok(pipeline) => {
-                    catalog::observe::preflight(&pipeline, &catalog, run_id).await.map(|report| (pipeline, report))
-                }
+                Ok(pipeline) => checks(&pipeline, &catalog, run_id).await.map(|report| (pipeline, report)),
                 Err(e) => Err(e),
             };
             let (pipeline, drift) = match prepared {
@@ -81,6 +80,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                     let status = match &e {
                         Error::Drift(_) => "drift",
                         Error::Contract(_) => "contract",
+                        Error::Test(_) => "test",
                         _ => "error",
                     };
                     for outcome in [
@@ -143,6 +143,16 @@ pub async fn execute(cli: Cli) -> Result<u8> {
             }
             Ok(error::EXIT_OK)
         }
+        Command::Test { select } => {
+            let pipeline = prepare(config::load(&cli.global.project, &load)?, &select).await?;
+            let results = quality::run(&pipeline, &pipeline.needed_relations()).await?;
+            print!("{}", quality::report(&results));
+            Ok(if results.iter().any(|r| r.outcome == quality::Outcome::Fail) {
+                error::EXIT_CHECK_FAILED
+            } else {
+                error::EXIT_OK
+            })
+        }
         Command::Runs { limit, format } => {
             let config = config::load(&cli.global.project, &load)?;
             print!("{}", history::runs(&catalog::Catalog::new(&config.state_dir), limit, format)?);
@@ -160,6 +170,20 @@ pub async fn execute(cli: Cli) -> Result<u8> {
                 Err(e) => Err(Error::Run(format!("cannot write the result: {e}"))),
             }
         }
+    }
+}
+
+/// What a run checks before it writes: schemas (drift, contracts), then data tests.
+async fn checks(pipeline: &Pipeline, catalog: &catalog::Catalog, run_id: i64) -> Result<catalog::observe::DriftReport> {
+    let drift = catalog::observe::preflight(pipeline, catalog, run_id).await?;
+    let results = quality::run(pipeline, &pipeline.needed_relations()).await?;
+    catalog.record_tests(run_id, &results)?;
+    for r in results.iter().filter(|r| r.outcome == quality::Outcome::Warn) {
+        tracing::warn!(relation = %r.relation, "data test {} failed: {}", r.test, r.message.as_deref().unwrap_or(""));
+    }
+    match quality::failed(&results) {
+        Some(e) => Err(e),
+        None => Ok(drift),
     }
 }
 

@@ -111,6 +111,25 @@ impl Pipeline {
         sources.into_iter().cloned().collect()
     }
 
+    /// The sources and models the selected outputs read: what their tests cover.
+    pub fn needed_relations(&self) -> Vec<String> {
+        self.needed_sources().into_iter().chain(self.needed_models()).collect()
+    }
+
+    /// Makes `name` readable in the session: registers a source the selection did not need; a
+    /// model outside the selection is an error.
+    pub async fn ensure_registered(&self, name: &str) -> Result<()> {
+        if self.ctx.table_exist(TableReference::bare(name)).unwrap_or(false) {
+            return Ok(());
+        }
+        match self.project.config.sources.get(name) {
+            Some(source) => sources::register(&self.ctx, source).await,
+            None => Err(Error::Usage(format!(
+                "model `{name}` is not in this selection, but a test reads it; select it too (e.g. -s +{name})"
+            ))),
+        }
+    }
+
     /// Computes `models` once and re-plans the views that read them.
     pub async fn materialize(&self, models: &BTreeSet<String>) -> Result<()> {
         if models.is_empty() { Ok(()) } else { self.register_models(models).await }

@@ -5,6 +5,7 @@ mod util;
 
 mod config_errors;
 mod dag_errors;
+mod data_tests;
 mod demo;
 mod duckdb_modes;
 mod memory;

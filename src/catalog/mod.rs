@@ -8,7 +8,8 @@
 //!   fingerprint, columns (JSON), and whether it is an accepted baseline;
 //! - `source_files`: the files each source read: path, size, modified time, ETag;
 //! - `targets`: per target: model, mode, status, rows, seconds, strategy, estimate, error;
-//! - `drift`: each change found: relation, change, column, before, after, policy, outcome.
+//! - `drift`: each change found: relation, change, column, before, after, policy, outcome;
+//! - `tests`: each data test: relation, test, outcome (`pass`, `warn`, `fail`), failures, message.
 //!
 //! The connection is opened per operation and closed at once, so readers (`dfpipe schema`,
 //! `dfpipe runs`, a DuckDB client) are only locked out for milliseconds.
@@ -42,6 +43,8 @@ CREATE TABLE IF NOT EXISTS source_files (
 CREATE TABLE IF NOT EXISTS targets (
     run_id BIGINT, model VARCHAR, target VARCHAR, mode VARCHAR, status VARCHAR, rows BIGINT,
     seconds DOUBLE, strategy VARCHAR, estimate_bytes BIGINT, peak_rss_bytes BIGINT, error VARCHAR);
+CREATE TABLE IF NOT EXISTS tests (
+    run_id BIGINT, relation VARCHAR, test VARCHAR, outcome VARCHAR, failures BIGINT, message VARCHAR);
 CREATE TABLE IF NOT EXISTS drift (
     run_id BIGINT, kind VARCHAR, name VARCHAR, change VARCHAR, column_name VARCHAR,
     before VARCHAR, after VARCHAR, policy VARCHAR, outcome VARCHAR);
@@ -307,6 +310,21 @@ impl Catalog {
             tx.execute(
                 "INSERT INTO drift VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![run_id, kind.name(), name, c.kind.name(), c.column, c.before, c.after, policy.name(), outcome],
+            )
+            .map_err(|e| self.fail(e))?;
+        }
+        tx.commit().map_err(|e| self.fail(e))
+    }
+
+    /// Records the data tests a run ran.
+    pub fn record_tests(&self, run_id: i64, results: &[crate::quality::TestResult]) -> Result<()> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction().map_err(|e| self.fail(e))?;
+        for r in results {
+            let outcome = serde_json::to_value(&r.outcome).ok().and_then(|v| v.as_str().map(String::from));
+            tx.execute(
+                "INSERT INTO tests VALUES (?, ?, ?, ?, ?, ?)",
+                params![run_id, r.relation, r.test, outcome, r.failures as i64, r.message],
             )
             .map_err(|e| self.fail(e))?;
         }

@@ -5,14 +5,16 @@
 //! did-you-mean, and errors carry the file, line and column); merge the `--env` overlay; resolve
 //! `${VAR}` references; resolve paths against the project directory; check cross-field rules.
 
+pub mod data_tests;
 mod interpolate;
 pub mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub use data_tests::{DataTest, Rule};
 pub use interpolate::{InterpolateError, Vars, locate};
-pub use raw::{ConnectionKind, Format, Mode, Policy, RawConfig, RawSourceOptions};
+pub use raw::{ConnectionKind, Format, Mode, Policy, RawConfig, RawSourceOptions, Severity};
 
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
@@ -69,6 +71,8 @@ pub struct Config {
     pub on_schema_change: Policy,
     /// Declared columns of sources and models, by name.
     pub contracts: BTreeMap<String, Vec<ColumnContract>>,
+    /// Data tests, in the order declared.
+    pub tests: Vec<DataTest>,
 }
 
 /// One declared column of a source or model.
@@ -560,7 +564,20 @@ impl Checker<'_> {
             datafusion,
             on_schema_change: raw.on_schema_change.unwrap_or_default(),
             contracts: self.check_contracts(&raw)?,
+            tests: self.check_tests(&raw)?,
         })
+    }
+
+    fn check_tests(&self, raw: &RawConfig) -> Result<Vec<DataTest>> {
+        let mut tests = Vec::new();
+        for (relation, list) in &raw.tests {
+            for (i, test) in list.iter().enumerate() {
+                tests.push(
+                    data_tests::check(relation, test, &format!("tests.{relation}[{i}]")).map_err(|e| self.err(e))?,
+                );
+            }
+        }
+        Ok(tests)
     }
 
     fn check_contracts(&self, raw: &RawConfig) -> Result<BTreeMap<String, Vec<ColumnContract>>> {

@@ -49,6 +49,112 @@ pub struct RawConfig {
     /// Declared columns of sources and models, by name, enforced before anything is written.
     #[serde(default)]
     pub contracts: BTreeMap<String, Vec<RawColumnContract>>,
+    /// Data tests of sources and models, by name, run before outputs are written.
+    #[serde(default)]
+    pub tests: BTreeMap<String, Vec<RawTest>>,
+}
+
+/// One data test: exactly one rule key, and optionally `severity`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTest {
+    /// Columns that must hold no NULL.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub not_null: Option<Vec<String>>,
+    /// Columns whose combination must be unique.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub unique: Option<Vec<String>>,
+    /// A column whose non-NULL values must be among `values`.
+    pub accepted_values: Option<RawAcceptedValues>,
+    /// A column whose non-NULL values must exist in `to`'s `field`.
+    pub relationships: Option<RawRelationship>,
+    /// A column whose values must lie within `min`..=`max`.
+    pub range: Option<RawRange>,
+    /// A text column whose non-NULL values must match `pattern`.
+    pub regex: Option<RawRegex>,
+    /// Bounds on the number of rows.
+    pub row_count: Option<RawRowCount>,
+    /// A timestamp or date column whose latest value must be at most `max_age` old.
+    pub freshness: Option<RawFreshness>,
+    /// A SQL condition every row must satisfy (rows where it is false fail; NULL passes).
+    pub expression: Option<String>,
+    /// `error` (default: the run stops before writing) or `warn` (reported only).
+    pub severity: Option<Severity>,
+}
+
+/// How much a failing test matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The run stops before writing (exit code 3).
+    #[default]
+    Error,
+    /// Reported; the run goes on.
+    Warn,
+}
+
+/// `accepted_values: { column, values }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcceptedValues {
+    /// The column.
+    pub column: String,
+    /// The values allowed (strings, numbers or booleans).
+    pub values: Vec<serde_json::Value>,
+}
+
+/// `relationships: { column, to, field }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelationship {
+    /// The referencing column.
+    pub column: String,
+    /// The referenced source or model.
+    pub to: String,
+    /// The referenced column.
+    pub field: String,
+}
+
+/// `range: { column, min, max }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRange {
+    /// The column.
+    pub column: String,
+    /// Smallest allowed value (a number, or a string such as a date).
+    pub min: Option<serde_json::Value>,
+    /// Largest allowed value.
+    pub max: Option<serde_json::Value>,
+}
+
+/// `regex: { column, pattern }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegex {
+    /// The column.
+    pub column: String,
+    /// A regular expression (Rust `regex` syntax) the values must match.
+    pub pattern: String,
+}
+
+/// `row_count: { min, max }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRowCount {
+    /// Fewest rows allowed.
+    pub min: Option<u64>,
+    /// Most rows allowed.
+    pub max: Option<u64>,
+}
+
+/// `freshness: { column, max_age }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFreshness {
+    /// A timestamp or date column.
+    pub column: String,
+    /// How old its latest value may be: `30m`, `12h`, `2d`, `1w` (or seconds).
+    pub max_age: String,
 }
 
 /// One declared column of a contract.

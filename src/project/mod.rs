@@ -126,11 +126,21 @@ impl Project {
                 })
                 .collect(),
         };
-        for name in config.contracts.keys() {
+        let references =
+            config.contracts.keys().map(|n| (format!("contracts.{n}"), n)).chain(config.tests.iter().flat_map(|t| {
+                let to = match &t.rule {
+                    crate::config::Rule::Relationships { to, .. } => {
+                        Some((format!("tests.{}: relationships.to", t.relation), to))
+                    }
+                    _ => None,
+                };
+                std::iter::once((format!("tests.{}", t.relation), &t.relation)).chain(to)
+            }));
+        for (what, name) in references {
             if !models.contains_key(name) && !config.sources.contains_key(name) {
                 let known = models.keys().chain(config.sources.keys()).map(String::as_str);
                 return Err(Error::Config(format!(
-                    "{}: contracts.{name}: there is no source or model named `{name}`{}",
+                    "{}: {what}: there is no source or model named `{name}`{}",
                     config.file.file_name().unwrap_or_default().to_string_lossy(),
                     did_you_mean(name, known)
                 )));
