@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod project;
 pub mod quality;
+pub mod quarantine;
 pub mod query;
 pub mod run;
 pub mod session;
@@ -145,7 +146,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
         }
         Command::Test { select } => {
             let pipeline = prepare(config::load(&cli.global.project, &load)?, &select).await?;
-            let results = quality::run(&pipeline, &pipeline.needed_relations()).await?;
+            let results = quality::run(&pipeline, &pipeline.needed_relations(), false).await?;
             print!("{}", quality::report(&results));
             Ok(if results.iter().any(|r| r.outcome == quality::Outcome::Fail) {
                 error::EXIT_CHECK_FAILED
@@ -176,7 +177,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
 /// What a run checks before it writes: schemas (drift, contracts), then data tests.
 async fn checks(pipeline: &Pipeline, catalog: &catalog::Catalog, run_id: i64) -> Result<catalog::observe::DriftReport> {
     let drift = catalog::observe::preflight(pipeline, catalog, run_id).await?;
-    let results = quality::run(pipeline, &pipeline.needed_relations()).await?;
+    let results = quality::run(pipeline, &pipeline.needed_relations(), true).await?;
     catalog.record_tests(run_id, &results)?;
     for r in results.iter().filter(|r| r.outcome == quality::Outcome::Warn) {
         tracing::warn!(relation = %r.relation, "data test {} failed: {}", r.test, r.message.as_deref().unwrap_or(""));

@@ -116,6 +116,12 @@ impl Pipeline {
         self.needed_sources().into_iter().chain(self.needed_models()).collect()
     }
 
+    /// Whether every selected output of `model` filters rows by its row-level tests.
+    pub fn filters_rows(&self, model: &str) -> bool {
+        let mut outputs = self.outputs.iter().filter(|o| o.model == model).peekable();
+        outputs.peek().is_some() && outputs.all(|o| o.on_invalid != crate::config::OnInvalid::Fail)
+    }
+
     /// Makes `name` readable in the session: registers a source the selection did not need; a
     /// model outside the selection is an error.
     pub async fn ensure_registered(&self, name: &str) -> Result<()> {

@@ -95,10 +95,13 @@ pub fn failing_rows_sql(relation: &str, rule: &Rule) -> Option<String> {
     })
 }
 
-/// Runs the tests of the relations in `relations` (all declared tests when `None`).
-pub async fn run(pipeline: &Pipeline, relations: &[String]) -> Result<Vec<TestResult>> {
+/// Runs the tests of `relations`. With `filtered_rows_apply`, row-level tests of a model whose
+/// outputs all filter rows (`on_invalid: drop | quarantine`) are left to those filters.
+pub async fn run(pipeline: &Pipeline, relations: &[String], filtered_rows_apply: bool) -> Result<Vec<TestResult>> {
     let mut results = Vec::new();
-    for test in pipeline.project.config.tests.iter().filter(|t| relations.contains(&t.relation)) {
+    let left_to_filter =
+        |t: &DataTest| filtered_rows_apply && t.rule.is_row_level() && pipeline.filters_rows(&t.relation);
+    for test in pipeline.project.config.tests.iter().filter(|t| relations.contains(&t.relation) && !left_to_filter(t)) {
         results.push(run_one(pipeline, test).await?);
     }
     Ok(results)

@@ -8,15 +8,16 @@ use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::sink::DataSink;
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use serde::Serialize;
 
-use crate::config::{Mode, OutputConfig, Policy, Target};
+use crate::config::{Mode, OnInvalid, OutputConfig, Policy, Target};
 use crate::drift::Evolution;
 use crate::error::{Error, Result, df_message};
 use crate::memory::{human_bytes, peak_rss};
 use crate::pipeline::Pipeline;
 use crate::progress::RowCounter;
+use crate::quarantine::{RowFilter, quarantine_target};
 use crate::sinks;
 use crate::strategy::{Decision, Strategy, out_of_memory_hint};
 
@@ -56,6 +57,10 @@ pub struct TargetResult {
     pub status: Status,
     /// Rows written.
     pub rows: u64,
+    /// Rows failing the model's row-level tests sent to the quarantine (`on_invalid: quarantine`).
+    pub quarantined: u64,
+    /// Rows failing them left out (`on_invalid: drop`).
+    pub dropped: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Peak RSS of the process when the target finished, in bytes.
@@ -152,6 +157,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                 mode: output.mode,
                 status: Status::Skipped,
                 rows: 0,
+                quarantined: 0,
+                dropped: 0,
                 seconds: 0.0,
                 peak_rss_bytes: None,
                 strategy: Some(decision.strategy),
@@ -175,13 +182,23 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             Err(e) => Err(e.to_string()),
         };
         let seconds = begun.elapsed().as_secs_f64();
-        let (status, rows, error) = match outcome {
-            Ok(rows) => {
+        let (status, written, error) = match outcome {
+            Ok(written) => {
+                let rows = written.rows;
                 counter.finish(&format!("{rows} rows"));
                 if !options.progress {
                     tracing::info!(model = %output.model, target = %label, rows, seconds, "target written");
                 }
-                (Status::Success, rows, None)
+                if written.quarantined + written.dropped > 0 {
+                    tracing::warn!(
+                        model = %output.model,
+                        target = %label,
+                        "{} row(s) failed the model's row-level tests: {}",
+                        group_digits(written.quarantined + written.dropped),
+                        if written.quarantined > 0 { "quarantined" } else { "dropped (on_invalid: drop)" }
+                    );
+                }
+                (Status::Success, written, None)
             }
             Err(message) => {
                 counter.finish("failed");
@@ -192,7 +209,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                 let message = format!("{label} (model `{}`): {message}", output.model);
                 tracing::error!(model = %output.model, target = %label, "{message}");
                 stop = options.fail_fast;
-                (Status::Error, 0, Some(message))
+                (Status::Error, Written::default(), Some(message))
             }
         };
         targets.push(TargetResult {
@@ -200,7 +217,9 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             target: label,
             mode: output.mode,
             status,
-            rows,
+            rows: written.rows,
+            quarantined: written.quarantined,
+            dropped: written.dropped,
             seconds,
             peak_rss_bytes: peak_rss(),
             strategy: Some(decision.strategy),
@@ -225,8 +244,17 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
     Ok(results)
 }
 
-/// Writes one output in `ctx` (a session with the target's strategy); returns the rows
-/// written or a message saying why not.
+/// Rows an output wrote, and the rows its row filter (`on_invalid`) kept out.
+#[derive(Debug, Clone, Copy, Default)]
+struct Written {
+    rows: u64,
+    quarantined: u64,
+    dropped: u64,
+}
+
+/// Writes one output in `ctx` (a session with the target's strategy): with `on_invalid: drop`
+/// or `quarantine`, only the rows passing the model's row-level tests, the others counted (and
+/// quarantined first, so a failed quarantine leaves the target untouched).
 async fn write_output(
     pipeline: &Pipeline,
     ctx: &SessionContext,
@@ -234,11 +262,63 @@ async fn write_output(
     output: &OutputConfig,
     evolution: Evolution,
     counter: &RowCounter,
+) -> std::result::Result<Written, String> {
+    let model = output.model.as_str();
+    let filter = match output.on_invalid {
+        OnInvalid::Fail => RowFilter::default(),
+        OnInvalid::Drop | OnInvalid::Quarantine => RowFilter::for_model(&pipeline.project.config.tests, model),
+    };
+    let mut written = Written::default();
+    let df = if filter.is_empty() {
+        ctx.table(TableReference::bare(model)).await.map_err(|e| df_message(&e))?
+    } else {
+        if output.on_invalid == OnInvalid::Quarantine {
+            let rejects = ctx.sql(&filter.quarantine_sql(model)).await.map_err(|e| df_message(&e))?;
+            let target = quarantine_target(&output.target);
+            let label = target.label(&pipeline.project.config.project_dir);
+            let rejected = RowCounter::hidden();
+            let plain = WriteSpec { mode: Mode::Replace, unique_key: vec![], evolution: Evolution::default() };
+            write_frame(pipeline, ctx, decision, rejects, &target, plain, &rejected)
+                .await
+                .map_err(|e| format!("quarantine {label}: {e}"))?;
+            written.quarantined = rejected.rows();
+        } else {
+            let count = ctx.sql(&filter.count_invalid_sql(model)).await.map_err(|e| df_message(&e))?;
+            let batches = count.collect().await.map_err(|e| df_message(&e))?;
+            written.dropped = batches
+                .first()
+                .and_then(|b| {
+                    b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0))
+                })
+                .unwrap_or(0) as u64;
+        }
+        ctx.sql(&filter.valid_sql(model)).await.map_err(|e| df_message(&e))?
+    };
+    let spec = WriteSpec { mode: output.mode, unique_key: output.unique_key.clone(), evolution };
+    written.rows = write_frame(pipeline, ctx, decision, df, &output.target, spec, counter).await?;
+    Ok(written)
+}
+
+/// How a frame is written: mode, merge key, and the schema evolution to apply.
+struct WriteSpec {
+    mode: Mode,
+    unique_key: Vec<String>,
+    evolution: Evolution,
+}
+
+/// Writes `df` to `target`; returns the rows written or a message saying why not.
+async fn write_frame(
+    pipeline: &Pipeline,
+    ctx: &SessionContext,
+    decision: &Decision,
+    df: DataFrame,
+    target: &Target,
+    spec: WriteSpec,
+    counter: &RowCounter,
 ) -> std::result::Result<u64, String> {
-    let df = ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| df_message(&e))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let (mode, key) = (output.mode, output.unique_key.clone());
-    let sink: Arc<dyn DataSink> = match &output.target {
+    let WriteSpec { mode, unique_key: key, evolution } = spec;
+    let sink: Arc<dyn DataSink> = match target {
         Target::DuckDb(target) => {
             // DuckDB's buffers live outside DataFusion's pool: a quarter of the budget when it is bounded.
             let limit = decision.settings.pool_bytes.map(|b| b / 4);
@@ -259,16 +339,16 @@ async fn write_output(
             .with_evolution(evolution),
         ),
         Target::Parquet { location, single_file, compression } => {
-            let rows = sinks::parquet::write(df, location, *single_file, compression, output.mode).await?;
+            let rows = sinks::parquet::write(df, location, *single_file, compression, mode).await?;
             counter.add(rows);
             return Ok(rows);
         }
     };
     // The target is `INSERT INTO <sink> SELECT * FROM <model>`, planned and run by DataFusion.
-    let table = sinks::SinkTable::new(sink, mode, output.target.label(&pipeline.project.config.project_dir));
+    let table = sinks::SinkTable::new(sink, mode, target.label(&pipeline.project.config.project_dir));
     let sink_name = TableReference::bare("__dfpipe_sink");
     ctx.register_table(sink_name.clone(), Arc::new(table)).map_err(|e| df_message(&e))?;
-    let op = if output.mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
+    let op = if mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
     let written = df.write_table("__dfpipe_sink", DataFrameWriteOptions::new().with_insert_operation(op)).await;
     ctx.deregister_table(sink_name).map_err(|e| df_message(&e))?;
     written.map_err(|e| df_message(&e))?;
@@ -288,8 +368,11 @@ pub fn write_results(dir: &std::path::Path, results: &RunResults) -> Result<()> 
 
 /// The summary table printed after a run.
 pub fn summary(results: &RunResults) -> String {
-    let header = ["target", "model", "mode", "status", "strategy", "rows", "seconds", "rows/s", "estimate", "peak RSS"];
-    let mut rows: Vec<[String; 10]> = results
+    let header = [
+        "target", "model", "mode", "status", "strategy", "rows", "rejected", "seconds", "rows/s", "estimate",
+        "peak RSS",
+    ];
+    let mut rows: Vec<[String; 11]> = results
         .targets
         .iter()
         .map(|t| {
@@ -305,6 +388,12 @@ pub fn summary(results: &RunResults) -> String {
                 .to_string(),
                 t.strategy.map_or("-", Strategy::name).to_string(),
                 group_digits(t.rows),
+                match (t.quarantined, t.dropped) {
+                    (0, 0) => "-".to_string(),
+                    (q, 0) => format!("{} quarantined", group_digits(q)),
+                    (0, d) => format!("{} dropped", group_digits(d)),
+                    (q, d) => format!("{} quarantined, {} dropped", group_digits(q), group_digits(d)),
+                },
                 format!("{:.2}", t.seconds),
                 if t.seconds > 0.0 && t.status == Status::Success {
                     group_digits((t.rows as f64 / t.seconds) as u64)
@@ -317,7 +406,7 @@ pub fn summary(results: &RunResults) -> String {
         })
         .collect();
     rows.insert(0, header.map(String::from));
-    let widths: Vec<usize> = (0..10).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..11).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in &rows {
         let cells: Vec<String> = row
@@ -330,10 +419,12 @@ pub fn summary(results: &RunResults) -> String {
     }
     let ok = results.targets.iter().filter(|t| t.status == Status::Success).count();
     let rows_total: u64 = results.targets.iter().map(|t| t.rows).sum();
+    let rejected: u64 = results.targets.iter().map(|t| t.quarantined + t.dropped).sum();
     out.push_str(&format!(
-        "{ok} of {} targets written, {} rows in {:.2}s, peak RSS {}\n",
+        "{ok} of {} targets written, {} rows{} in {:.2}s, peak RSS {}\n",
         results.targets.len(),
         group_digits(rows_total),
+        if rejected > 0 { format!(" ({} rejected by row-level tests)", group_digits(rejected)) } else { String::new() },
         results.elapsed_seconds,
         results.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes)
     ));

@@ -12,4 +12,5 @@ mod memory;
 mod object_store;
 mod postgres;
 mod postgres_tls;
+mod quarantine;
 mod schema_drift;

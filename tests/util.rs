@@ -122,3 +122,14 @@ pub fn assert_error(out: &Output, code: i32, message: &str) {
         "expected the error\n  error: {message}\nstderr was:\n{err}"
     );
 }
+
+/// Every batch of the Parquet file at `path`.
+pub fn read_parquet(path: &Path) -> Vec<datafusion::arrow::array::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}

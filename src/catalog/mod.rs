@@ -7,7 +7,8 @@
 //! - `schemas`: one row per relation per run: kind (`source`, `model`, `target`), name,
 //!   fingerprint, columns (JSON), and whether it is an accepted baseline;
 //! - `source_files`: the files each source read: path, size, modified time, ETag;
-//! - `targets`: per target: model, mode, status, rows, seconds, strategy, estimate, error;
+//! - `targets`: per target: model, mode, status, rows, quarantined and dropped rows, seconds,
+//!   strategy, estimate, error;
 //! - `drift`: each change found: relation, change, column, before, after, policy, outcome;
 //! - `tests`: each data test: relation, test, outcome (`pass`, `warn`, `fail`), failures, message.
 //!
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS source_files (
     run_id BIGINT, source VARCHAR, path VARCHAR, size BIGINT, modified TIMESTAMP, etag VARCHAR);
 CREATE TABLE IF NOT EXISTS targets (
     run_id BIGINT, model VARCHAR, target VARCHAR, mode VARCHAR, status VARCHAR, rows BIGINT,
-    seconds DOUBLE, strategy VARCHAR, estimate_bytes BIGINT, peak_rss_bytes BIGINT, error VARCHAR);
+    quarantined BIGINT, dropped BIGINT, seconds DOUBLE, strategy VARCHAR, estimate_bytes BIGINT, peak_rss_bytes BIGINT, error VARCHAR);
+ALTER TABLE targets ADD COLUMN IF NOT EXISTS quarantined BIGINT;
+ALTER TABLE targets ADD COLUMN IF NOT EXISTS dropped BIGINT;
 CREATE TABLE IF NOT EXISTS tests (
     run_id BIGINT, relation VARCHAR, test VARCHAR, outcome VARCHAR, failures BIGINT, message VARCHAR);
 CREATE TABLE IF NOT EXISTS drift (
@@ -231,7 +234,8 @@ impl Catalog {
         .map_err(|e| self.fail(e))?;
         for t in &results.targets {
             tx.execute(
-                "INSERT INTO targets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO targets (run_id, model, target, mode, status, rows, quarantined, dropped, seconds, strategy, \
+                 estimate_bytes, peak_rss_bytes, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
                     run_id,
                     t.model,
@@ -239,6 +243,8 @@ impl Catalog {
                     t.mode.name(),
                     serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(String::from)),
                     t.rows as i64,
+                    t.quarantined as i64,
+                    t.dropped as i64,
                     t.seconds,
                     t.strategy.map(|s| s.name()),
                     t.estimate_bytes.map(|b| b as i64),

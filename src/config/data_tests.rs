@@ -73,6 +73,18 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Whether the rule judges each row on its own (and so can filter rows).
+    pub fn is_row_level(&self) -> bool {
+        matches!(
+            self,
+            Rule::NotNull(_)
+                | Rule::AcceptedValues { .. }
+                | Rule::Range { .. }
+                | Rule::Regex { .. }
+                | Rule::Expression(_)
+        )
+    }
+
     /// A short name for messages and the catalog: `not_null(order_id, customer_id)`.
     pub fn name(&self) -> String {
         match self {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use data_tests::{DataTest, Rule};
 pub use interpolate::{InterpolateError, Vars, locate};
-pub use raw::{ConnectionKind, Format, Mode, Policy, RawConfig, RawSourceOptions, Severity};
+pub use raw::{ConnectionKind, Format, Mode, OnInvalid, Policy, RawConfig, RawSourceOptions, Severity};
 
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
@@ -230,6 +230,8 @@ pub struct OutputConfig {
     pub unique_key: Vec<String>,
     /// Its `on_schema_change`, when set.
     pub on_schema_change: Option<Policy>,
+    /// What happens to rows failing the model's row-level tests.
+    pub on_invalid: OnInvalid,
 }
 
 /// Memory settings.
@@ -757,6 +759,7 @@ impl Checker<'_> {
                 mode,
                 unique_key,
                 on_schema_change: out.on_schema_change,
+                on_invalid: out.on_invalid.unwrap_or_default(),
             });
         }
         Ok(checked)

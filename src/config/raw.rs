@@ -294,6 +294,24 @@ pub struct RawOutput {
     /// adds new columns and widens types of an existing table it appends or merges into.
     #[serde(default)]
     pub on_schema_change: Option<Policy>,
+    /// What happens to rows failing the model's row-level tests (default `fail`).
+    #[serde(default)]
+    pub on_invalid: Option<OnInvalid>,
+}
+
+/// What an output does with rows that fail its model's row-level tests (not_null,
+/// accepted_values, range, regex, expression).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInvalid {
+    /// The tests run before writing; an error-level failure stops the run.
+    #[default]
+    Fail,
+    /// Failing rows are left out, and counted.
+    Drop,
+    /// Failing rows go, with the test, the column and the reason, to `<table>_quarantine` (a
+    /// `_quarantine` Parquet file or directory for Parquet outputs), and are counted.
+    Quarantine,
 }
 
 /// How an output treats what the target already holds.

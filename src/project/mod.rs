@@ -122,6 +122,7 @@ impl Project {
                         mode: Mode::Replace,
                         unique_key: vec![],
                         on_schema_change: None,
+                        on_invalid: Default::default(),
                     }
                 })
                 .collect(),

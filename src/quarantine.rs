@@ -1,0 +1,211 @@
+//! `on_invalid: drop | quarantine`: a model's row-level tests (not_null, accepted_values, range,
+//! regex, expression) used as row filters. Each test becomes a predicate that is TRUE exactly
+//! when a row fails it (never NULL), so every row is either valid or invalid: rows in = rows
+//! loaded + rows quarantined + rows dropped.
+
+use crate::config::{DataTest, Rule, Target};
+use crate::sinks::quote;
+
+/// The columns a quarantine table adds to the model's.
+pub const EXTRA_COLUMNS: [&str; 3] = ["_dfpipe_test", "_dfpipe_column", "_dfpipe_reason"];
+
+/// One row-level check: which test and column, when it fails, and why (all SQL).
+#[derive(Debug, Clone, PartialEq)]
+struct RowCheck {
+    test: String,
+    column: String,
+    fails: String,
+    reason: String,
+}
+
+/// A SQL string literal.
+fn text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A YAML scalar as a SQL literal.
+fn literal(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => text(s),
+        other => other.to_string(),
+    }
+}
+
+/// `concat('<column> = ', CAST(<column> AS VARCHAR), '<tail>')`.
+fn value_is(column: &str, tail: &str) -> String {
+    format!("concat({}, CAST({} AS VARCHAR), {})", text(&format!("{column} = ")), quote(column), text(tail))
+}
+
+fn row_checks(rule: &Rule) -> Vec<RowCheck> {
+    let name = rule.name();
+    let check = |column: &str, fails: String, reason: String| RowCheck {
+        test: name.clone(),
+        column: column.to_string(),
+        fails,
+        reason,
+    };
+    match rule {
+        Rule::NotNull(columns) => {
+            columns.iter().map(|c| check(c, format!("{} IS NULL", quote(c)), text(&format!("{c} is NULL")))).collect()
+        }
+        Rule::AcceptedValues { column, values } => {
+            let list: Vec<String> = values.iter().map(literal).collect();
+            let shown: Vec<String> =
+                values.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), String::from)).collect();
+            vec![check(
+                column,
+                format!("({c} IS NOT NULL AND {c} NOT IN ({}))", list.join(", "), c = quote(column)),
+                value_is(column, &format!(" is not one of {}", shown.join(", "))),
+            )]
+        }
+        Rule::Range { column, min, max } => {
+            let c = quote(column);
+            let mut outside = Vec::new();
+            if let Some(min) = min {
+                outside.push(format!("coalesce({c} < {}, false)", literal(min)));
+            }
+            if let Some(max) = max {
+                outside.push(format!("coalesce({c} > {}, false)", literal(max)));
+            }
+            let bound = |b: &Option<serde_json::Value>| {
+                b.as_ref().map_or_else(String::new, |v| v.as_str().map_or_else(|| v.to_string(), String::from))
+            };
+            let tail = match (min, max) {
+                (Some(_), None) => format!(" is below {}", bound(min)),
+                (None, Some(_)) => format!(" is above {}", bound(max)),
+                _ => format!(" is outside [{}, {}]", bound(min), bound(max)),
+            };
+            vec![check(column, format!("({})", outside.join(" OR ")), value_is(column, &tail))]
+        }
+        Rule::Regex { column, pattern } => vec![check(
+            column,
+            format!(
+                "({c} IS NOT NULL AND NOT regexp_like(CAST({c} AS VARCHAR), {}))",
+                text(pattern),
+                c = quote(column)
+            ),
+            value_is(column, &format!(" does not match {pattern}")),
+        )],
+        Rule::Expression(e) => vec![check("", format!("coalesce(NOT ({e}), false)"), text(&format!("{e} is false")))],
+        _ => vec![],
+    }
+}
+
+/// The row filters of one model: its row-level tests, whatever their severity.
+#[derive(Debug, Clone, Default)]
+pub struct RowFilter {
+    checks: Vec<RowCheck>,
+}
+
+impl RowFilter {
+    /// The filter from `tests` of `model`.
+    pub fn for_model(tests: &[DataTest], model: &str) -> RowFilter {
+        let checks = tests.iter().filter(|t| t.relation == model).flat_map(|t| row_checks(&t.rule)).collect();
+        RowFilter { checks }
+    }
+
+    /// Whether there is nothing to filter on.
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+
+    /// TRUE for a row failing any check.
+    fn invalid(&self) -> String {
+        let fails: Vec<&str> = self.checks.iter().map(|c| c.fails.as_str()).collect();
+        format!("({})", fails.join(" OR "))
+    }
+
+    /// The valid rows of `model`.
+    pub fn valid_sql(&self, model: &str) -> String {
+        format!("SELECT * FROM {} WHERE NOT {}", quote(model), self.invalid())
+    }
+
+    /// How many rows of `model` fail.
+    pub fn count_invalid_sql(&self, model: &str) -> String {
+        format!("SELECT count(*) FROM {} WHERE {}", quote(model), self.invalid())
+    }
+
+    /// The failing rows of `model`, each with its first failed test and column, and every reason.
+    pub fn quarantine_sql(&self, model: &str) -> String {
+        let first = |pick: fn(&RowCheck) -> String| {
+            let arms: Vec<String> = self.checks.iter().map(|c| format!("WHEN {} THEN {}", c.fails, pick(c))).collect();
+            format!("CASE {} END", arms.join(" "))
+        };
+        let reasons: Vec<String> =
+            self.checks.iter().map(|c| format!("CASE WHEN {} THEN {} END", c.fails, c.reason)).collect();
+        format!(
+            "SELECT *, {} AS {}, {} AS {}, concat_ws('; ', {}) AS {} FROM {} WHERE {}",
+            first(|c| text(&c.test)),
+            EXTRA_COLUMNS[0],
+            first(|c| if c.column.is_empty() { "CAST(NULL AS VARCHAR)".into() } else { text(&c.column) }),
+            EXTRA_COLUMNS[1],
+            reasons.join(", "),
+            EXTRA_COLUMNS[2],
+            quote(model),
+            self.invalid()
+        )
+    }
+}
+
+/// Where an output's quarantined rows go: `<table>_quarantine` beside a table, or
+/// `<name>_quarantine.parquet` / `<dir>_quarantine/` beside Parquet.
+pub fn quarantine_target(target: &Target) -> Target {
+    let mut target = target.clone();
+    match &mut target {
+        Target::DuckDb(t) => t.table.name.push_str("_quarantine"),
+        Target::Postgres { table, .. } => table.name.push_str("_quarantine"),
+        Target::Parquet { location, single_file, .. } => {
+            *location = if *single_file {
+                match location.strip_suffix(".parquet") {
+                    Some(stem) => format!("{stem}_quarantine.parquet"),
+                    None => format!("{location}_quarantine"),
+                }
+            } else {
+                format!("{}_quarantine/", location.trim_end_matches('/'))
+            };
+        }
+    }
+    target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarantine_sql_names_test_column_and_reason() {
+        let tests = vec![
+            DataTest { relation: "m".into(), rule: Rule::NotNull(vec!["id".into()]), severity: Default::default() },
+            DataTest {
+                relation: "m".into(),
+                rule: Rule::AcceptedValues { column: "s".into(), values: vec!["a".into(), 1.into()] },
+                severity: Default::default(),
+            },
+        ];
+        let filter = RowFilter::for_model(&tests, "m");
+        assert_eq!(
+            filter.valid_sql("m"),
+            "SELECT * FROM \"m\" WHERE NOT (\"id\" IS NULL OR (\"s\" IS NOT NULL AND \"s\" NOT IN ('a', 1)))"
+        );
+        assert!(filter.quarantine_sql("m").contains(
+            "concat_ws('; ', CASE WHEN \"id\" IS NULL THEN 'id is NULL' END, CASE WHEN (\"s\" IS NOT NULL AND \"s\" NOT IN ('a', 1)) \
+             THEN concat('s = ', CAST(\"s\" AS VARCHAR), ' is not one of a, 1') END) AS _dfpipe_reason"
+        ));
+        assert!(RowFilter::for_model(&tests, "other").is_empty());
+    }
+
+    #[test]
+    fn quarantine_targets_sit_beside_the_output() {
+        let parquet = |location: &str, single_file| Target::Parquet {
+            location: location.into(),
+            single_file,
+            compression: "zstd".into(),
+        };
+        let location = |t: Target| match t {
+            Target::Parquet { location, .. } => location,
+            _ => unreachable!(),
+        };
+        assert_eq!(location(quarantine_target(&parquet("/o/x.parquet", true))), "/o/x_quarantine.parquet");
+        assert_eq!(location(quarantine_target(&parquet("/o/x/", false))), "/o/x_quarantine/");
+    }
+}

@@ -1,0 +1,109 @@
+//! `on_invalid: drop | quarantine`: rows failing the model's row-level tests are kept out of the
+//! target, counted, and (quarantine) kept with the test, the column and the reason.
+
+use crate::util::*;
+
+const ORDERS: &str = "order_id,customer_id,status,amount,email,ordered_at,shipped_at
+1,10,new,5.0,a@b.c,2026-11-01,2026-11-02
+2,11,paid,-1.0,bad,2026-11-03,2026-11-01
+3,,lost,3.0,x@y.z,2026-11-01,2026-11-02
+4,12,shipped,7.5,q@r.s,2026-11-01,2026-11-05
+5,13,paid,2.0,t@u.v,2026-11-04,
+";
+
+fn project() -> Project {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: q
+sources:
+  orders: { path: orders.csv }
+outputs:
+  - { model: m, on_invalid: quarantine }
+  - { model: m, to: out/m.parquet, on_invalid: drop }
+  - { model: m, to: out/q.parquet, on_invalid: quarantine }
+tests:
+  m:
+    - not_null: [order_id, customer_id]
+    - accepted_values: { column: status, values: [new, paid, shipped] }
+    - range: { column: amount, min: 0 }
+    - regex: { column: email, pattern: \"^[^@]+@[^@]+$\" }
+    - expression: \"shipped_at >= ordered_at\"
+    - unique: order_id
+",
+    );
+    p.write("sql/m.sql", "SELECT * FROM orders\n");
+    p.write("orders.csv", ORDERS);
+    p
+}
+
+#[test]
+fn failing_rows_are_quarantined_or_dropped_and_every_row_is_counted() {
+    let p = project();
+    let out = p.dfpipe(&["run"]);
+    assert_success(&out);
+
+    // Valid rows load (row 5's NULL shipped_at passes the expression: NULL is not false).
+    assert_eq!(p.duckdb("SELECT order_id FROM m ORDER BY order_id"), [["BigInt(1)"], ["BigInt(4)"], ["BigInt(5)"]]);
+    assert_eq!(
+        p.duckdb(
+            "SELECT concat_ws(' | ', order_id, _dfpipe_test, coalesce(_dfpipe_column, '-'), _dfpipe_reason) \
+             FROM m_quarantine ORDER BY order_id"
+        ),
+        [
+            ["2 | range(amount) | amount | amount = -1.0 is below 0; email = bad does not match ^[^@]+@[^@]+$; \
+              shipped_at >= ordered_at is false"],
+            [
+                "3 | not_null(order_id, customer_id) | customer_id | customer_id is NULL; status = lost is not one of new, paid, shipped"
+            ],
+        ]
+    );
+
+    // Rows in = loaded + quarantined + dropped, per target, in run_results.json and the summary.
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    let counts: Vec<(u64, u64, u64)> = results["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["rows"].as_u64().unwrap(), t["quarantined"].as_u64().unwrap(), t["dropped"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(counts, [(3, 2, 0), (3, 0, 2), (3, 2, 0)]);
+    let summary = stdout(&out);
+    assert!(summary.contains("2 quarantined") && summary.contains("2 dropped"), "{summary}");
+    assert!(summary.contains("3 of 3 targets written, 9 rows (6 rejected by row-level tests)"), "{summary}");
+    assert!(stderr(&out).contains("2 row(s) failed the model's row-level tests: quarantined"), "{}", stderr(&out));
+
+    // Parquet outputs: dropped rows are gone; quarantined ones sit beside the output.
+    let parquet = |path: &str| -> Vec<i64> {
+        let mut ids: Vec<i64> = read_parquet(&p.file(path))
+            .iter()
+            .flat_map(|b| {
+                let column = b.column_by_name("order_id").unwrap();
+                let ids = column.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap();
+                ids.values().to_vec()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(parquet("out/m.parquet"), [1, 4, 5]);
+    assert!(!p.file("out/m_quarantine.parquet").exists());
+    assert_eq!(parquet("out/q.parquet"), [1, 4, 5]);
+    assert_eq!(parquet("out/q_quarantine.parquet"), [2, 3]);
+
+    // The table-level test (unique) still runs before writing, and a failure stops the run.
+    p.write("orders.csv", &format!("{ORDERS}1,10,new,1.0,a@b.c,2026-11-01,2026-11-02\n"));
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).starts_with(
+            "error: 1 data test(s) failed: nothing was written\n  m unique(order_id): 1 duplicated key(s)"
+        )
+    );
+    assert_eq!(one(p.duckdb("SELECT CAST(count(*) AS VARCHAR) FROM m_quarantine")), "2");
+
+    // `dfpipe test` still reports the row-level tests as tests.
+    let test = stdout(&p.dfpipe(&["test"]));
+    assert!(test.contains("FAIL  m range(amount): 1 failing row(s)"), "{test}");
+}
