@@ -5,9 +5,16 @@
 //! | `clean_text(s)` | trims, collapses every run of whitespace (tabs, newlines, no-break spaces) to one space; blank becomes NULL |
 //! | `parse_number(s)` | lenient number parsing: `"$1,234.50"` → 1234.5, `"(12)"` → -12, `"7%"` → 0.07; NULL when it is not a number |
 //! | `snake_case(s)` | `"Order ID"` → `order_id`, `"customerName"` → `customer_name` |
+//! | `parse_date(s [, format])` | a DATE from ISO, `31.12.2024`, `12/31/2024`, `31/12/2024`, `Dec 31, 2024`, `20241231`, …, or a chrono `format`; NULL when unreadable (month-first when ambiguous) |
+//! | `parse_timestamp(s [, format])` | a TIMESTAMP (µs, UTC) from RFC 3339 (offsets converted), `2024-12-31 23:59:59.5`, `12/31/2024 23:59`, a date (midnight), …, or a chrono `format` |
+//! | `number_error(s)` | why `parse_number(s)` is NULL (``"`12abc` is not a number"``), NULL when it parses or is blank: a quarantine reason |
+//! | `surrogate_key(a, b, …)` | a stable key: md5 hex of the values as text joined by `-`, NULL as `_dfpipe_null_` (dbt's convention) |
 //!
-//! Each takes a string (any of DataFusion's string types, coerced) and keeps NULL as NULL.
+//! Each takes strings (any of DataFusion's string types, coerced; `surrogate_key` any type) and
+//! keeps NULL as NULL.
 #![deny(missing_docs)]
+
+pub mod parse;
 
 use std::sync::Arc;
 
@@ -33,6 +40,9 @@ pub fn all() -> Vec<ScalarUDF> {
         }),
         string_udf("snake_case", DataType::Utf8, |a| Arc::new(map_strings(a, |s| Some(snake_case(s)))) as ArrayRef),
     ]
+    .into_iter()
+    .chain(parse::functions())
+    .collect()
 }
 
 /// A one-argument function over Utf8 (other string types are coerced by DataFusion).
