@@ -80,7 +80,9 @@ pub fn df_message(err: &DataFusionError) -> String {
     let mut text = text.as_str();
     loop {
         let before = text;
-        for prefix in ["External error: ", "Execution error: ", "Arrow error: ", "Context(\""] {
+        for prefix in
+            ["External error: ", "Execution error: ", "Arrow error: ", "Error during planning: ", "Context(\""]
+        {
             if let Some(rest) = text.strip_prefix(prefix) {
                 text = rest;
             }

@@ -15,6 +15,7 @@ pub mod drift;
 pub mod error;
 pub mod estimate;
 pub mod explain;
+pub mod functions;
 pub mod history;
 pub mod init;
 pub mod logging;

@@ -44,6 +44,11 @@ impl Pipeline {
         for name in needed_sources {
             sources::register(&ctx, &project.config.sources[name]).await?;
         }
+        let config = &project.config;
+        let functions = crate::functions::load(&ctx, &config.functions_dir, &config.project_dir).await?;
+        if !functions.is_empty() {
+            tracing::debug!("SQL functions: {}", functions.join(", "));
+        }
         let pipeline = Pipeline { project, outputs, budget, ctx };
         pipeline.register_models(&BTreeSet::new()).await?;
         Ok(pipeline)

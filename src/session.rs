@@ -1,5 +1,6 @@
 //! The DataFusion session every command works in: settings, memory runtime, dfpipe's
-//! functions, and the object stores the project's locations need.
+//! functions (and the factory for the project's SQL-defined ones), and the object stores the
+//! project's locations need.
 
 use datafusion::execution::context::SessionConfig;
 use datafusion::prelude::SessionContext;
@@ -24,7 +25,8 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
             ))
         })?;
     }
-    let ctx = SessionContext::new_with_config_rt(session, settings.runtime(None)?);
+    let ctx = SessionContext::new_with_config_rt(session, settings.runtime(None)?)
+        .with_function_factory(std::sync::Arc::new(crate::functions::SqlFunctionFactory));
     dfpipe_udfs::register_all(&ctx);
     for source in config.sources.values() {
         object_stores::register(&ctx, &source.location, &config.storage, &format!("source `{}`", source.name))?;

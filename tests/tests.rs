@@ -8,6 +8,7 @@ mod dag_errors;
 mod data_tests;
 mod demo;
 mod duckdb_modes;
+mod functions;
 mod memory;
 mod object_store;
 mod postgres;

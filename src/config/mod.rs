@@ -53,6 +53,8 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// The directory holding the `.sql` models.
     pub models_dir: PathBuf,
+    /// The directory holding `.sql` files of `CREATE FUNCTION` statements.
+    pub functions_dir: PathBuf,
     /// The declared outputs, or `None` when every model goes to the default warehouse.
     pub outputs: Option<Vec<OutputConfig>>,
     /// Where outputs without `to:` go.
@@ -485,6 +487,8 @@ impl Checker<'_> {
             sources.insert(name.clone(), self.check_source(name, source)?);
         }
         let models_dir = self.project_dir.join(self.interpolate(raw.models.as_deref().unwrap_or("sql"), "models")?);
+        let functions_dir =
+            self.project_dir.join(self.interpolate(raw.functions.as_deref().unwrap_or("udfs"), "functions")?);
 
         let default_target = self.duckdb_target(&raw, DEFAULT_CONNECTION, None)?;
         let mut duckdb_files = BTreeMap::from([(DEFAULT_CONNECTION.to_string(), default_target.path.clone())]);
@@ -554,6 +558,7 @@ impl Checker<'_> {
             file,
             sources,
             models_dir,
+            functions_dir,
             outputs,
             default_target,
             duckdb_files,

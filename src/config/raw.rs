@@ -22,6 +22,10 @@ pub struct RawConfig {
     /// Directory of `.sql` models, relative to the project (default `sql`).
     #[serde(default)]
     pub models: Option<String>,
+    /// Directory of `.sql` files of `CREATE FUNCTION` statements, relative to the project
+    /// (default `udfs`).
+    #[serde(default)]
+    pub functions: Option<String>,
     /// Named connections outputs can write to.
     #[serde(default)]
     pub connections: BTreeMap<String, RawConnection>,
