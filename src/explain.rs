@@ -27,6 +27,12 @@ pub async fn render(pipeline: &Pipeline) -> Result<String> {
             if reads.is_empty() { "nothing".to_string() } else { reads.join(", ") }
         );
     }
+    if !pipeline.cleaned.is_empty() {
+        let _ = writeln!(out, "\nsources cleaned (clean:), as models read them:");
+        for (name, sql) in &pipeline.cleaned {
+            let _ = writeln!(out, "  {name} = {sql}");
+        }
+    }
     let _ = writeln!(out, "\nmemory:");
     for line in pipeline.budget.describe() {
         let _ = writeln!(out, "  {line}");

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod clean;
 pub mod cli;
 pub mod config;
 pub mod drift;

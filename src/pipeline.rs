@@ -26,6 +26,8 @@ pub struct Pipeline {
     pub budget: MemoryBudget,
     /// The session holding the sources and views.
     pub ctx: SessionContext,
+    /// The view SQL of each source with `clean:` options.
+    pub cleaned: std::collections::BTreeMap<String, String>,
 }
 
 impl Pipeline {
@@ -41,15 +43,18 @@ impl Pipeline {
         let needed = needed_models(&project, &outputs);
         let needed_sources: BTreeSet<&String> =
             needed.iter().flat_map(|m| project.models[m].source_deps.iter()).collect();
+        let mut cleaned = std::collections::BTreeMap::new();
         for name in needed_sources {
-            sources::register(&ctx, &project.config.sources[name]).await?;
+            if let Some(sql) = sources::register(&ctx, &project.config.sources[name]).await? {
+                cleaned.insert(name.clone(), sql);
+            }
         }
         let config = &project.config;
         let functions = crate::functions::load(&ctx, &config.functions_dir, &config.project_dir).await?;
         if !functions.is_empty() {
             tracing::debug!("SQL functions: {}", functions.join(", "));
         }
-        let pipeline = Pipeline { project, outputs, budget, ctx };
+        let pipeline = Pipeline { project, outputs, budget, ctx, cleaned };
         pipeline.register_models(&BTreeSet::new()).await?;
         Ok(pipeline)
     }
@@ -134,7 +139,7 @@ impl Pipeline {
             return Ok(());
         }
         match self.project.config.sources.get(name) {
-            Some(source) => sources::register(&self.ctx, source).await,
+            Some(source) => sources::register(&self.ctx, source).await.map(|_| ()),
             None => Err(Error::Usage(format!(
                 "model `{name}` is not in this selection, but a test reads it; select it too (e.g. -s +{name})"
             ))),

@@ -20,11 +20,21 @@ use crate::config::{Format, SourceConfig};
 use crate::error::{Error, Result, df_message};
 
 /// Registers `source` in `ctx` under its name, after checking its files exist and can be read.
-pub async fn register(ctx: &SessionContext, source: &SourceConfig) -> Result<()> {
+/// With `clean:` options, the files are registered as [`crate::clean::raw_table`] and the name
+/// is a view applying them; its SQL is returned.
+pub async fn register(ctx: &SessionContext, source: &SourceConfig) -> Result<Option<String>> {
     let table = listing_table(ctx, source).await?;
-    ctx.register_table(TableReference::bare(source.name.as_str()), table)
-        .map_err(|e| source_error(source, &df_message(&e)))?;
-    Ok(())
+    let fail = |e: datafusion::error::DataFusionError| source_error(source, &df_message(&e));
+    let Some(clean) = &source.clean else {
+        ctx.register_table(TableReference::bare(source.name.as_str()), table).map_err(fail)?;
+        return Ok(None);
+    };
+    let schema = table.schema();
+    ctx.register_table(TableReference::bare(crate::clean::raw_table(&source.name)), table).map_err(fail)?;
+    let sql = crate::clean::view_sql(ctx, &source.name, &schema, clean).await.map_err(|e| source_error(source, &e))?;
+    let view = ctx.sql(&sql).await.map_err(fail)?.into_view();
+    ctx.register_table(TableReference::bare(source.name.as_str()), view).map_err(fail)?;
+    Ok(Some(sql))
 }
 
 fn source_error(source: &SourceConfig, msg: &str) -> Error {

@@ -3,6 +3,7 @@
 mod pg;
 mod util;
 
+mod cleaning;
 mod config_errors;
 mod dag_errors;
 mod data_tests;

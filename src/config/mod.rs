@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use data_tests::{DataTest, Rule};
 pub use interpolate::{InterpolateError, Vars, locate};
-pub use raw::{ConnectionKind, Format, Mode, OnInvalid, Policy, RawConfig, RawSourceOptions, Severity};
+pub use raw::{ConnectionKind, Format, Mode, Naming, OnInvalid, Policy, RawConfig, RawSourceOptions, Severity};
 
 use crate::error::{Error, Result};
 use crate::strategy::Strategy;
@@ -105,6 +105,23 @@ pub struct SourceConfig {
     pub schema: Vec<(String, String)>,
     /// Its `on_schema_change`, when set.
     pub on_schema_change: Option<Policy>,
+    /// Its `clean:` options, when set.
+    pub clean: Option<CleanConfig>,
+}
+
+/// A source's checked `clean:` options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CleanConfig {
+    /// The naming rule.
+    pub columns: Naming,
+    /// `(column, SQL type)` casts.
+    pub casts: Vec<(String, String)>,
+    /// Detect date formats in every string column.
+    pub auto_dates: bool,
+    /// String columns to parse as dates or timestamps.
+    pub dates: Vec<String>,
+    /// Scale float columns are cast to DECIMAL(38, scale) with.
+    pub decimals: Option<u8>,
 }
 
 /// A table name, optionally schema-qualified.
@@ -670,6 +687,23 @@ impl Checker<'_> {
                 "{what}: `schema` overrides apply to csv and json sources; Parquet files carry their own types (CAST in the model instead)"
             )));
         }
+        let clean = match &raw.clean {
+            None => None,
+            Some(c) => {
+                if c.decimals.is_some_and(|d| d > 38) {
+                    return Err(self.err(format!("{what}: clean.decimals must be at most 38")));
+                }
+                let dates = c.dates.clone().unwrap_or_default();
+                let auto_dates = dates == ["auto"];
+                Some(CleanConfig {
+                    columns: c.columns.unwrap_or_default(),
+                    casts: c.casts.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    auto_dates,
+                    dates: if auto_dates { vec![] } else { dates },
+                    decimals: c.decimals,
+                })
+            }
+        };
         Ok(SourceConfig {
             name: name.to_string(),
             path,
@@ -678,6 +712,7 @@ impl Checker<'_> {
             options: o.clone(),
             schema,
             on_schema_change: raw.on_schema_change,
+            clean,
         })
     }
 

@@ -193,6 +193,43 @@ pub struct RawSource {
     /// What a run does when this source's schema drifts (default: the project's).
     #[serde(default)]
     pub on_schema_change: Option<Policy>,
+    /// Cleaning compiled into the view models read the source through.
+    #[serde(default)]
+    pub clean: Option<RawClean>,
+}
+
+/// `clean:` options of a source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClean {
+    /// Column naming: `lower`, `upper`, `snake_case`, `capitalize` (default: as they are).
+    pub columns: Option<Naming>,
+    /// Casts per column (by its name in the files): `{ amount: "decimal(12,2)" }`.
+    #[serde(default)]
+    pub casts: BTreeMap<String, String>,
+    /// `auto` (every string column whose sampled values all read as one date or timestamp
+    /// format) or a list of string columns to parse (an error when no format reads them).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub dates: Option<Vec<String>>,
+    /// Float columns become DECIMAL(38, this scale).
+    pub decimals: Option<u8>,
+}
+
+/// Column naming rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Naming {
+    /// As the files name them.
+    #[default]
+    Keep,
+    /// `Order ID` → `order id`.
+    Lower,
+    /// `order_id` → `ORDER_ID`.
+    Upper,
+    /// `Order ID` → `order_id`, `customerName` → `customer_name`.
+    SnakeCase,
+    /// `ORDER_ID` → `Order_id`.
+    Capitalize,
 }
 
 /// The file formats dfpipe reads.
