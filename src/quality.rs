@@ -91,6 +91,9 @@ pub fn failing_rows_sql(relation: &str, rule: &Rule) -> Option<String> {
             c = q(column)
         ),
         Rule::Expression(e) => format!("SELECT * FROM {from} WHERE NOT ({e})"),
+        Rule::Castable { column, sql_type } => {
+            format!("SELECT * FROM {from} WHERE {c} IS NOT NULL AND TRY_CAST({c} AS {sql_type}) IS NULL", c = q(column))
+        }
         Rule::RowCount { .. } | Rule::Freshness { .. } => return None,
     })
 }

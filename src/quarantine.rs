@@ -1,5 +1,5 @@
 //! `on_invalid: drop | quarantine`: a model's row-level tests (not_null, accepted_values, range,
-//! regex, expression) used as row filters. Each test becomes a predicate that is TRUE exactly
+//! regex, castable, expression) used as row filters. Each test becomes a predicate that is TRUE exactly
 //! when a row fails it (never NULL), so every row is either valid or invalid: rows in = rows
 //! loaded + rows quarantined + rows dropped.
 
@@ -87,6 +87,11 @@ fn row_checks(rule: &Rule) -> Vec<RowCheck> {
             value_is(column, &format!(" does not match {pattern}")),
         )],
         Rule::Expression(e) => vec![check("", format!("coalesce(NOT ({e}), false)"), text(&format!("{e} is false")))],
+        Rule::Castable { column, sql_type } => vec![check(
+            column,
+            format!("({c} IS NOT NULL AND TRY_CAST({c} AS {sql_type}) IS NULL)", c = quote(column)),
+            value_is(column, &format!(" does not cast to {sql_type}")),
+        )],
         _ => vec![],
     }
 }

@@ -1,14 +1,15 @@
 //! `on_invalid: drop | quarantine`: rows failing the model's row-level tests are kept out of the
-//! target, counted, and (quarantine) kept with the test, the column and the reason.
+//! target, counted, and (quarantine) kept with the test, the column and the reason; a value
+//! that does not cast (`castable`) is one such failure.
 
 use crate::util::*;
 
-const ORDERS: &str = "order_id,customer_id,status,amount,email,ordered_at,shipped_at
-1,10,new,5.0,a@b.c,2026-11-01,2026-11-02
-2,11,paid,-1.0,bad,2026-11-03,2026-11-01
-3,,lost,3.0,x@y.z,2026-11-01,2026-11-02
-4,12,shipped,7.5,q@r.s,2026-11-01,2026-11-05
-5,13,paid,2.0,t@u.v,2026-11-04,
+const ORDERS: &str = "order_id,customer_id,status,amount,email,ordered_at,shipped_at,qty
+1,10,new,5.0,a@b.c,2026-11-01,2026-11-02,1
+2,11,paid,-1.0,bad,2026-11-03,2026-11-01,2
+3,,lost,3.0,x@y.z,2026-11-01,2026-11-02,3
+4,12,shipped,7.5,q@r.s,2026-11-01,2026-11-05,x4
+5,13,paid,2.0,t@u.v,2026-11-04,,5
 ";
 
 fn project() -> Project {
@@ -29,6 +30,7 @@ tests:
     - range: { column: amount, min: 0 }
     - regex: { column: email, pattern: \"^[^@]+@[^@]+$\" }
     - expression: \"shipped_at >= ordered_at\"
+    - castable: { column: qty, type: int }
     - unique: order_id
 ",
     );
@@ -44,7 +46,7 @@ fn failing_rows_are_quarantined_or_dropped_and_every_row_is_counted() {
     assert_success(&out);
 
     // Valid rows load (row 5's NULL shipped_at passes the expression: NULL is not false).
-    assert_eq!(p.duckdb("SELECT order_id FROM m ORDER BY order_id"), [["BigInt(1)"], ["BigInt(4)"], ["BigInt(5)"]]);
+    assert_eq!(p.duckdb("SELECT order_id FROM m ORDER BY order_id"), [["BigInt(1)"], ["BigInt(5)"]]);
     assert_eq!(
         p.duckdb(
             "SELECT concat_ws(' | ', order_id, _dfpipe_test, coalesce(_dfpipe_column, '-'), _dfpipe_reason) \
@@ -56,6 +58,7 @@ fn failing_rows_are_quarantined_or_dropped_and_every_row_is_counted() {
             [
                 "3 | not_null(order_id, customer_id) | customer_id | customer_id is NULL; status = lost is not one of new, paid, shipped"
             ],
+            ["4 | castable(qty as int) | qty | qty = x4 does not cast to int"],
         ]
     );
 
@@ -68,11 +71,11 @@ fn failing_rows_are_quarantined_or_dropped_and_every_row_is_counted() {
         .iter()
         .map(|t| (t["rows"].as_u64().unwrap(), t["quarantined"].as_u64().unwrap(), t["dropped"].as_u64().unwrap()))
         .collect();
-    assert_eq!(counts, [(3, 2, 0), (3, 0, 2), (3, 2, 0)]);
+    assert_eq!(counts, [(2, 3, 0), (2, 0, 3), (2, 3, 0)]);
     let summary = stdout(&out);
-    assert!(summary.contains("2 quarantined") && summary.contains("2 dropped"), "{summary}");
-    assert!(summary.contains("3 of 3 targets written, 9 rows (6 rejected by row-level tests)"), "{summary}");
-    assert!(stderr(&out).contains("2 row(s) failed the model's row-level tests: quarantined"), "{}", stderr(&out));
+    assert!(summary.contains("3 quarantined") && summary.contains("3 dropped"), "{summary}");
+    assert!(summary.contains("3 of 3 targets written, 6 rows (9 rejected by row-level tests)"), "{summary}");
+    assert!(stderr(&out).contains("3 row(s) failed the model's row-level tests: quarantined"), "{}", stderr(&out));
 
     // Parquet outputs: dropped rows are gone; quarantined ones sit beside the output.
     let parquet = |path: &str| -> Vec<i64> {
@@ -87,13 +90,13 @@ fn failing_rows_are_quarantined_or_dropped_and_every_row_is_counted() {
         ids.sort();
         ids
     };
-    assert_eq!(parquet("out/m.parquet"), [1, 4, 5]);
+    assert_eq!(parquet("out/m.parquet"), [1, 5]);
     assert!(!p.file("out/m_quarantine.parquet").exists());
-    assert_eq!(parquet("out/q.parquet"), [1, 4, 5]);
-    assert_eq!(parquet("out/q_quarantine.parquet"), [2, 3]);
+    assert_eq!(parquet("out/q.parquet"), [1, 5]);
+    assert_eq!(parquet("out/q_quarantine.parquet"), [2, 3, 4]);
 
     // The table-level test (unique) still runs before writing, and a failure stops the run.
-    p.write("orders.csv", &format!("{ORDERS}1,10,new,1.0,a@b.c,2026-11-01,2026-11-02\n"));
+    p.write("orders.csv", &format!("{ORDERS}1,10,new,1.0,a@b.c,2026-11-01,2026-11-02,1\n"));
     let out = p.dfpipe(&["run", "-q"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(
@@ -101,7 +104,7 @@ fn failing_rows_are_quarantined_or_dropped_and_every_row_is_counted() {
             "error: 1 data test(s) failed: nothing was written\n  m unique(order_id): 1 duplicated key(s)"
         )
     );
-    assert_eq!(one(p.duckdb("SELECT CAST(count(*) AS VARCHAR) FROM m_quarantine")), "2");
+    assert_eq!(one(p.duckdb("SELECT CAST(count(*) AS VARCHAR) FROM m_quarantine")), "3");
 
     // `dfpipe test` still reports the row-level tests as tests.
     let test = stdout(&p.dfpipe(&["test"]));

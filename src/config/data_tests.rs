@@ -70,6 +70,13 @@ pub enum Rule {
     },
     /// Every row satisfies the SQL condition.
     Expression(String),
+    /// Non-NULL values of `column` cast to `sql_type`.
+    Castable {
+        /// The column.
+        column: String,
+        /// The SQL type.
+        sql_type: String,
+    },
 }
 
 impl Rule {
@@ -82,6 +89,7 @@ impl Rule {
                 | Rule::Range { .. }
                 | Rule::Regex { .. }
                 | Rule::Expression(_)
+                | Rule::Castable { .. }
         )
     }
 
@@ -97,6 +105,7 @@ impl Rule {
             Rule::RowCount { .. } => "row_count".into(),
             Rule::Freshness { column, .. } => format!("freshness({column})"),
             Rule::Expression(e) => format!("expression({e})"),
+            Rule::Castable { column, sql_type } => format!("castable({column} as {sql_type})"),
         }
     }
 }
@@ -151,6 +160,12 @@ pub fn check(relation: &str, raw: &RawTest, what: &str) -> Result<DataTest, Stri
         })?;
         rules.push(Rule::Freshness { column: f.column.clone(), max_age_secs, max_age: f.max_age.clone() });
     }
+    if let Some(c) = &raw.castable {
+        if !c.data_type.chars().all(|ch| ch.is_alphanumeric() || " (),_".contains(ch)) {
+            return Err(format!("{what}: castable.type `{}` is not a SQL type", c.data_type));
+        }
+        rules.push(Rule::Castable { column: c.column.clone(), sql_type: c.data_type.clone() });
+    }
     if let Some(e) = &raw.expression {
         if e.trim().is_empty() {
             return Err(format!("{what}: expression must not be empty"));
@@ -164,7 +179,7 @@ pub fn check(relation: &str, raw: &RawTest, what: &str) -> Result<DataTest, Stri
             severity: raw.severity.unwrap_or_default(),
         }),
         0 => Err(format!(
-            "{what}: no rule; use one of not_null, unique, accepted_values, relationships, range, regex, row_count, freshness, expression"
+            "{what}: no rule; use one of not_null, unique, accepted_values, relationships, range, regex, castable, row_count, freshness, expression"
         )),
         _ => Err(format!(
             "{what}: one rule per test, found {}; write each as its own list item",

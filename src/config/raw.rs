@@ -82,6 +82,8 @@ pub struct RawTest {
     pub freshness: Option<RawFreshness>,
     /// A SQL condition every row must satisfy (rows where it is false fail; NULL passes).
     pub expression: Option<String>,
+    /// A column whose non-NULL values must cast to `type` (a failed cast fails the row).
+    pub castable: Option<RawCastable>,
     /// `error` (default: the run stops before writing) or `warn` (reported only).
     pub severity: Option<Severity>,
 }
@@ -149,6 +151,17 @@ pub struct RawRowCount {
     pub min: Option<u64>,
     /// Most rows allowed.
     pub max: Option<u64>,
+}
+
+/// `castable: { column, type }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCastable {
+    /// The column.
+    pub column: String,
+    /// The SQL type its values must cast to, e.g. `int`, `date`, `decimal(12,2)`.
+    #[serde(rename = "type")]
+    pub data_type: String,
 }
 
 /// `freshness: { column, max_age }`.
