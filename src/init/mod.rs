@@ -40,6 +40,16 @@ outputs:
     to: out/daily_revenue.parquet      # a Parquet file beside the DuckDB table
 
 memory: { os_margin: 0.3 }
+
+tests:                                 # run before anything is written; `dfpipe test` runs them alone
+  stg_orders:
+    - not_null: [order_id, customer_id, order_date]
+    - unique: order_id
+    - accepted_values: { column: status, values: [new, paid, shipped] }
+    - relationships: { column: customer_id, to: customers, field: customer_id }
+    - range: { column: amount, min: 0 }
+  daily_revenue:
+    - row_count: { min: 1 }
 "#;
 
 const STG_ORDERS: &str = include_str!("../../sql/stg_orders.sql");
