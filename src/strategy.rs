@@ -142,7 +142,10 @@ impl ExecSettings {
                 spill: true,
                 spill_dir,
                 batch_size: 8192,
-                target_partitions: cores,
+                // One partition per GiB of pool, at most one per core: each spilling sort needs
+                // its own share of the pool for its runs and its merge (with 256 MiB shares a
+                // lineitem sort failed to reserve its merge buffer).
+                target_partitions: ((budget.budget >> 30) as usize).clamp(1, cores),
                 prefer_hash_join: false,
             },
             Strategy::Stream => ExecSettings {
