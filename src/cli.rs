@@ -18,7 +18,9 @@ embedded DuckDB file (the default), Parquet, or PostgreSQL.
 Start here:
   dfpipe init demo && cd demo     create a project with sample data
   dfpipe plan                     see the DAG, the memory budget and each query plan
-  dfpipe run                      write every output
+  dfpipe test                     run the data tests declared in dfpipe.yml
+  dfpipe run                      check schemas and tests, then write every output
+  dfpipe runs                     what recent runs did
   dfpipe query \"SELECT * FROM daily_revenue LIMIT 5\"";
 
 const AFTER_HELP: &str = "\
@@ -132,10 +134,12 @@ pub enum Command {
         #[command(flatten)]
         select: SelectArgs,
     },
-    /// Write the outputs.
+    /// Check schemas, contracts and data tests, then write the outputs.
     ///
-    /// Targets run in dependency order; each is written atomically (a failed target keeps its
-    /// previous contents). Results go to <state_dir>/run_results.json.
+    /// Before anything is written: schema drift against the catalog's baselines (on_schema_change),
+    /// declared contracts, and error-level data tests; any failure exits with 3. Targets then
+    /// run in dependency order; each is written atomically (a failed target keeps its previous
+    /// contents). Results go to <state_dir>/run_results.json and the catalog.
     Run {
         /// Which models.
         #[command(flatten)]
