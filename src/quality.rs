@@ -42,60 +42,26 @@ pub struct TestResult {
     pub message: Option<String>,
 }
 
-/// The SQL literal of a YAML scalar.
-fn literal(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
-        other => other.to_string(),
-    }
-}
-
-/// The query returning the rows of `relation` that break `rule` (row-level rules).
+/// The query returning the rows of `relation` that break `rule`: row-level rules share the
+/// row filters' predicates ([`crate::quarantine::failing_rows_sql`]); `unique` returns the
+/// duplicated keys. `None` for `row_count` and `freshness`, which compute one figure.
 pub fn failing_rows_sql(relation: &str, rule: &Rule) -> Option<String> {
     let from = quote(relation);
-    let q = |c: &str| quote(c);
-    Some(match rule {
-        Rule::NotNull(columns) => {
-            let any_null: Vec<String> = columns.iter().map(|c| format!("{} IS NULL", q(c))).collect();
-            format!("SELECT * FROM {from} WHERE {}", any_null.join(" OR "))
-        }
+    match rule {
         Rule::Unique(columns) => {
-            let list: Vec<String> = columns.iter().map(|c| q(c)).collect();
+            let list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
             let list = list.join(", ");
-            format!("SELECT {list}, count(*) AS occurrences FROM {from} GROUP BY {list} HAVING count(*) > 1")
+            Some(format!("SELECT {list}, count(*) AS occurrences FROM {from} GROUP BY {list} HAVING count(*) > 1"))
         }
-        Rule::AcceptedValues { column, values } => {
-            let values: Vec<String> = values.iter().map(literal).collect();
-            format!("SELECT * FROM {from} WHERE {c} IS NOT NULL AND {c} NOT IN ({})", values.join(", "), c = q(column))
-        }
-        Rule::Relationships { column, to, field } => format!(
+        Rule::Relationships { column, to, field } => Some(format!(
             "SELECT * FROM {from} AS child WHERE child.{c} IS NOT NULL AND NOT EXISTS \
              (SELECT 1 FROM {to} AS parent WHERE parent.{f} = child.{c})",
-            c = q(column),
+            c = quote(column),
             to = quote(to),
-            f = q(field)
-        ),
-        Rule::Range { column, min, max } => {
-            let mut outside = Vec::new();
-            if let Some(min) = min {
-                outside.push(format!("{} < {}", q(column), literal(min)));
-            }
-            if let Some(max) = max {
-                outside.push(format!("{} > {}", q(column), literal(max)));
-            }
-            format!("SELECT * FROM {from} WHERE {}", outside.join(" OR "))
-        }
-        Rule::Regex { column, pattern } => format!(
-            "SELECT * FROM {from} WHERE {c} IS NOT NULL AND NOT regexp_like(CAST({c} AS VARCHAR), {})",
-            literal(&serde_json::Value::String(pattern.clone())),
-            c = q(column)
-        ),
-        Rule::Expression(e) => format!("SELECT * FROM {from} WHERE NOT ({e})"),
-        Rule::Castable { column, sql_type } => {
-            format!("SELECT * FROM {from} WHERE {c} IS NOT NULL AND TRY_CAST({c} AS {sql_type}) IS NULL", c = q(column))
-        }
-        Rule::RowCount { .. } | Rule::Freshness { .. } => return None,
-    })
+            f = quote(field)
+        )),
+        rule => crate::quarantine::failing_rows_sql(relation, rule),
+    }
 }
 
 /// Runs the tests of `relations`. With `filtered_rows_apply`, row-level tests of a model whose

@@ -96,6 +96,17 @@ fn row_checks(rule: &Rule) -> Vec<RowCheck> {
     }
 }
 
+/// The rows of `relation` failing a row-level `rule` (None for table-level rules): the same
+/// predicates as the row filters, so `dfpipe test` and `on_invalid` judge rows alike.
+pub fn failing_rows_sql(relation: &str, rule: &Rule) -> Option<String> {
+    let checks = row_checks(rule);
+    if checks.is_empty() {
+        return None;
+    }
+    let fails: Vec<&str> = checks.iter().map(|c| c.fails.as_str()).collect();
+    Some(format!("SELECT * FROM {} WHERE {}", quote(relation), fails.join(" OR ")))
+}
+
 /// The row filters of one model: its row-level tests, whatever their severity.
 #[derive(Debug, Clone, Default)]
 pub struct RowFilter {
