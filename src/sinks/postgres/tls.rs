@@ -141,7 +141,8 @@ impl TlsOptions {
         let algorithms = provider.signature_verification_algorithms;
         let root_file = self.root_cert.clone().or_else(default_root_file);
         let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, root_file) {
-            (SslMode::VerifyFull, root) => Arc::new(WebPki(webpki(root.as_deref(), &provider)?)),
+            // verify-full: rustls' own verifier checks the chain and the host name.
+            (SslMode::VerifyFull, root) => webpki(root.as_deref(), &provider)?,
             (SslMode::VerifyCa, root) => Arc::new(WebPkiAnyName(webpki(root.as_deref(), &provider)?)),
             (SslMode::Require, Some(root)) => Arc::new(WebPkiAnyName(webpki(Some(&root), &provider)?)),
             _ => Arc::new(Unchecked(algorithms)),
@@ -201,10 +202,6 @@ fn webpki(root_cert: Option<&str>, provider: &Arc<CryptoProvider>) -> Result<Arc
         .map_err(|e| format!("TLS set-up failed: {e}"))
 }
 
-/// `verify-full`: the certificate chain and the host name.
-#[derive(Debug)]
-struct WebPki(Arc<WebPkiServerVerifier>);
-
 /// `verify-ca`: the certificate chain, whatever name the certificate carries.
 #[derive(Debug)]
 struct WebPkiAnyName(Arc<WebPkiServerVerifier>);
@@ -212,38 +209,6 @@ struct WebPkiAnyName(Arc<WebPkiServerVerifier>);
 /// `prefer` and `require`: encryption without checking who is at the other end (libpq's meaning).
 #[derive(Debug)]
 struct Unchecked(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for WebPki {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
 
 impl ServerCertVerifier for WebPkiAnyName {
     fn verify_server_cert(
