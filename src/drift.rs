@@ -309,11 +309,6 @@ impl Policy {
         }
     }
 
-    /// Parses a name written in dfpipe.yml.
-    pub fn from_name(name: &str) -> Option<Policy> {
-        [Policy::Fail, Policy::Warn, Policy::Evolve, Policy::Ignore].into_iter().find(|p| p.name() == name)
-    }
-
     /// The changes this policy refuses.
     pub fn refused(self, changes: &[Change]) -> Vec<&Change> {
         match self {
@@ -433,6 +428,5 @@ mod tests {
         assert_eq!(Policy::Fail.refused(&changes).len(), 2);
         assert_eq!(Policy::Evolve.refused(&changes).len(), 1);
         assert_eq!(Policy::Warn.refused(&changes).len(), 0);
-        assert_eq!(Policy::from_name("evolve"), Some(Policy::Evolve));
     }
 }

@@ -40,13 +40,10 @@ impl Pipeline {
         // runs in a session with its own strategy.
         let ctx = session::build(&project.config, &ExecSettings::new(Strategy::Spill, &budget))?;
 
-        let needed = needed_models(&project, &outputs);
-        let needed_sources: BTreeSet<&String> =
-            needed.iter().flat_map(|m| project.models[m].source_deps.iter()).collect();
         let mut cleaned = std::collections::BTreeMap::new();
-        for name in needed_sources {
-            if let Some(sql) = sources::register(&ctx, &project.config.sources[name]).await? {
-                cleaned.insert(name.clone(), sql);
+        for name in needed_sources(&project, &outputs) {
+            if let Some(sql) = sources::register(&ctx, &project.config.sources[&name]).await? {
+                cleaned.insert(name, sql);
             }
         }
         let config = &project.config;
@@ -115,10 +112,7 @@ impl Pipeline {
 
     /// The sources those models read, by name.
     pub fn needed_sources(&self) -> Vec<String> {
-        let needed = needed_models(&self.project, &self.outputs);
-        let sources: BTreeSet<&String> =
-            needed.iter().flat_map(|m| self.project.models[m].source_deps.iter()).collect();
-        sources.into_iter().cloned().collect()
+        needed_sources(&self.project, &self.outputs)
     }
 
     /// The sources and models the selected outputs read: what their tests cover.
@@ -150,6 +144,13 @@ impl Pipeline {
     pub async fn materialize(&self, models: &BTreeSet<String>) -> Result<()> {
         if models.is_empty() { Ok(()) } else { self.register_models(models).await }
     }
+}
+
+/// The sources the outputs' models (and everything upstream) read, by name.
+fn needed_sources(project: &Project, outputs: &[OutputConfig]) -> Vec<String> {
+    let needed = needed_models(project, outputs);
+    let sources: BTreeSet<&String> = needed.iter().flat_map(|m| project.models[m].source_deps.iter()).collect();
+    sources.into_iter().cloned().collect()
 }
 
 /// The outputs' models and everything upstream of them.
