@@ -35,9 +35,10 @@ fn pick<'a>(observed: &'a [Observed], names: &[String]) -> Result<Vec<&'a Observ
 /// `dfpipe schema show [NAME]`: the current schema of each source and model, with its baseline.
 pub async fn show(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<String> {
     let observed = observe(pipeline).await?;
+    let picked = pick(&observed, names)?;
+    let relations: Vec<(Kind, &str)> = picked.iter().map(|o| (o.kind, o.name.as_str())).collect();
     let mut out = String::new();
-    for o in pick(&observed, names)? {
-        let baseline = catalog.baseline(o.kind, &o.name)?;
+    for (o, baseline) in picked.iter().zip(catalog.baselines(&relations)?) {
         let status = match &baseline {
             None => "no baseline yet (the next successful run records it)".to_string(),
             Some(b) if b.snapshot == o.snapshot => format!("matches the baseline of run #{}", b.run_id),
@@ -162,14 +163,7 @@ fn runs_table(runs: &[RunRecord]) -> String {
             r.peak_rss_bytes.map_or_else(|| "-".into(), |b| human_bytes(b.max(0) as u64)),
         ]);
     }
-    let widths: Vec<usize> =
-        (0..header.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = crate::run::table(&rows, header.len());
     for r in runs.iter().filter(|r| r.error.is_some()) {
         let first = r.error.as_deref().unwrap_or_default().lines().next().unwrap_or_default();
         out.push_str(&format!("#{}: {first}\n", r.run_id));

@@ -134,7 +134,11 @@ async fn run_one(pipeline: &Pipeline, test: &DataTest) -> Result<TestResult> {
     Ok(TestResult { relation: test.relation.clone(), test: name, outcome, failures, message: detail })
 }
 
-async fn scalar_i64(ctx: &datafusion::prelude::SessionContext, sql: &str) -> datafusion::error::Result<Option<i64>> {
+/// The first value of the first column of `sql`'s result, as an integer (None: no row or NULL).
+pub async fn scalar_i64(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> datafusion::error::Result<Option<i64>> {
     let batches = ctx.sql(sql).await?.collect().await?;
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
     let column = datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Int64)?;
@@ -142,7 +146,8 @@ async fn scalar_i64(ctx: &datafusion::prelude::SessionContext, sql: &str) -> dat
     Ok(values.is_valid(0).then(|| values.value(0)))
 }
 
-async fn scalar_u64(ctx: &datafusion::prelude::SessionContext, sql: &str) -> datafusion::error::Result<u64> {
+/// [`scalar_i64`] for counts: none or negative is 0.
+pub async fn scalar_u64(ctx: &datafusion::prelude::SessionContext, sql: &str) -> datafusion::error::Result<u64> {
     Ok(scalar_i64(ctx, sql).await?.unwrap_or(0).max(0) as u64)
 }
 

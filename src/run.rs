@@ -283,14 +283,8 @@ async fn write_output(
                 .map_err(|e| format!("quarantine {label}: {e}"))?;
             written.quarantined = rejected.rows();
         } else {
-            let count = ctx.sql(&filter.count_invalid_sql(model)).await.map_err(|e| df_message(&e))?;
-            let batches = count.collect().await.map_err(|e| df_message(&e))?;
-            written.dropped = batches
-                .first()
-                .and_then(|b| {
-                    b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0))
-                })
-                .unwrap_or(0) as u64;
+            written.dropped =
+                crate::quality::scalar_u64(ctx, &filter.count_invalid_sql(model)).await.map_err(|e| df_message(&e))?;
         }
         ctx.sql(&filter.valid_sql(model)).await.map_err(|e| df_message(&e))?
     };
@@ -372,11 +366,11 @@ pub fn summary(results: &RunResults) -> String {
         "target", "model", "mode", "status", "strategy", "rows", "rejected", "seconds", "rows/s", "estimate",
         "peak RSS",
     ];
-    let mut rows: Vec<[String; 11]> = results
+    let mut rows: Vec<Vec<String>> = results
         .targets
         .iter()
         .map(|t| {
-            [
+            vec![
                 t.target.clone(),
                 t.model.clone(),
                 t.mode.name().to_string(),
@@ -405,18 +399,9 @@ pub fn summary(results: &RunResults) -> String {
             ]
         })
         .collect();
-    rows.insert(0, header.map(String::from));
-    let widths: Vec<usize> = (0..11).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i >= 5 { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    rows.insert(0, header.map(String::from).to_vec());
+    // Figures (from `rows` on) align right.
+    let mut out = table(&rows, 5);
     let ok = results.targets.iter().filter(|t| t.status == Status::Success).count();
     let rows_total: u64 = results.targets.iter().map(|t| t.rows).sum();
     let rejected: u64 = results.targets.iter().map(|t| t.quarantined + t.dropped).sum();
@@ -428,6 +413,27 @@ pub fn summary(results: &RunResults) -> String {
         results.elapsed_seconds,
         results.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes)
     ));
+    out
+}
+
+/// Rows of cells as aligned columns two spaces apart; columns from `right_from` on align
+/// right (figures), the others left.
+pub fn table(rows: &[Vec<String>], right_from: usize) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, &w))| if i >= right_from { format!("{c:>w$}") } else { format!("{c:<w$}") })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
     out
 }
 

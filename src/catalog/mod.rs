@@ -337,9 +337,14 @@ impl Catalog {
         tx.commit().map_err(|e| self.fail(e))
     }
 
-    /// The accepted baseline of `kind` `name`: the latest accepted schema.
-    pub fn baseline(&self, kind: Kind, name: &str) -> Result<Option<SchemaRecord>> {
-        Ok(self.schemas(Some(kind), name, true, 1)?.into_iter().next())
+    /// The accepted baseline (the latest accepted schema) of each relation, read through one
+    /// connection, in their order.
+    pub fn baselines(&self, relations: &[(Kind, &str)]) -> Result<Vec<Option<SchemaRecord>>> {
+        let Some(conn) = self.read()? else { return Ok(vec![None; relations.len()]) };
+        relations
+            .iter()
+            .map(|(kind, name)| Ok(self.query_schemas(&conn, Some(*kind), name, true, 1)?.into_iter().next()))
+            .collect()
     }
 
     /// Recorded schemas of `name` (of `kind`, when given), newest first; only baselines when
@@ -351,9 +356,22 @@ impl Catalog {
         accepted_only: bool,
         limit: usize,
     ) -> Result<Vec<SchemaRecord>> {
-        let Some(conn) = self.read()? else { return Ok(vec![]) };
+        match self.read()? {
+            Some(conn) => self.query_schemas(&conn, kind, name, accepted_only, limit),
+            None => Ok(vec![]),
+        }
+    }
+
+    fn query_schemas(
+        &self,
+        conn: &Connection,
+        kind: Option<Kind>,
+        name: &str,
+        accepted_only: bool,
+        limit: usize,
+    ) -> Result<Vec<SchemaRecord>> {
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT run_id, kind, name, fingerprint, columns, accepted, CAST(recorded_at AS VARCHAR) FROM schemas \
                  WHERE name = ? AND (? IS NULL OR kind = ?) AND (accepted OR NOT ?) \
                  ORDER BY recorded_at DESC, run_id DESC LIMIT ?",

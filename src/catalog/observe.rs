@@ -184,8 +184,9 @@ impl DriftReport {
 /// Compares each observed schema with its accepted baseline.
 pub fn check(catalog: &Catalog, observed: &[Observed]) -> Result<DriftReport> {
     let mut report = DriftReport::default();
-    for o in observed {
-        let Some(baseline) = catalog.baseline(o.kind, &o.name)? else { continue };
+    let relations: Vec<(Kind, &str)> = observed.iter().map(|o| (o.kind, o.name.as_str())).collect();
+    for (o, baseline) in observed.iter().zip(catalog.baselines(&relations)?) {
+        let Some(baseline) = baseline else { continue };
         let changes = diff(&baseline.snapshot, &o.snapshot);
         if changes.is_empty() {
             continue;
