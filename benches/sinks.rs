@@ -14,8 +14,8 @@ use datafusion::datasource::MemTable;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::SessionContext;
 use dfpipe::config::{DuckDbTarget, Mode, TableName};
-use dfpipe::progress::RowCounter;
 use dfpipe::sinks;
+use dfpipe::util::progress::RowCounter;
 
 const ROWS: usize = 1_000_000;
 const BATCH: usize = 8192;

@@ -6,7 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = dfpipe::cli::Cli::parse();
-    dfpipe::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
+    dfpipe::cli::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -129,7 +129,8 @@ fn strategy_settings_are_checked() {
     assert_error(
         &p.dfpipe(&["plan"]),
         2,
-        "dfpipe.yml: memory.strategy: `fast` is not one of auto, in_memory, spill, stream",
+        "dfpipe.yml:26:21: unknown variant `fast`, expected one of auto, in_memory, spill, stream\n\
+         26 | memory: { strategy: fast }\n   |                     ^",
     );
     p.write("dfpipe.yml", &with("memory: { in_memory_below: 3, stream_above: 2 }"));
     assert_error(

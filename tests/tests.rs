@@ -10,6 +10,7 @@ mod data_tests;
 mod demo;
 mod duckdb_modes;
 mod functions;
+mod layers;
 mod memory;
 mod object_store;
 mod postgres;

@@ -1,6 +1,7 @@
 //! The `tests:` section checked: each test is one [`Rule`] with a [`Severity`].
 
-use super::raw::{RawTest, Severity};
+use super::raw::RawTest;
+use super::types::Severity;
 
 /// A checked data test of one source or model.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,21 +189,10 @@ pub fn check(relation: &str, raw: &RawTest, what: &str) -> Result<DataTest, Stri
     }
 }
 
-/// `30s`, `30m`, `12h`, `2d`, `1w`, or plain seconds.
+/// `30s`, `30m`, `12h`, `2d`, `1w`, `1h 30m` (humantime's durations), or plain seconds.
 pub fn parse_age(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let factor = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return None,
-    };
-    n.checked_mul(factor)
+    let text = text.trim();
+    text.parse().ok().or_else(|| humantime::parse_duration(text).ok().map(|d| d.as_secs()))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
-pub use crate::drift::Policy;
+use super::types::{ConnectionKind, Format, Mode, Naming, OnInvalid, Policy, Severity, Strategy};
 
 /// The config file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -86,17 +86,6 @@ pub struct RawTest {
     pub castable: Option<RawCastable>,
     /// `error` (default: the run stops before writing) or `warn` (reported only).
     pub severity: Option<Severity>,
-}
-
-/// How much a failing test matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// The run stops before writing (exit code 3).
-    #[default]
-    Error,
-    /// Reported; the run goes on.
-    Warn,
 }
 
 /// `accepted_values: { column, values }`.
@@ -228,47 +217,6 @@ pub struct RawClean {
     pub decimals: Option<u8>,
 }
 
-/// Column naming rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Naming {
-    /// As the files name them.
-    #[default]
-    Keep,
-    /// `Order ID` → `order id`.
-    Lower,
-    /// `order_id` → `ORDER_ID`.
-    Upper,
-    /// `Order ID` → `order_id`, `customerName` → `customer_name`.
-    SnakeCase,
-    /// `ORDER_ID` → `Order_id`.
-    Capitalize,
-}
-
-/// The file formats dfpipe reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Apache Parquet.
-    Parquet,
-    /// Comma (or otherwise) separated values.
-    Csv,
-    /// Newline-delimited JSON (one object per line).
-    #[serde(alias = "ndjson", alias = "jsonl")]
-    Json,
-}
-
-impl Format {
-    /// The lowercase name used in configs and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Parquet => "parquet",
-            Format::Csv => "csv",
-            Format::Json => "json",
-        }
-    }
-}
-
 /// Reading options; each applies to the formats named in its doc.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -313,16 +261,6 @@ pub struct RawConnection {
     pub copy_streams: Option<usize>,
 }
 
-/// Connection kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConnectionKind {
-    /// An embedded DuckDB database file.
-    Duckdb,
-    /// A PostgreSQL server.
-    Postgres,
-}
-
 /// One output: a model written to a connection or a Parquet path.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -353,44 +291,6 @@ pub struct RawOutput {
     pub on_invalid: Option<OnInvalid>,
 }
 
-/// What an output does with rows that fail its model's row-level tests (not_null,
-/// accepted_values, range, regex, expression).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnInvalid {
-    /// The tests run before writing; an error-level failure stops the run.
-    #[default]
-    Fail,
-    /// Failing rows are left out, and counted.
-    Drop,
-    /// Failing rows go, with the test, the column and the reason, to `<table>_quarantine` (a
-    /// `_quarantine` Parquet file or directory for Parquet outputs), and are counted.
-    Quarantine,
-}
-
-/// How an output treats what the target already holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Swap in a complete new table atomically.
-    Replace,
-    /// Add the rows, all or nothing.
-    Append,
-    /// Upsert on `unique_key`.
-    Merge,
-}
-
-impl Mode {
-    /// The lowercase name used in configs and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Replace => "replace",
-            Mode::Append => "append",
-            Mode::Merge => "merge",
-        }
-    }
-}
-
 /// `memory:` settings.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -401,8 +301,10 @@ pub struct RawMemory {
     pub limit: Option<String>,
     /// Directory for spill files (default: the system's temp directory).
     pub spill_dir: Option<String>,
-    /// `auto` (default: decided per target from estimate / budget), `in_memory`, `spill` or `stream`.
-    pub strategy: Option<String>,
+    /// `auto` (default: decided per target from estimate / budget), `in_memory`, `spill` or
+    /// `stream`; `None` is `auto`.
+    #[serde(default, deserialize_with = "auto_or_strategy")]
+    pub strategy: Option<Strategy>,
     /// Ratio estimate / budget up to which a target runs in memory (default 0.65).
     pub in_memory_below: Option<f64>,
     /// Ratio above which a target streams rather than spills (default 2.0).
@@ -417,6 +319,24 @@ pub struct RawStorage {
     pub max_retries: Option<usize>,
     /// Give up retrying after this many seconds (default 180).
     pub retry_timeout_secs: Option<u64>,
+}
+
+/// `memory.strategy`: `auto` (no strategy forced) or a [`Strategy`].
+fn auto_or_strategy<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Strategy>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Choice {
+        Auto,
+        InMemory,
+        Spill,
+        Stream,
+    }
+    Ok(match Choice::deserialize(d)? {
+        Choice::Auto => None,
+        Choice::InMemory => Some(Strategy::InMemory),
+        Choice::Spill => Some(Strategy::Spill),
+        Choice::Stream => Some(Strategy::Stream),
+    })
 }
 
 /// Accepts `key: id` as well as `key: [id, day]`.

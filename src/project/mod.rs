@@ -1,5 +1,7 @@
 //! The project: the checked config plus the SQL models found on disk, their dependency DAG
 //! (derived by parsing each model's SQL, never declared by hand) and the outputs to write.
+//!
+//! May import: [`crate::config`] and [`crate::util`]. Knows nothing of DataFusion sessions.
 
 mod dag;
 mod select;
@@ -15,7 +17,7 @@ pub use select::Selection;
 
 use crate::config::{Config, Mode, OutputConfig, TableName, Target};
 use crate::error::{Error, Result};
-use crate::suggest::did_you_mean;
+use crate::util::suggest::did_you_mean;
 
 /// One `.sql` file: a SELECT query that becomes a view named after the file.
 #[derive(Debug, Clone)]
@@ -170,16 +172,11 @@ fn find_sql_files(dir: &Path) -> Result<Vec<PathBuf>> {
         )));
     }
     let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| Error::Project(format!("cannot list {}: {e}", d.display())))?;
-        for entry in entries {
-            let path = entry.map_err(|e| Error::Project(format!("cannot list {}: {e}", d.display())))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "sql") {
-                files.push(path);
-            }
+    // Symbolic links are followed; walkdir reports a link loop as an error instead of looping.
+    for entry in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
+        let entry = entry.map_err(|e| Error::Project(format!("cannot list {}: {e}", dir.display())))?;
+        if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "sql") {
+            files.push(entry.into_path());
         }
     }
     files.sort();

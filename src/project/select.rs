@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::Project;
 use crate::error::{Error, Result};
-use crate::suggest::did_you_mean;
+use crate::util::suggest::did_you_mean;
 
 /// What `-s/--select` and `--exclude` asked for.
 #[derive(Debug, Clone, Default)]

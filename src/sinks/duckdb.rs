@@ -26,10 +26,11 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{missing_column_message, quote};
+use super::missing_column_message;
 use crate::config::{DuckDbTarget, Mode};
-use crate::drift::{Evolution, logical_type, widens};
-use crate::progress::RowCounter;
+use crate::schema::{Evolution, logical_type, widens};
+use crate::util::progress::RowCounter;
+use crate::util::sql::quote;
 
 /// Streams record batches into a DuckDB table (see the module docs for the modes).
 #[derive(Debug)]

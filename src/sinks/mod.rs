@@ -2,7 +2,11 @@
 //!
 //! DuckDB and PostgreSQL targets are DataFusion sinks: [`SinkTable`] is a write-only table whose
 //! `insert_into` returns `DataSinkExec` over the target's `DataSink`, so a target is
-//! `INSERT INTO target SELECT * FROM model`, planned and streamed by DataFusion.
+//! `INSERT INTO target SELECT * FROM model`, planned and streamed by DataFusion. Parquet
+//! targets are written by DataFusion's own Parquet writer.
+//!
+//! May import: [`crate::config`] (targets, modes), [`crate::schema`] (evolution, logical types),
+//! [`crate::util`]. Nothing here knows about models, the run or the catalog.
 
 pub mod duckdb;
 pub mod parquet;
@@ -21,11 +25,6 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::config::Mode;
-
-/// Quotes an SQL identifier the way DuckDB and PostgreSQL both read it: `"we""ird"`.
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
 
 /// The error for a model column an existing table lacks (appending or merging).
 pub fn missing_column_message<'a>(column: &str, table: &str, columns: impl Iterator<Item = &'a str>) -> String {

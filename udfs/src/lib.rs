@@ -111,28 +111,7 @@ pub fn parse_number(s: &str) -> Option<f64> {
 
 /// `"Order ID"` → `order_id`, `"customerName"` → `customer_name`, `"HTTPStatus"` → `http_status`.
 pub fn snake_case(s: &str) -> String {
-    let chars: Vec<char> = s.trim().chars().collect();
-    let mut out = String::with_capacity(chars.len() + 4);
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_alphanumeric() {
-            if c.is_uppercase() && i > 0 {
-                let prev = chars[i - 1];
-                let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-                if (prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower))
-                    && !out.ends_with('_')
-                {
-                    out.push('_');
-                }
-            }
-            out.extend(c.to_lowercase());
-        } else if !out.is_empty() && !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    while out.ends_with('_') {
-        out.pop();
-    }
-    out
+    heck::ToSnakeCase::to_snake_case(s.trim())
 }
 
 #[cfg(test)]

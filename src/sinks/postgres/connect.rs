@@ -2,9 +2,11 @@
 //! `PG*` variables; TLS by `sslmode` (see [`super::tls`]); retries with exponential backoff;
 //! messages that never include the password.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use tokio_postgres::{Client, Config};
 
 use super::tls::{RustlsConnector, SslMode, TlsOptions};
@@ -101,48 +103,53 @@ fn is_permanent(e: &tokio_postgres::Error) -> bool {
     false
 }
 
-/// Connects, retrying with exponential backoff (0.25 s, 0.5 s, 1 s, 2 s); the connection task
-/// runs on its own.
+/// Connects, retrying with exponential backoff (0.25 s, 0.5 s, 1 s, 2 s) unless retrying cannot
+/// help; the connection task runs on its own.
 pub async fn connect(settings: &Settings) -> Result<Connection, String> {
     let config = &settings.config;
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        match config.connect(settings.tls.clone()).await {
-            Ok((client, connection)) => {
-                let closed = Arc::new(Mutex::new(None));
-                let reason = closed.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!("postgres connection closed: {e}");
-                        *reason.lock().expect("not poisoned") = Some(describe(&e));
-                    }
-                });
-                return Ok(Connection { client, closed });
-            }
-            Err(e) if attempt < ATTEMPTS && !is_permanent(&e) => {
-                tracing::warn!(
-                    "cannot connect to PostgreSQL (attempt {attempt} of {ATTEMPTS}): {e}; retrying in {delay:?}"
-                );
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => {
-                let hosts = config.get_hosts().iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(",");
-                let hint = if settings.mode.verifies() && is_permanent(&e) && e.as_db_error().is_none() {
-                    " (sslmode verify-ca/verify-full check the server's certificate against sslrootcert: \
-                     point it at the CA that signed the server's certificate, or use sslmode=require to \
-                     encrypt without verifying)"
-                } else {
-                    ""
-                };
-                return Err(format!(
-                    "cannot connect to PostgreSQL at {hosts} port {:?} after {attempt} attempt(s): {}{hint}",
-                    config.get_ports(),
-                    describe(&e)
-                ));
-            }
+    let attempts = AtomicU32::new(0);
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_factor(2.0)
+        .with_max_times(ATTEMPTS as usize - 1);
+    let outcome = (|| {
+        attempts.fetch_add(1, Ordering::Relaxed);
+        config.connect(settings.tls.clone())
+    })
+    .retry(backoff)
+    .when(|e| !is_permanent(e))
+    .notify(|e, delay| {
+        let attempt = attempts.load(Ordering::Relaxed);
+        tracing::warn!("cannot connect to PostgreSQL (attempt {attempt} of {ATTEMPTS}): {e}; retrying in {delay:?}");
+    })
+    .await;
+    match outcome {
+        Ok((client, connection)) => {
+            let closed = Arc::new(Mutex::new(None));
+            let reason = closed.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!("postgres connection closed: {e}");
+                    *reason.lock().expect("not poisoned") = Some(describe(&e));
+                }
+            });
+            Ok(Connection { client, closed })
+        }
+        Err(e) => {
+            let hosts = config.get_hosts().iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(",");
+            let hint = if settings.mode.verifies() && is_permanent(&e) && e.as_db_error().is_none() {
+                " (sslmode verify-ca/verify-full check the server's certificate against sslrootcert: \
+                 point it at the CA that signed the server's certificate, or use sslmode=require to \
+                 encrypt without verifying)"
+            } else {
+                ""
+            };
+            Err(format!(
+                "cannot connect to PostgreSQL at {hosts} port {:?} after {} attempt(s): {}{hint}",
+                config.get_ports(),
+                attempts.load(Ordering::Relaxed),
+                describe(&e)
+            ))
         }
     }
 }

@@ -6,9 +6,9 @@ use datafusion::execution::context::SessionConfig;
 use datafusion::prelude::SessionContext;
 
 use crate::config::{Config, Target};
+use crate::engine::object_stores;
 use crate::error::{Error, Result};
-use crate::object_stores;
-use crate::strategy::ExecSettings;
+use crate::memory::strategy::ExecSettings;
 
 /// Builds the session for `config` with the settings of a strategy; the project's
 /// `datafusion:` settings win over the strategy's. Each target later runs in a session derived
@@ -26,7 +26,7 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
         })?;
     }
     let ctx = SessionContext::new_with_config_rt(session, settings.runtime(None)?)
-        .with_function_factory(std::sync::Arc::new(crate::functions::SqlFunctionFactory));
+        .with_function_factory(std::sync::Arc::new(crate::engine::functions::SqlFunctionFactory));
     dfpipe_udfs::register_all(&ctx);
     for source in config.sources.values() {
         object_stores::register(&ctx, &source.location, &config.storage, &format!("source `{}`", source.name))?;

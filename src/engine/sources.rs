@@ -20,7 +20,7 @@ use crate::config::{Format, SourceConfig};
 use crate::error::{Error, Result, df_message};
 
 /// Registers `source` in `ctx` under its name, after checking its files exist and can be read.
-/// With `clean:` options, the files are registered as [`crate::clean::raw_table`] and the name
+/// With `clean:` options, the files are registered as [`crate::engine::clean::raw_table`] and the name
 /// is a view applying them; its SQL is returned.
 pub async fn register(ctx: &SessionContext, source: &SourceConfig) -> Result<Option<String>> {
     let table = listing_table(ctx, source).await?;
@@ -30,8 +30,10 @@ pub async fn register(ctx: &SessionContext, source: &SourceConfig) -> Result<Opt
         return Ok(None);
     };
     let schema = table.schema();
-    ctx.register_table(TableReference::bare(crate::clean::raw_table(&source.name)), table).map_err(fail)?;
-    let sql = crate::clean::view_sql(ctx, &source.name, &schema, clean).await.map_err(|e| source_error(source, &e))?;
+    ctx.register_table(TableReference::bare(crate::engine::clean::raw_table(&source.name)), table).map_err(fail)?;
+    let sql = crate::engine::clean::view_sql(ctx, &source.name, &schema, clean)
+        .await
+        .map_err(|e| source_error(source, &e))?;
     let view = ctx.sql(&sql).await.map_err(fail)?.into_view();
     ctx.register_table(TableReference::bare(source.name.as_str()), view).map_err(fail)?;
     Ok(Some(sql))
@@ -205,7 +207,7 @@ async fn apply_schema_overrides(ctx: &SessionContext, source: &SourceConfig, inf
                 source,
                 &format!(
                     "schema: no column `{column}` in the file{}; columns: {}",
-                    crate::suggest::did_you_mean(column, names.iter().copied()),
+                    crate::util::suggest::did_you_mean(column, names.iter().copied()),
                     names.join(", ")
                 ),
             ));

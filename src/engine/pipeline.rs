@@ -9,12 +9,13 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
 use crate::config::OutputConfig;
+use crate::config::Strategy;
+use crate::engine::{session, sources};
 use crate::error::{Error, Result, df_message};
-use crate::estimate::{Estimate, estimate};
 use crate::memory::MemoryBudget;
+use crate::memory::estimate::{Estimate, estimate};
+use crate::memory::strategy::{Decision, ExecSettings, decide};
 use crate::project::{Project, Selection};
-use crate::strategy::{Decision, ExecSettings, Strategy, decide};
-use crate::{session, sources};
 
 /// A project ready to plan or run.
 pub struct Pipeline {
@@ -47,7 +48,7 @@ impl Pipeline {
             }
         }
         let config = &project.config;
-        let functions = crate::functions::load(&ctx, &config.functions_dir, &config.project_dir).await?;
+        let functions = crate::engine::functions::load(&ctx, &config.functions_dir, &config.project_dir).await?;
         if !functions.is_empty() {
             tracing::debug!("SQL functions: {}", functions.join(", "));
         }

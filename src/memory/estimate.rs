@@ -20,8 +20,7 @@ use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::memory::human_bytes;
-use crate::run::group_digits;
+use crate::util::fmt::{group_digits, human_bytes};
 
 /// Bytes sampled from a CSV or JSON file.
 const SAMPLE_BYTES: u64 = 1 << 20;

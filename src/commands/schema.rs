@@ -1,20 +1,43 @@
-//! `dfpipe schema …` and `dfpipe runs`: the catalog, read for people (and for scripts, as JSON).
+//! `dfpipe schema show | diff | history | accept`: the schemas the catalog remembers, read for
+//! people, and new baselines accepted.
 
-use crate::catalog::observe::{Observed, check, observe};
-use crate::catalog::{Catalog, Kind, RunRecord};
-use crate::drift::diff;
-use crate::error::{Error, Result};
-use crate::memory::human_bytes;
-use crate::pipeline::Pipeline;
-use crate::suggest::did_you_mean;
+use super::{prepare, select_all};
+use crate::catalog::drift::check;
+use crate::catalog::lock::ProjectLock;
+use crate::catalog::results::RunResults;
+use crate::catalog::{Catalog, Kind};
+use crate::cli::SchemaCommand;
+use crate::config::Config;
+use crate::engine::observe::{Observed, observe};
+use crate::engine::pipeline::Pipeline;
+use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
+use crate::schema::{Snapshot, diff};
+use crate::util::suggest::did_you_mean;
 
-/// Output formats of `dfpipe runs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// An aligned table.
-    Table,
-    /// A JSON array.
-    Json,
+/// Runs one `dfpipe schema` subcommand; prints its report.
+pub async fn command(config: Config, command: SchemaCommand) -> Result<u8> {
+    let catalog = Catalog::new(&config.state_dir);
+    match command {
+        SchemaCommand::History { name } => print!("{}", history(&catalog, &name)?),
+        SchemaCommand::Show { names } => {
+            let pipeline = prepare(config, &select_all()).await?;
+            print!("{}", show(&pipeline, &catalog, &names).await?);
+        }
+        SchemaCommand::Diff { names } => {
+            let pipeline = prepare(config, &select_all()).await?;
+            let (text, refused) = diff_now(&pipeline, &catalog, &names).await?;
+            print!("{text}");
+            if refused {
+                return Ok(EXIT_CHECK_FAILED);
+            }
+        }
+        SchemaCommand::Accept { names } => {
+            let _lock = ProjectLock::acquire(&config.state_dir, "schema accept")?;
+            let pipeline = prepare(config, &select_all()).await?;
+            print!("{}", accept(&pipeline, &catalog, &names).await?);
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 fn unknown(name: &str, observed: &[Observed]) -> Error {
@@ -33,7 +56,7 @@ fn pick<'a>(observed: &'a [Observed], names: &[String]) -> Result<Vec<&'a Observ
 }
 
 /// `dfpipe schema show [NAME]`: the current schema of each source and model, with its baseline.
-pub async fn show(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<String> {
+async fn show(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<String> {
     let observed = observe(pipeline).await?;
     let picked = pick(&observed, names)?;
     let relations: Vec<(Kind, &str)> = picked.iter().map(|o| (o.kind, o.name.as_str())).collect();
@@ -52,7 +75,7 @@ pub async fn show(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> R
 
 /// `dfpipe schema diff [NAME]`: each current schema against its baseline. Returns the text and
 /// whether a policy would refuse a change.
-pub async fn diff_now(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<(String, bool)> {
+async fn diff_now(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<(String, bool)> {
     let observed = observe(pipeline).await?;
     let picked: Vec<Observed> = pick(&observed, names)?.into_iter().cloned().collect();
     let report = check(catalog, &picked)?;
@@ -75,7 +98,7 @@ pub async fn diff_now(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) 
 
 /// `dfpipe schema history NAME`: every schema recorded for NAME, newest first, each with its
 /// changes from the one before.
-pub fn history(catalog: &Catalog, name: &str) -> Result<String> {
+fn history(catalog: &Catalog, name: &str) -> Result<String> {
     let records = catalog.schemas(None, name, false, 1000)?;
     if records.is_empty() {
         return Err(Error::Usage(format!("the catalog holds no schema of `{name}` (a run records it)")));
@@ -117,15 +140,15 @@ pub fn history(catalog: &Catalog, name: &str) -> Result<String> {
 
 /// `dfpipe schema accept NAME…`: records the current schemas as the new baselines, in a
 /// catalog run of its own; returns what was accepted.
-pub async fn accept(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<String> {
+async fn accept(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<String> {
     let observed = observe(pipeline).await?;
     let picked = pick(&observed, names)?;
     let started_at = chrono::Utc::now();
     let run_id = catalog.begin_run(&pipeline.project.config.name, "schema accept", started_at)?;
-    let schemas: Vec<(Kind, String, crate::drift::Snapshot)> =
+    let schemas: Vec<(Kind, String, Snapshot)> =
         picked.iter().map(|o| (o.kind, o.name.clone(), o.snapshot.clone())).collect();
     catalog.record_schemas(run_id, &schemas, true)?;
-    let results = crate::run::RunResults::finished_without_targets(&pipeline.project.config.name, started_at);
+    let results = RunResults::finished_without_targets(&pipeline.project.config.name, started_at);
     catalog.finish_run(run_id, &results, Some("success"), &[])?;
     Ok(picked
         .iter()
@@ -133,40 +156,4 @@ pub async fn accept(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) ->
             format!("accepted {} as the baseline (fingerprint {}, run #{run_id})\n", o.label, o.snapshot.fingerprint())
         })
         .collect())
-}
-
-/// `dfpipe runs`: the most recent runs.
-pub fn runs(catalog: &Catalog, limit: usize, format: Format) -> Result<String> {
-    let runs = catalog.runs(limit)?;
-    Ok(match format {
-        Format::Json => serde_json::to_string_pretty(&runs).expect("runs serialize") + "\n",
-        Format::Table => runs_table(&runs),
-    })
-}
-
-fn runs_table(runs: &[RunRecord]) -> String {
-    if runs.is_empty() {
-        return "no runs recorded yet\n".into();
-    }
-    let header = ["run", "started (UTC)", "command", "status", "strategy", "targets", "rows", "seconds", "peak RSS"];
-    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    for r in runs {
-        rows.push(vec![
-            format!("#{}", r.run_id),
-            r.started_at.split('.').next().unwrap_or(&r.started_at).to_string(),
-            r.command.clone(),
-            r.status.clone(),
-            r.strategy.clone().unwrap_or_else(|| "-".into()),
-            r.targets.map_or_else(|| "-".into(), |t| t.to_string()),
-            r.rows.map_or_else(|| "-".into(), |n| crate::run::group_digits(n.max(0) as u64)),
-            r.elapsed_seconds.map_or_else(|| "-".into(), |s| format!("{s:.2}")),
-            r.peak_rss_bytes.map_or_else(|| "-".into(), |b| human_bytes(b.max(0) as u64)),
-        ]);
-    }
-    let mut out = crate::run::table(&rows, header.len());
-    for r in runs.iter().filter(|r| r.error.is_some()) {
-        let first = r.error.as_deref().unwrap_or_default().lines().next().unwrap_or_default();
-        out.push_str(&format!("#{}: {first}\n", r.run_id));
-    }
-    out
 }

@@ -24,45 +24,12 @@ use datafusion::execution::memory_pool::{
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use serde::Serialize;
 
+use super::MemoryBudget;
 use crate::config::MemoryConfig;
+use crate::config::Strategy;
 use crate::error::{Error, Result};
-use crate::memory::{MemoryBudget, human_bytes};
-
-/// How a target is executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Everything in memory: no pool limit, large batches, shared models computed once.
-    InMemory,
-    /// A spilling pool of the budget: sorts, aggregates and sort-merge joins spill to disk.
-    Spill,
-    /// Lean streaming: small batches, fewer partitions, spilling where an operator must hold data.
-    Stream,
-}
-
-impl Strategy {
-    /// Parses `in_memory`, `spill` or `stream`.
-    pub fn from_name(name: &str) -> Option<Strategy> {
-        match name {
-            "in_memory" => Some(Strategy::InMemory),
-            "spill" => Some(Strategy::Spill),
-            "stream" => Some(Strategy::Stream),
-            _ => None,
-        }
-    }
-
-    /// The name used in the config and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::InMemory => "in_memory",
-            Strategy::Spill => "spill",
-            Strategy::Stream => "stream",
-        }
-    }
-}
+use crate::util::fmt::human_bytes;
 
 /// A strategy chosen for one target, with the numbers behind it.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 use dfpipe_udfs::parse::{DATE_FORMATS, TIMESTAMP_FORMATS, parse_date, parse_timestamp};
 
 use crate::config::{CleanConfig, Naming};
-use crate::sinks::quote;
+use crate::util::sql::quote;
 
 /// Rows sampled per string column to detect a date format.
 pub const DATE_SAMPLE_ROWS: usize = 1000;

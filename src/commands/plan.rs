@@ -5,9 +5,19 @@ use std::fmt::Write;
 
 use datafusion::common::TableReference;
 
-use crate::error::{Error, Result, df_message};
-use crate::memory::human_bytes;
-use crate::pipeline::Pipeline;
+use super::prepare;
+use crate::cli::SelectArgs;
+use crate::config::Config;
+use crate::engine::pipeline::Pipeline;
+use crate::error::{EXIT_OK, Error, Result, df_message};
+use crate::util::fmt::human_bytes;
+
+/// `dfpipe plan`: prepares the selected outputs (checking everything `run` checks) and prints
+/// their plans.
+pub async fn command(config: Config, select: &SelectArgs) -> Result<u8> {
+    print!("{}", render(&prepare(config, select).await?).await?);
+    Ok(EXIT_OK)
+}
 
 /// Renders the plan of every selected output.
 pub async fn render(pipeline: &Pipeline) -> Result<String> {

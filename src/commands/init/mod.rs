@@ -7,12 +7,10 @@ pub mod sample;
 use std::path::Path;
 
 use crate::config::CONFIG_FILES;
-use crate::error::{Error, Result};
+use crate::error::{EXIT_OK, Error, Result};
 
 /// Customers in the demo data.
 pub const DEMO_CUSTOMERS: usize = 1_000;
-/// Orders in the demo data (by default).
-pub const DEMO_ORDERS: usize = 100_000;
 
 const CONFIG: &str = r#"# dfpipe project: sources, SQL models (sql/*.sql) and where their results go.
 # Reference: the "Config reference" section of the dfpipe README.
@@ -52,15 +50,23 @@ tests:                                 # run before anything is written; `dfpipe
     - row_count: { min: 1 }
 "#;
 
-const STG_ORDERS: &str = include_str!("../../sql/stg_orders.sql");
+const STG_ORDERS: &str = include_str!("../../../sql/stg_orders.sql");
 
-const DAILY_REVENUE: &str = include_str!("../../sql/daily_revenue.sql");
+const DAILY_REVENUE: &str = include_str!("../../../sql/daily_revenue.sql");
 
-const CUSTOMER_REVENUE: &str = include_str!("../../sql/customer_revenue.sql");
+const CUSTOMER_REVENUE: &str = include_str!("../../../sql/customer_revenue.sql");
 
 const GITIGNORE: &str = ".dfpipe/\n*.duckdb\n*.duckdb.wal\nout/\n";
 
 /// Creates the demo project in `dir` with `orders` generated orders.
+/// `dfpipe init`: creates the project and says what to do next.
+pub fn command(dir: &Path, orders: usize, force: bool) -> Result<u8> {
+    init(dir, orders, force)?;
+    println!("created a dfpipe project in {}\nnext: cd {} && dfpipe run", dir.display(), dir.display());
+    Ok(EXIT_OK)
+}
+
+/// Writes the demo project (config, models, sample data) into `dir`.
 pub fn init(dir: &Path, orders: usize, force: bool) -> Result<()> {
     if !force && let Some(existing) = CONFIG_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
         return Err(Error::Usage(format!(

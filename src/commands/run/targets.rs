@@ -1,5 +1,6 @@
-//! `dfpipe run`: writes each selected output, one after another in dependency order, then
-//! reports a summary and writes `run_results.json` to the state directory.
+//! Writing the targets: each selected output, one after another in dependency order, under its
+//! memory strategy, through its sink (with the rows its row-level tests reject quarantined or
+//! dropped first); then `run_results.json` in the state directory.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,17 +10,19 @@ use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::sink::DataSink;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::{DataFrame, SessionContext};
-use serde::Serialize;
 
-use crate::config::{Mode, OnInvalid, OutputConfig, Policy, Target};
-use crate::drift::Evolution;
-use crate::error::{Error, Result, df_message};
-use crate::memory::{human_bytes, peak_rss};
-use crate::pipeline::Pipeline;
-use crate::progress::RowCounter;
-use crate::quarantine::{RowFilter, quarantine_target};
+use crate::catalog::results::{RunResults, Status, TargetResult, write_results};
+use crate::checks::data_tests::scalar_u64;
+use crate::checks::quarantine::{RowFilter, quarantine_target};
+use crate::config::{Mode, OnInvalid, OutputConfig, Policy, Strategy, Target};
+use crate::engine::pipeline::Pipeline;
+use crate::error::{Result, df_message};
+use crate::memory::peak_rss;
+use crate::memory::strategy::{Decision, out_of_memory_hint};
+use crate::schema::Evolution;
 use crate::sinks;
-use crate::strategy::{Decision, Strategy, out_of_memory_hint};
+use crate::util::fmt::{group_digits, human_bytes};
+use crate::util::progress::RowCounter;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -30,100 +33,6 @@ pub struct RunOptions {
     pub progress: bool,
     /// The allowed drift of each model, applied to existing tables of outputs under `evolve`.
     pub evolutions: std::collections::BTreeMap<String, Evolution>,
-}
-
-/// What happened to one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Written and committed.
-    Success,
-    /// Failed; the target keeps its previous contents.
-    Error,
-    /// Not attempted because an earlier target failed under `--fail-fast`.
-    Skipped,
-}
-
-/// One target's outcome, as written to `run_results.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetResult {
-    /// The model written.
-    pub model: String,
-    /// The target, e.g. `warehouse.daily_revenue` (never holds secrets).
-    pub target: String,
-    /// `replace`, `append` or `merge`.
-    pub mode: Mode,
-    /// The outcome.
-    pub status: Status,
-    /// Rows written.
-    pub rows: u64,
-    /// Rows failing the model's row-level tests sent to the quarantine (`on_invalid: quarantine`).
-    pub quarantined: u64,
-    /// Rows failing them left out (`on_invalid: drop`).
-    pub dropped: u64,
-    /// Wall-clock seconds.
-    pub seconds: f64,
-    /// Peak RSS of the process when the target finished, in bytes.
-    pub peak_rss_bytes: Option<u64>,
-    /// The memory strategy it ran with.
-    pub strategy: Option<Strategy>,
-    /// The estimated decoded bytes it read.
-    pub estimate_bytes: Option<u64>,
-    /// The error, for a failed target.
-    pub error: Option<String>,
-}
-
-/// The whole run, as written to `run_results.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunResults {
-    /// The dfpipe version.
-    pub dfpipe_version: &'static str,
-    /// The project's name.
-    pub project: String,
-    /// Start, RFC 3339.
-    pub started_at: String,
-    /// End, RFC 3339.
-    pub finished_at: String,
-    /// Wall-clock seconds.
-    pub elapsed_seconds: f64,
-    /// `success` when every target succeeded, else `error`.
-    pub status: Status,
-    /// The memory budget the run had.
-    pub memory_budget_bytes: u64,
-    /// Peak RSS of the whole run.
-    pub peak_rss_bytes: Option<u64>,
-    /// One entry per target, in the order they ran.
-    pub targets: Vec<TargetResult>,
-    /// Why the run stopped before any target ran (config, SQL or source errors).
-    pub error: Option<String>,
-}
-
-impl RunResults {
-    /// The results of a command that wrote no target and succeeded (`schema accept`).
-    pub fn finished_without_targets(project: &str, started_at: chrono::DateTime<chrono::Utc>) -> RunResults {
-        RunResults {
-            status: Status::Success,
-            error: None,
-            ..Self::failed_before_start(project, started_at, String::new())
-        }
-    }
-
-    /// The results of a run that failed before any target ran.
-    pub fn failed_before_start(project: &str, started_at: chrono::DateTime<chrono::Utc>, error: String) -> RunResults {
-        let now = chrono::Utc::now();
-        RunResults {
-            dfpipe_version: env!("CARGO_PKG_VERSION"),
-            project: project.to_string(),
-            started_at: started_at.to_rfc3339(),
-            finished_at: now.to_rfc3339(),
-            elapsed_seconds: (now - started_at).num_milliseconds() as f64 / 1000.0,
-            status: Status::Error,
-            memory_budget_bytes: 0,
-            peak_rss_bytes: peak_rss(),
-            targets: vec![],
-            error: Some(error),
-        }
-    }
 }
 
 /// Runs every output of `pipeline`.
@@ -283,8 +192,7 @@ async fn write_output(
                 .map_err(|e| format!("quarantine {label}: {e}"))?;
             written.quarantined = rejected.rows();
         } else {
-            written.dropped =
-                crate::quality::scalar_u64(ctx, &filter.count_invalid_sql(model)).await.map_err(|e| df_message(&e))?;
+            written.dropped = scalar_u64(ctx, &filter.count_invalid_sql(model)).await.map_err(|e| df_message(&e))?;
         }
         ctx.sql(&filter.valid_sql(model)).await.map_err(|e| df_message(&e))?
     };
@@ -347,118 +255,4 @@ async fn write_frame(
     ctx.deregister_table(sink_name).map_err(|e| df_message(&e))?;
     written.map_err(|e| df_message(&e))?;
     Ok(counter.rows())
-}
-
-/// Writes `run_results.json` into the state directory `dir` (atomically: write, then rename).
-pub fn write_results(dir: &std::path::Path, results: &RunResults) -> Result<()> {
-    let path = dir.join("run_results.json");
-    let fail = |e: std::io::Error| Error::Run(format!("cannot write {}: {e}", path.display()));
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let json = serde_json::to_string_pretty(results).expect("results serialize");
-    let tmp = dir.join(".run_results.json.tmp");
-    std::fs::write(&tmp, json).map_err(fail)?;
-    std::fs::rename(&tmp, &path).map_err(fail)
-}
-
-/// The summary table printed after a run.
-pub fn summary(results: &RunResults) -> String {
-    let header = [
-        "target", "model", "mode", "status", "strategy", "rows", "rejected", "seconds", "rows/s", "estimate",
-        "peak RSS",
-    ];
-    let mut rows: Vec<Vec<String>> = results
-        .targets
-        .iter()
-        .map(|t| {
-            vec![
-                t.target.clone(),
-                t.model.clone(),
-                t.mode.name().to_string(),
-                match t.status {
-                    Status::Success => "ok",
-                    Status::Error => "ERROR",
-                    Status::Skipped => "skipped",
-                }
-                .to_string(),
-                t.strategy.map_or("-", Strategy::name).to_string(),
-                group_digits(t.rows),
-                match (t.quarantined, t.dropped) {
-                    (0, 0) => "-".to_string(),
-                    (q, 0) => format!("{} quarantined", group_digits(q)),
-                    (0, d) => format!("{} dropped", group_digits(d)),
-                    (q, d) => format!("{} quarantined, {} dropped", group_digits(q), group_digits(d)),
-                },
-                format!("{:.2}", t.seconds),
-                if t.seconds > 0.0 && t.status == Status::Success {
-                    group_digits((t.rows as f64 / t.seconds) as u64)
-                } else {
-                    "-".into()
-                },
-                t.estimate_bytes.map_or_else(|| "-".into(), human_bytes),
-                t.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes),
-            ]
-        })
-        .collect();
-    rows.insert(0, header.map(String::from).to_vec());
-    // Figures (from `rows` on) align right.
-    let mut out = table(&rows, 5);
-    let ok = results.targets.iter().filter(|t| t.status == Status::Success).count();
-    let rows_total: u64 = results.targets.iter().map(|t| t.rows).sum();
-    let rejected: u64 = results.targets.iter().map(|t| t.quarantined + t.dropped).sum();
-    out.push_str(&format!(
-        "{ok} of {} targets written, {} rows{} in {:.2}s, peak RSS {}\n",
-        results.targets.len(),
-        group_digits(rows_total),
-        if rejected > 0 { format!(" ({} rejected by row-level tests)", group_digits(rejected)) } else { String::new() },
-        results.elapsed_seconds,
-        results.peak_rss_bytes.map_or_else(|| "-".into(), human_bytes)
-    ));
-    out
-}
-
-/// Rows of cells as aligned columns two spaces apart; columns from `right_from` on align
-/// right (figures), the others left.
-pub fn table(rows: &[Vec<String>], right_from: usize) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, &w))| if i >= right_from { format!("{c:>w$}") } else { format!("{c:<w$}") })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// `1234567` → `1,234,567`.
-pub fn group_digits(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digits_are_grouped() {
-        assert_eq!(group_digits(0), "0");
-        assert_eq!(group_digits(999), "999");
-        assert_eq!(group_digits(1000), "1,000");
-        assert_eq!(group_digits(1234567), "1,234,567");
-    }
 }

@@ -7,17 +7,35 @@ use std::path::Path;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
-use crate::error::{Error, Result};
+use crate::cli::QueryFormat;
+use crate::config::{Config, DEFAULT_CONNECTION};
+use crate::error::{EXIT_OK, Error, Result};
+use crate::util::suggest::did_you_mean;
 
-/// Output formats of `dfpipe query`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum QueryFormat {
-    /// An aligned text table.
-    Table,
-    /// CSV with a header line.
-    Csv,
-    /// A JSON array of objects.
-    Json,
+/// `dfpipe query`: runs `sql` on the DuckDB file of `connection` (default: the warehouse) and
+/// prints the result; a closed pipe (`| head`) is not an error.
+pub fn command(config: &Config, sql: &str, format: QueryFormat, connection: Option<&str>) -> Result<u8> {
+    let path = duckdb_path(config, connection)?;
+    let batches = query(&path, sql)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match print(&batches, format, &mut out).and_then(|_| out.flush()) {
+        Ok(()) => Ok(EXIT_OK),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(EXIT_OK),
+        Err(e) => Err(Error::Run(format!("cannot write the result: {e}"))),
+    }
+}
+
+/// The DuckDB file of connection `name` (default: the warehouse).
+fn duckdb_path(config: &Config, name: Option<&str>) -> Result<std::path::PathBuf> {
+    let name = name.unwrap_or(DEFAULT_CONNECTION);
+    config.duckdb_files.get(name).cloned().ok_or_else(|| {
+        Error::Usage(format!(
+            "no DuckDB connection named `{name}`{}; DuckDB connections: {}",
+            did_you_mean(name, config.duckdb_files.keys().map(String::as_str)),
+            config.duckdb_files.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })
 }
 
 /// Runs `sql` against the DuckDB file at `path`.

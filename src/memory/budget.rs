@@ -2,11 +2,12 @@
 //!
 //! The budget is the RAM really available (sysinfo, or the cgroup's limit when that is lower)
 //! minus a safety margin (`memory.os_margin`), unless `memory.limit` fixes it. How a target
-//! lives within it is the [`crate::strategy`]'s business.
+//! lives within it is [`super::strategy`]'s business.
 
 use std::path::PathBuf;
 
 use crate::config::MemoryConfig;
+use crate::util::fmt::human_bytes;
 
 /// The memory figures a run starts from.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,18 +68,6 @@ impl MemoryBudget {
     }
 }
 
-/// `1.5 GiB`, `512.0 MiB`, `900 B`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
 /// The process's peak resident set size so far (VmHWM), on Linux.
 pub fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -90,13 +79,6 @@ pub fn peak_rss() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_bytes_units() {
-        assert_eq!(human_bytes(900), "900 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
-    }
 
     #[test]
     fn fixed_limit_wins() {

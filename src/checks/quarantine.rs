@@ -4,7 +4,7 @@
 //! loaded + rows quarantined + rows dropped.
 
 use crate::config::{DataTest, Rule, Target};
-use crate::sinks::quote;
+use crate::util::sql::{self, quote};
 
 /// The columns a quarantine table adds to the model's.
 pub const EXTRA_COLUMNS: [&str; 3] = ["_dfpipe_test", "_dfpipe_column", "_dfpipe_reason"];
@@ -18,22 +18,22 @@ struct RowCheck {
     reason: String,
 }
 
-/// A SQL string literal.
-fn text(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// A YAML scalar as a SQL literal.
-fn literal(value: &serde_json::Value) -> String {
+fn scalar(value: &serde_json::Value) -> String {
     match value {
-        serde_json::Value::String(s) => text(s),
+        serde_json::Value::String(s) => sql::literal(s),
         other => other.to_string(),
     }
 }
 
 /// `concat('<column> = ', CAST(<column> AS VARCHAR), '<tail>')`.
 fn value_is(column: &str, tail: &str) -> String {
-    format!("concat({}, CAST({} AS VARCHAR), {})", text(&format!("{column} = ")), quote(column), text(tail))
+    format!(
+        "concat({}, CAST({} AS VARCHAR), {})",
+        sql::literal(&format!("{column} = ")),
+        quote(column),
+        sql::literal(tail)
+    )
 }
 
 fn row_checks(rule: &Rule) -> Vec<RowCheck> {
@@ -45,11 +45,12 @@ fn row_checks(rule: &Rule) -> Vec<RowCheck> {
         reason,
     };
     match rule {
-        Rule::NotNull(columns) => {
-            columns.iter().map(|c| check(c, format!("{} IS NULL", quote(c)), text(&format!("{c} is NULL")))).collect()
-        }
+        Rule::NotNull(columns) => columns
+            .iter()
+            .map(|c| check(c, format!("{} IS NULL", quote(c)), sql::literal(&format!("{c} is NULL"))))
+            .collect(),
         Rule::AcceptedValues { column, values } => {
-            let list: Vec<String> = values.iter().map(literal).collect();
+            let list: Vec<String> = values.iter().map(scalar).collect();
             let shown: Vec<String> =
                 values.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), String::from)).collect();
             vec![check(
@@ -62,10 +63,10 @@ fn row_checks(rule: &Rule) -> Vec<RowCheck> {
             let c = quote(column);
             let mut outside = Vec::new();
             if let Some(min) = min {
-                outside.push(format!("coalesce({c} < {}, false)", literal(min)));
+                outside.push(format!("coalesce({c} < {}, false)", scalar(min)));
             }
             if let Some(max) = max {
-                outside.push(format!("coalesce({c} > {}, false)", literal(max)));
+                outside.push(format!("coalesce({c} > {}, false)", scalar(max)));
             }
             let bound = |b: &Option<serde_json::Value>| {
                 b.as_ref().map_or_else(String::new, |v| v.as_str().map_or_else(|| v.to_string(), String::from))
@@ -81,12 +82,14 @@ fn row_checks(rule: &Rule) -> Vec<RowCheck> {
             column,
             format!(
                 "({c} IS NOT NULL AND NOT regexp_like(CAST({c} AS VARCHAR), {}))",
-                text(pattern),
+                sql::literal(pattern),
                 c = quote(column)
             ),
             value_is(column, &format!(" does not match {pattern}")),
         )],
-        Rule::Expression(e) => vec![check("", format!("coalesce(NOT ({e}), false)"), text(&format!("{e} is false")))],
+        Rule::Expression(e) => {
+            vec![check("", format!("coalesce(NOT ({e}), false)"), sql::literal(&format!("{e} is false")))]
+        }
         Rule::Castable { column, sql_type } => vec![check(
             column,
             format!("({c} IS NOT NULL AND TRY_CAST({c} AS {sql_type}) IS NULL)", c = quote(column)),
@@ -151,9 +154,9 @@ impl RowFilter {
             self.checks.iter().map(|c| format!("CASE WHEN {} THEN {} END", c.fails, c.reason)).collect();
         format!(
             "SELECT *, {} AS {}, {} AS {}, concat_ws('; ', {}) AS {} FROM {} WHERE {}",
-            first(|c| text(&c.test)),
+            first(|c| sql::literal(&c.test)),
             EXTRA_COLUMNS[0],
-            first(|c| if c.column.is_empty() { "CAST(NULL AS VARCHAR)".into() } else { text(&c.column) }),
+            first(|c| if c.column.is_empty() { "CAST(NULL AS VARCHAR)".into() } else { sql::literal(&c.column) }),
             EXTRA_COLUMNS[1],
             reasons.join(", "),
             EXTRA_COLUMNS[2],

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::query::QueryFormat;
+use crate::config::Strategy;
 
 const ABOUT: &str = "SQL-first data pipelines on Apache DataFusion";
 
@@ -78,13 +78,36 @@ pub struct GlobalArgs {
     /// Force a memory strategy for every target instead of deciding from estimate / budget:
     /// in_memory (no spilling), spill (spilling pool), stream (small batches, spilling pool).
     #[arg(long, global = true, value_enum, value_name = "STRATEGY")]
-    pub strategy: Option<crate::strategy::Strategy>,
+    pub strategy: Option<Strategy>,
 }
 
 fn parse_memory_limit(s: &str) -> Result<u64, String> {
     crate::config::parse_size(s)
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("`{s}` is not a size; write e.g. 512MiB or 4GiB"))
+}
+
+/// Orders `dfpipe init` generates unless `--orders` says otherwise.
+pub const DEMO_ORDERS: usize = 100_000;
+
+/// Output formats of `dfpipe query`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+/// Output formats of `dfpipe runs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunsFormat {
+    /// An aligned table.
+    Table,
+    /// A JSON array.
+    Json,
 }
 
 /// Log output formats.
@@ -120,7 +143,7 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
         /// How many sample orders to generate.
-        #[arg(long, default_value_t = crate::init::DEMO_ORDERS)]
+        #[arg(long, default_value_t = DEMO_ORDERS)]
         orders: usize,
         /// Overwrite the demo files of an existing project.
         #[arg(long)]
@@ -173,8 +196,8 @@ pub enum Command {
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: usize,
         /// Output format.
-        #[arg(long, short, value_enum, default_value_t = crate::history::Format::Table)]
-        format: crate::history::Format,
+        #[arg(long, short, value_enum, default_value_t = RunsFormat::Table)]
+        format: RunsFormat,
     },
     /// Run SQL against the DuckDB warehouse (read-only) and print the result.
     Query {
@@ -215,4 +238,16 @@ pub enum SchemaCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+}
+
+/// Splits `--vars KEY=VALUE` flags.
+pub fn parse_vars(vars: &[String]) -> crate::error::Result<std::collections::BTreeMap<String, String>> {
+    vars.iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| crate::error::Error::Usage(format!("--vars {kv}: expected KEY=VALUE")))
+        })
+        .collect()
 }

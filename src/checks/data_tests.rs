@@ -7,10 +7,10 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde::Serialize;
 
 use crate::config::{DataTest, Rule, Severity};
+use crate::engine::pipeline::Pipeline;
 use crate::error::{Error, Result, df_message};
-use crate::pipeline::Pipeline;
-use crate::run::group_digits;
-use crate::sinks::quote;
+use crate::util::fmt::group_digits;
+use crate::util::sql::quote;
 
 /// Failing rows shown per failed test.
 const SAMPLES: usize = 5;
@@ -43,7 +43,7 @@ pub struct TestResult {
 }
 
 /// The query returning the rows of `relation` that break `rule`: row-level rules share the
-/// row filters' predicates ([`crate::quarantine::failing_rows_sql`]); `unique` returns the
+/// row filters' predicates ([`crate::checks::quarantine::failing_rows_sql`]); `unique` returns the
 /// duplicated keys. `None` for `row_count` and `freshness`, which compute one figure.
 pub fn failing_rows_sql(relation: &str, rule: &Rule) -> Option<String> {
     let from = quote(relation);
@@ -60,7 +60,7 @@ pub fn failing_rows_sql(relation: &str, rule: &Rule) -> Option<String> {
             to = quote(to),
             f = quote(field)
         )),
-        rule => crate::quarantine::failing_rows_sql(relation, rule),
+        rule => crate::checks::quarantine::failing_rows_sql(relation, rule),
     }
 }
 

@@ -1,0 +1,33 @@
+//! One file per command: each loads what it needs, runs, prints, and returns its exit code.
+//! The orchestration of a run (lock, catalog, checks, targets, summary) lives in [`run`].
+//!
+//! May import everything below it: [`crate::cli`] (argument types), [`crate::config`],
+//! [`crate::project`], [`crate::engine`], [`crate::memory`], [`crate::checks`],
+//! [`crate::schema`], [`crate::catalog`], [`crate::sinks`], [`crate::util`]. Only `lib.rs`
+//! imports the commands.
+
+pub mod init;
+pub mod plan;
+pub mod query;
+pub mod run;
+pub mod runs;
+pub mod schema;
+pub mod test;
+
+use crate::cli::SelectArgs;
+use crate::config::Config;
+use crate::engine::pipeline::Pipeline;
+use crate::error::Result;
+use crate::project::{Project, Selection};
+
+/// Loads the project of `config` and prepares the pipeline of the selected outputs.
+pub async fn prepare(config: Config, select: &SelectArgs) -> Result<Pipeline> {
+    let project = Project::load(config)?;
+    let selection = Selection { select: select.select.clone(), exclude: select.exclude.clone() };
+    Pipeline::prepare(project, &selection).await
+}
+
+/// Every model: the selection of commands that take no `--select`.
+fn select_all() -> SelectArgs {
+    SelectArgs::default()
+}

@@ -1,0 +1,139 @@
+//! `dfpipe run`: one run per project at a time (the lock), recorded in the catalog from its
+//! start. Before anything is written: schemas (drift against the baselines, contracts), then
+//! error-level data tests; then the targets ([`targets`]), the catalog records and the summary
+//! ([`summary`]).
+
+mod summary;
+pub mod targets;
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use crate::catalog::Catalog;
+use crate::catalog::drift::{self, DriftReport};
+use crate::catalog::lock::ProjectLock;
+use crate::catalog::results::{RunResults, Status, TargetResult, write_results};
+use crate::checks::{contracts, data_tests};
+use crate::cli::{GlobalArgs, LogFormat, SelectArgs};
+use crate::config::{self, LoadOptions, Policy};
+use crate::engine::observe;
+use crate::engine::pipeline::Pipeline;
+use crate::error::{EXIT_OK, Error, Result};
+use crate::schema::Snapshot;
+
+pub use summary::summary;
+pub use targets::{RunOptions, run};
+
+/// Runs the selected outputs of the project in `project_dir`; returns the exit code, or the
+/// error that stopped the run (after recording it in the catalog and `run_results.json`).
+pub async fn command(
+    project_dir: &Path,
+    load: &LoadOptions,
+    select: &SelectArgs,
+    fail_fast: bool,
+    global: &GlobalArgs,
+) -> Result<u8> {
+    let started_at = chrono::Utc::now();
+    let config = config::load(project_dir, load)?;
+    let (name, state_dir) = (config.name.clone(), config.state_dir.clone());
+    // One run per project at a time; the catalog records it from its start.
+    let _lock = ProjectLock::acquire(&state_dir, "run")?;
+    let catalog = Catalog::new(&state_dir);
+    let run_id = catalog.begin_run(&name, "run", started_at)?;
+    let prepared = match super::prepare(config, select).await {
+        Ok(pipeline) => checks(&pipeline, &catalog, run_id).await.map(|report| (pipeline, report)),
+        Err(e) => Err(e),
+    };
+    let (pipeline, drift) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let results = RunResults::failed_before_start(&name, started_at, e.to_string());
+            let status = match &e {
+                Error::Drift(_) => "drift",
+                Error::Contract(_) => "contract",
+                Error::Test(_) => "test",
+                _ => "error",
+            };
+            for outcome in
+                [write_results(&state_dir, &results), catalog.finish_run(run_id, &results, Some(status), &[])]
+            {
+                if let Err(write_error) = outcome {
+                    tracing::warn!("{write_error}");
+                }
+            }
+            return Err(e);
+        }
+    };
+    let progress = !global.quiet && global.log_format == LogFormat::Text && std::io::stderr().is_terminal();
+    let options = RunOptions { fail_fast, progress, evolutions: drift.evolutions() };
+    let results = run(&pipeline, &options).await?;
+    if results.status == Status::Success {
+        catalog.accept_run(run_id)?;
+    }
+    catalog.finish_run(run_id, &results, None, &target_schemas(&pipeline, &results).await)?;
+    if !global.quiet {
+        print!("{}", summary(&results));
+    }
+    let failed: Vec<&TargetResult> = results.targets.iter().filter(|t| t.status == Status::Error).collect();
+    for target in &failed {
+        eprintln!("error: {}", target.error.as_deref().unwrap_or("failed"));
+    }
+    if failed.is_empty() {
+        Ok(EXIT_OK)
+    } else {
+        Err(Error::TargetsFailed { failed: failed.len(), total: results.targets.len() })
+    }
+}
+
+/// What a run checks before it writes: schemas (drift, contracts), then data tests.
+async fn checks(pipeline: &Pipeline, catalog: &Catalog, run_id: i64) -> Result<DriftReport> {
+    let drift = preflight(pipeline, catalog, run_id).await?;
+    let results = data_tests::run(pipeline, &pipeline.needed_relations(), true).await?;
+    catalog.record_tests(run_id, &results)?;
+    for r in results.iter().filter(|r| r.outcome == data_tests::Outcome::Warn) {
+        tracing::warn!(relation = %r.relation, "data test {} failed: {}", r.test, r.message.as_deref().unwrap_or(""));
+    }
+    match data_tests::failed(&results) {
+        Some(e) => Err(e),
+        None => Ok(drift),
+    }
+}
+
+/// Everything checked before a run writes: records the files and schemas the run sees in run
+/// `run_id` (they become baselines when the run succeeds), reports drift by policy, enforces
+/// contracts. An error stops the run before anything is written; otherwise the report says what
+/// drifted.
+async fn preflight(pipeline: &Pipeline, catalog: &Catalog, run_id: i64) -> Result<DriftReport> {
+    let observed = observe::observe(pipeline).await?;
+    let schemas: Vec<_> = observed.iter().map(|o| (o.kind, o.name.clone(), o.snapshot.clone())).collect();
+    catalog.record_schemas(run_id, &schemas, false)?;
+    catalog.record_files(run_id, &observe::source_files(pipeline).await?)?;
+    let report = drift::check(catalog, &observed)?;
+    for finding in &report.findings {
+        let o = &finding.observed;
+        catalog.record_drift(run_id, o.kind, &o.name, &finding.changes, o.policy, !finding.refused.is_empty())?;
+        let text = finding.describe();
+        match o.policy {
+            _ if !finding.refused.is_empty() => {}
+            Policy::Warn => tracing::warn!(name = %o.name, "{}", text.trim_end()),
+            Policy::Evolve => tracing::info!(name = %o.name, "{}", text.trim_end()),
+            Policy::Fail | Policy::Ignore => tracing::debug!(name = %o.name, "{}", text.trim_end()),
+        }
+    }
+    if report.refused() {
+        return Err(report.error());
+    }
+    contracts::check(pipeline, &observed).await?;
+    Ok(report)
+}
+
+/// The schema each written target received (its model's), by target label.
+async fn target_schemas(pipeline: &Pipeline, results: &RunResults) -> Vec<(String, Snapshot)> {
+    let mut out = Vec::new();
+    for t in results.targets.iter().filter(|t| t.status == Status::Success) {
+        if let Ok(snapshot) = observe::schema_of(pipeline, &t.model).await {
+            out.push((t.target.clone(), snapshot));
+        }
+    }
+    out
+}

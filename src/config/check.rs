@@ -1,0 +1,430 @@
+//! Cross-field checks: a [`RawConfig`] becomes a [`Config`] with variables interpolated, paths
+//! resolved against the project directory, defaults filled in and every rule that spans several
+//! keys checked, each error naming the file and the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::raw::{self, RawConfig};
+use super::sniff::{infer_format, sniff_directory};
+use super::types::parquet_compression;
+use super::*;
+use crate::error::{Error, Result};
+use crate::util::suggest::did_you_mean;
+
+/// Turns a [`RawConfig`] into a [`Config`], resolving variables and paths.
+pub(crate) struct Checker<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) label: &'a str,
+    pub(crate) vars: Vars,
+    pub(crate) project_dir: &'a Path,
+}
+
+impl Checker<'_> {
+    fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::Config(format!("{}: {msg}", self.label))
+    }
+
+    /// Resolves `${VAR}` in `value`; `what` says where it is used, for messages.
+    fn interpolate(&self, value: &str, what: &str) -> Result<String> {
+        self.vars.interpolate(value).map_err(|e| match e {
+            InterpolateError::Missing(name) => {
+                let place = locate(self.text, &format!("${{{name}"))
+                    .map_or_else(String::new, |(l, c)| format!("{l}:{c}: "));
+                Error::Config(format!(
+                    "{}:{place}{what}: environment variable {name} is not set; export it, pass --vars {name}=VALUE, or write ${{{name}:-default}}",
+                    self.label
+                ))
+            }
+            InterpolateError::Malformed(text) => {
+                self.err(format!("{what}: malformed variable reference `{text}`; write ${{NAME}} or ${{NAME:-default}}"))
+            }
+        })
+    }
+
+    /// A local path relative to the project, or a URL, resolved.
+    fn resolve_location(&self, path: &str) -> String {
+        if path.contains("://") {
+            path.to_string()
+        } else {
+            let p = Path::new(path);
+            let abs = if p.is_absolute() { p.to_path_buf() } else { self.project_dir.join(p) };
+            let mut s = abs.to_string_lossy().into_owned();
+            if path.ends_with('/') && !s.ends_with('/') {
+                s.push('/');
+            }
+            s
+        }
+    }
+
+    pub(crate) fn check(&self, raw: RawConfig, file: PathBuf) -> Result<Config> {
+        if raw.name.trim().is_empty() {
+            return Err(self.err("`name` must not be empty"));
+        }
+        let mut sources = BTreeMap::new();
+        for (name, source) in &raw.sources {
+            sources.insert(name.clone(), self.check_source(name, source)?);
+        }
+        let models_dir = self.project_dir.join(self.interpolate(raw.models.as_deref().unwrap_or("sql"), "models")?);
+        let functions_dir =
+            self.project_dir.join(self.interpolate(raw.functions.as_deref().unwrap_or("udfs"), "functions")?);
+
+        let default_target = self.duckdb_target(&raw, DEFAULT_CONNECTION, None)?;
+        let mut duckdb_files = BTreeMap::from([(DEFAULT_CONNECTION.to_string(), default_target.path.clone())]);
+        for (name, connection) in &raw.connections {
+            if connection.kind == ConnectionKind::Duckdb {
+                duckdb_files.insert(name.clone(), self.duckdb_target(&raw, name, None)?.path);
+            }
+        }
+        let outputs = match &raw.outputs {
+            None => None,
+            Some(outputs) => Some(self.check_outputs(&raw, outputs)?),
+        };
+
+        let os_margin = raw.memory.os_margin.unwrap_or(0.3);
+        if !(0.0..=0.95).contains(&os_margin) {
+            return Err(self.err(format!("memory.os_margin must be between 0 and 0.95, got {os_margin}")));
+        }
+        let limit =
+            match &raw.memory.limit {
+                None => None,
+                Some(s) => {
+                    let s = self.interpolate(s, "memory.limit")?;
+                    Some(parse_size(&s).filter(|n| *n > 0).ok_or_else(|| {
+                        self.err(format!("memory.limit: `{s}` is not a size; write e.g. 512MiB or 4GiB"))
+                    })?)
+                }
+            };
+        let spill_dir = match &raw.memory.spill_dir {
+            None => None,
+            Some(s) => Some(self.project_dir.join(self.interpolate(s, "memory.spill_dir")?)),
+        };
+        let strategy = raw.memory.strategy;
+        let in_memory_below = raw.memory.in_memory_below.unwrap_or(0.65);
+        let stream_above = raw.memory.stream_above.unwrap_or(2.0);
+        if !(in_memory_below > 0.0 && in_memory_below <= stream_above) {
+            return Err(self.err(format!(
+                "memory.in_memory_below ({in_memory_below}) must be above 0 and at most memory.stream_above ({stream_above})"
+            )));
+        }
+        let state_dir =
+            self.project_dir.join(self.interpolate(raw.state_dir.as_deref().unwrap_or(".dfpipe"), "state_dir")?);
+
+        let mut datafusion = Vec::new();
+        for (key, value) in &raw.datafusion {
+            let value = match value {
+                serde_json::Value::String(s) => self.interpolate(s, &format!("datafusion.{key}"))?,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(
+                        self.err(format!("datafusion.{key}: expected a string, number or boolean, got {other}"))
+                    );
+                }
+            };
+            let key = if key.starts_with("datafusion.") { key.clone() } else { format!("datafusion.{key}") };
+            datafusion.push((key, value));
+        }
+
+        Ok(Config {
+            name: raw.name.clone(),
+            project_dir: self.project_dir.to_path_buf(),
+            file,
+            sources,
+            models_dir,
+            functions_dir,
+            outputs,
+            default_target,
+            duckdb_files,
+            memory: MemoryConfig { os_margin, limit, spill_dir, strategy, in_memory_below, stream_above },
+            storage: StorageConfig {
+                max_retries: raw.storage.max_retries.unwrap_or(10),
+                retry_timeout_secs: raw.storage.retry_timeout_secs.unwrap_or(180),
+            },
+            state_dir,
+            datafusion,
+            on_schema_change: raw.on_schema_change.unwrap_or_default(),
+            contracts: self.check_contracts(&raw)?,
+            tests: self.check_tests(&raw)?,
+        })
+    }
+
+    fn check_tests(&self, raw: &RawConfig) -> Result<Vec<DataTest>> {
+        let mut tests = Vec::new();
+        for (relation, list) in &raw.tests {
+            for (i, test) in list.iter().enumerate() {
+                tests.push(
+                    data_tests::check(relation, test, &format!("tests.{relation}[{i}]")).map_err(|e| self.err(e))?,
+                );
+            }
+        }
+        Ok(tests)
+    }
+
+    fn check_contracts(&self, raw: &RawConfig) -> Result<BTreeMap<String, Vec<ColumnContract>>> {
+        let mut contracts = BTreeMap::new();
+        for (name, columns) in &raw.contracts {
+            let mut seen = BTreeSet::new();
+            let mut checked = Vec::with_capacity(columns.len());
+            for c in columns {
+                if !seen.insert(c.name.as_str()) {
+                    return Err(self.err(format!("contracts.{name}: column `{}` is declared twice", c.name)));
+                }
+                checked.push(ColumnContract {
+                    name: c.name.clone(),
+                    sql_type: c.data_type.clone(),
+                    not_null: c.not_null,
+                });
+            }
+            contracts.insert(name.clone(), checked);
+        }
+        Ok(contracts)
+    }
+
+    fn check_source(&self, name: &str, raw: &raw::RawSource) -> Result<SourceConfig> {
+        let what = format!("source `{name}`");
+        let path = self.interpolate(&raw.path, &format!("{what} path"))?;
+        if path.trim().is_empty() {
+            return Err(self.err(format!("{what}: `path` must not be empty")));
+        }
+        let location = self.resolve_location(&path);
+        let format = match raw.format {
+            Some(f) => f,
+            None => infer_format(&location).or_else(|| sniff_directory(&location)).ok_or_else(|| {
+                self.err(format!(
+                    "{what}: cannot tell the format of `{path}` from its name; add `format: parquet`, `csv` or `json`"
+                ))
+            })?,
+        };
+        let o = &raw.options;
+        let csv_only = [
+            ("delimiter", o.delimiter.is_some()),
+            ("header", o.header.is_some()),
+            ("quote", o.quote.is_some()),
+            ("escape", o.escape.is_some()),
+            ("comment", o.comment.is_some()),
+            ("null_regex", o.null_regex.is_some()),
+            ("newlines_in_values", o.newlines_in_values.is_some()),
+        ];
+        let text_only = [
+            ("compression", o.compression.is_some()),
+            ("schema_infer_max_records", o.schema_infer_max_records.is_some()),
+        ];
+        for (option, set) in csv_only {
+            if set && format != Format::Csv {
+                return Err(
+                    self.err(format!("{what}: option `{option}` applies to csv sources, not {}", format.name()))
+                );
+            }
+        }
+        for (option, set) in text_only {
+            if set && format == Format::Parquet {
+                return Err(self.err(format!("{what}: option `{option}` applies to csv and json sources, not parquet")));
+            }
+        }
+        for (option, value) in
+            [("delimiter", &o.delimiter), ("quote", &o.quote), ("escape", &o.escape), ("comment", &o.comment)]
+        {
+            if let Some(v) = value
+                && v.len() != 1
+            {
+                return Err(
+                    self.err(format!("{what}: option `{option}` must be a single one-byte character, got {v:?}"))
+                );
+            }
+        }
+        if let Some(c) = &o.compression
+            && !["gzip", "bzip2", "xz", "zstd", "none"].contains(&c.as_str())
+        {
+            return Err(self.err(format!("{what}: compression `{c}` is not one of gzip, bzip2, xz, zstd, none")));
+        }
+        let schema: Vec<(String, String)> = raw.schema.clone().unwrap_or_default().into_iter().collect();
+        if !schema.is_empty() && format == Format::Parquet {
+            return Err(self.err(format!(
+                "{what}: `schema` overrides apply to csv and json sources; Parquet files carry their own types (CAST in the model instead)"
+            )));
+        }
+        let clean = match &raw.clean {
+            None => None,
+            Some(c) => {
+                if c.decimals.is_some_and(|d| d > 38) {
+                    return Err(self.err(format!("{what}: clean.decimals must be at most 38")));
+                }
+                let dates = c.dates.clone().unwrap_or_default();
+                let auto_dates = dates == ["auto"];
+                Some(CleanConfig {
+                    columns: c.columns.unwrap_or_default(),
+                    casts: c.casts.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    auto_dates,
+                    dates: if auto_dates { vec![] } else { dates },
+                    decimals: c.decimals,
+                })
+            }
+        };
+        Ok(SourceConfig {
+            name: name.to_string(),
+            path,
+            location,
+            format,
+            options: o.clone(),
+            schema,
+            on_schema_change: raw.on_schema_change,
+            clean,
+        })
+    }
+
+    /// The DuckDB target of connection `name`, or of the implicit warehouse.
+    fn duckdb_target(&self, raw: &RawConfig, name: &str, table: Option<TableName>) -> Result<DuckDbTarget> {
+        let table = table.unwrap_or(TableName { schema: None, name: String::new() });
+        match raw.connections.get(name) {
+            None => Ok(DuckDbTarget {
+                connection: name.to_string(),
+                path: self.project_dir.join(DEFAULT_DUCKDB_FILE),
+                table,
+            }),
+            Some(c) if c.kind == ConnectionKind::Duckdb => {
+                if c.dsn.is_some() || c.copy_streams.is_some() {
+                    return Err(self.err(format!(
+                        "connection `{name}`: `dsn` and `copy_streams` are postgres settings; a duckdb connection takes `path`"
+                    )));
+                }
+                let path = self.interpolate(c.path.as_deref().unwrap_or(DEFAULT_DUCKDB_FILE), &format!("connection `{name}` path"))?;
+                let table = match (&table.schema, &c.schema) {
+                    (None, Some(schema)) => TableName { schema: Some(schema.clone()), ..table },
+                    _ => table,
+                };
+                Ok(DuckDbTarget { connection: name.to_string(), path: self.project_dir.join(path), table })
+            }
+            Some(_) => Err(self.err(format!(
+                "connection `{name}` is a postgres connection; outputs without `to:` go to `{DEFAULT_CONNECTION}`, which must be a duckdb connection"
+            ))),
+        }
+    }
+
+    fn check_outputs(&self, raw: &RawConfig, outputs: &[raw::RawOutput]) -> Result<Vec<OutputConfig>> {
+        let mut checked = Vec::with_capacity(outputs.len());
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, out) in outputs.iter().enumerate() {
+            let what = format!("outputs[{i}] (model `{}`)", out.model);
+            let mode = out.mode.unwrap_or(Mode::Replace);
+            let unique_key = out.unique_key.clone().unwrap_or_default();
+            match (mode, unique_key.is_empty()) {
+                (Mode::Merge, true) => {
+                    return Err(
+                        self.err(format!("{what}: mode `merge` needs `unique_key` (a column or a list of columns)"))
+                    );
+                }
+                (Mode::Replace | Mode::Append, false) => {
+                    return Err(
+                        self.err(format!("{what}: `unique_key` only applies to mode `merge`, not `{}`", mode.name()))
+                    );
+                }
+                _ => {}
+            }
+            let table_text = match &out.table {
+                Some(t) => self.interpolate(t, &format!("{what} table"))?,
+                None => out.model.clone(),
+            };
+            let table = TableName::parse(&table_text)
+                .ok_or_else(|| self.err(format!("{what}: table `{table_text}` is not `name` or `schema.name`")))?;
+            let to = match &out.to {
+                Some(to) => self.interpolate(to, &format!("{what} to"))?,
+                None => DEFAULT_CONNECTION.to_string(),
+            };
+            let target = self.resolve_target(raw, &what, &to, out, table)?;
+            if let Target::Parquet { single_file, .. } = &target {
+                if mode == Mode::Merge {
+                    return Err(
+                        self.err(format!("{what}: Parquet outputs support `replace` and `append`, not `merge`"))
+                    );
+                }
+                if mode == Mode::Append && *single_file {
+                    return Err(self.err(format!(
+                        "{what}: cannot append to the single Parquet file `{to}`; write to a directory (a path ending in /) to append files"
+                    )));
+                }
+            }
+            let key = target.label(self.project_dir);
+            if let Some(first) = seen.insert(key.clone(), i) {
+                return Err(self.err(format!(
+                    "outputs[{first}] and outputs[{i}] both write `{key}`; give one of them another `table:`"
+                )));
+            }
+            checked.push(OutputConfig {
+                model: out.model.clone(),
+                target,
+                mode,
+                unique_key,
+                on_schema_change: out.on_schema_change,
+                on_invalid: out.on_invalid.unwrap_or_default(),
+            });
+        }
+        Ok(checked)
+    }
+
+    fn resolve_target(
+        &self,
+        raw: &RawConfig,
+        what: &str,
+        to: &str,
+        out: &raw::RawOutput,
+        table: TableName,
+    ) -> Result<Target> {
+        if let Some(connection) = raw.connections.get(to) {
+            if out.compression.is_some() {
+                return Err(
+                    self.err(format!("{what}: `compression` applies to Parquet outputs, not connection `{to}`"))
+                );
+            }
+            return match connection.kind {
+                ConnectionKind::Duckdb => Ok(Target::DuckDb(self.duckdb_target(raw, to, Some(table))?)),
+                ConnectionKind::Postgres => {
+                    if connection.path.is_some() {
+                        return Err(self.err(format!(
+                            "connection `{to}`: `path` is a duckdb setting; a postgres connection takes `dsn`"
+                        )));
+                    }
+                    let table = match (&table.schema, &connection.schema) {
+                        (None, Some(schema)) => TableName { schema: Some(schema.clone()), ..table },
+                        _ => table,
+                    };
+                    let dsn = match &connection.dsn {
+                        Some(dsn) => Some(Secret::new(self.interpolate(dsn, &format!("connection `{to}` dsn"))?)),
+                        None => None,
+                    };
+                    let copy_streams = match connection.copy_streams {
+                        Some(0) => return Err(self.err(format!("connection `{to}`: copy_streams must be at least 1"))),
+                        Some(n) => n,
+                        None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
+                    };
+                    Ok(Target::Postgres { connection: to.to_string(), table, dsn, copy_streams })
+                }
+            };
+        }
+        if to == DEFAULT_CONNECTION {
+            return Ok(Target::DuckDb(self.duckdb_target(raw, to, Some(table))?));
+        }
+        let single_file = to.ends_with(".parquet");
+        if single_file || to.ends_with('/') {
+            if out.table.is_some() {
+                return Err(
+                    self.err(format!("{what}: `table` applies to connections; a Parquet output is named by its path"))
+                );
+            }
+            let compression = parquet_compression(out.compression.as_deref().unwrap_or("zstd")).ok_or_else(|| {
+                self.err(format!(
+                    "{what}: compression `{}` is not one of zstd, snappy, gzip, lz4, brotli, uncompressed",
+                    out.compression.as_deref().unwrap_or_default()
+                ))
+            })?;
+            return Ok(Target::Parquet { location: self.resolve_location(to), single_file, compression });
+        }
+        let mut known: BTreeSet<&str> = raw.connections.keys().map(String::as_str).collect();
+        known.insert(DEFAULT_CONNECTION);
+        Err(self.err(format!(
+            "{what}: `to: {to}` is neither a connection ({}) nor a Parquet path (a file ending in .parquet or a directory ending in /){}",
+            known.iter().copied().collect::<Vec<_>>().join(", "),
+            did_you_mean(to, known.iter().copied())
+        )))
+    }
+}

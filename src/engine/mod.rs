@@ -1,0 +1,16 @@
+//! The DataFusion side of a project: one session ([`session`]) with object stores
+//! ([`object_stores`]) and SQL-defined functions ([`functions`]); sources registered as listing
+//! tables ([`sources`]) behind their cleaning views ([`clean`]); models as views; the prepared
+//! [`pipeline`] with each output's memory decision; and what a run observes of it before
+//! writing ([`observe`]: schemas, files read).
+//!
+//! May import: [`crate::config`], [`crate::project`], [`crate::memory`], [`crate::schema`],
+//! [`crate::util`]. Never the checks, the catalog, the sinks or the commands.
+
+pub mod clean;
+pub mod functions;
+pub mod object_stores;
+pub mod observe;
+pub mod pipeline;
+pub mod session;
+pub mod sources;

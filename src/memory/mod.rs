@@ -1,0 +1,11 @@
+//! Memory: the budget a run has ([`budget`]: the RAM really available, the cgroup, the
+//! margin, `--memory-limit`), the decoded size each target will read ([`estimate`]), and the
+//! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]).
+//!
+//! May import: [`crate::config`] and [`crate::util`]; Arrow/DataFusion types only otherwise.
+
+pub mod budget;
+pub mod estimate;
+pub mod strategy;
+
+pub use budget::{MemoryBudget, peak_rss};

@@ -1,0 +1,137 @@
+//! One `COPY … FROM STDIN (FORMAT binary)`: batches cast to the table's column types (a value
+//! that does not fit is an error naming the column, never a silent NULL), encoded by
+//! [`super::encode`], sent, and the server's row count checked against what was sent.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{SinkExt, StreamExt};
+use tokio_postgres::Transaction;
+
+use super::{Failure, PostgresSink, encode};
+use crate::error::df_message;
+use crate::util::progress::RowCounter;
+
+/// Sends batches through one `COPY ... FROM STDIN (FORMAT binary)`.
+#[derive(Debug, Clone)]
+pub(super) struct Copier {
+    table: String,
+    column_list: String,
+    schema: SchemaRef,
+    types: Vec<DataType>,
+    counter: RowCounter,
+}
+
+/// The model's batches, each with the number of rows before it (for row numbers in errors).
+pub(super) fn batches(
+    data: SendableRecordBatchStream,
+) -> impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>> {
+    data.scan(0u64, |before, batch| {
+        let item = batch.map(|b| {
+            let first = *before;
+            *before += b.num_rows() as u64;
+            (b, first)
+        });
+        futures::future::ready(Some(item.map_err(|e| Failure::Other(df_message(&e)))))
+    })
+}
+
+impl PostgresSink {
+    /// A copier into `table`, after checking every column type can be encoded.
+    pub(super) fn copier(&self, table: &str, column_list: &str, types: Vec<DataType>) -> Result<Copier, String> {
+        for (field, ty) in self.schema.fields().iter().zip(&types) {
+            if !encode::supported(ty) {
+                return Err(format!(
+                    "column `{}`: Arrow type {ty} has no PostgreSQL encoding yet; CAST it in the model",
+                    field.name()
+                ));
+            }
+        }
+        Ok(Copier {
+            table: table.to_string(),
+            column_list: column_list.to_string(),
+            schema: self.schema.clone(),
+            types,
+            counter: self.counter.clone(),
+        })
+    }
+}
+
+impl Copier {
+    /// Streams every batch through binary COPY inside `tx`; returns the rows copied.
+    pub(super) async fn copy(
+        &self,
+        tx: &Transaction<'_>,
+        data: impl futures::Stream<Item = Result<(RecordBatch, u64), Failure>>,
+    ) -> Result<u64, Failure> {
+        let sink = tx
+            .copy_in::<_, Bytes>(&format!("COPY {} ({}) FROM STDIN (FORMAT binary)", self.table, self.column_list))
+            .await?;
+        futures::pin_mut!(sink);
+        futures::pin_mut!(data);
+        sink.send(Bytes::from_static(encode::HEADER)).await?;
+        let mut encoder = encode::Encoder::default();
+        let mut rows = 0u64;
+        while let Some(item) = data.next().await {
+            let (batch, before) = item?;
+            let batch = self.cast(batch, before)?;
+            let bytes = encoder
+                .encode(&batch)
+                .map_err(|e| format!("column `{}`, row {}: {}", e.column, before + e.row as u64 + 1, e.reason))?;
+            if let Err(e) = sink.send(Bytes::copy_from_slice(bytes)).await {
+                // A closed connection hides the server's reason in the COPY's pending response.
+                return Err(match sink.as_mut().finish().await {
+                    Err(reason) if reason.as_db_error().is_some() => reason.into(),
+                    _ => e.into(),
+                });
+            }
+            rows += batch.num_rows() as u64;
+            self.counter.add(batch.num_rows() as u64);
+        }
+        sink.send(Bytes::from_static(encode::TRAILER)).await?;
+        let copied = sink.as_mut().finish().await?;
+        if copied != rows {
+            return Err(Failure::Other(format!("PostgreSQL reports {copied} rows copied, dfpipe sent {rows}")));
+        }
+        Ok(rows)
+    }
+
+    /// Casts each column to the type it is encoded as; a value that does not fit is an error
+    /// naming the column (never a silent NULL).
+    fn cast(&self, batch: RecordBatch, rows_before: u64) -> Result<RecordBatch, String> {
+        let types = &self.types;
+        if batch.columns().iter().zip(types).all(|(c, t)| c.data_type() == t) {
+            return Ok(batch);
+        }
+        let options = CastOptions { safe: false, ..Default::default() };
+        let schema = self.schema.clone();
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(types)
+            .zip(schema.fields())
+            .map(|((c, t), f)| {
+                if c.data_type() == t {
+                    Ok(c.clone())
+                } else {
+                    cast_with_options(c, t, &options).map_err(|e| {
+                        format!(
+                            "column `{}` (rows {}..): cannot convert {} to the table's type: {e}",
+                            f.name(),
+                            rows_before + 1,
+                            c.data_type()
+                        )
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let fields: Vec<_> =
+            schema.fields().iter().zip(types).map(|(f, t)| f.as_ref().clone().with_data_type(t.clone())).collect();
+        RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,54 @@
+//! A load in one transaction on one connection: `replace` (fill a hidden table, then swap it
+//! in), `append` and `merge` into an existing table (created when missing), with the schema
+//! evolution `evolve` allows applied first.
+
+use datafusion::execution::SendableRecordBatchStream;
+
+use super::copy::batches;
+use super::{Failure, PostgresSink, qualified};
+use crate::config::Mode;
+use crate::util::sql::quote;
+
+impl PostgresSink {
+    pub(super) async fn load_in(
+        &self,
+        client: &mut tokio_postgres::Client,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64, Failure> {
+        let tx = client.transaction().await?;
+        let schema = self.table.schema.as_deref();
+        if let Some(s) = schema {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s))).await?;
+        }
+        let target = qualified(schema, &self.table.name);
+        let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&target]).await?.get(0);
+        let column_list = self.column_list();
+
+        let rows = match (self.mode, exists) {
+            (Mode::Replace, _) => {
+                let new = self.new_table();
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?))
+                    .await?;
+                let rows = self.copier(&new, &column_list, self.created_types())?.copy(&tx, batches(data)).await?;
+                tx.batch_execute(&self.swap_sql()).await?;
+                rows
+            }
+            (Mode::Append | Mode::Merge, false) => {
+                tx.batch_execute(&format!("CREATE TABLE {target} ({})", self.column_ddl()?)).await?;
+                self.copier(&target, &column_list, self.created_types())?.copy(&tx, batches(data)).await?
+            }
+            (Mode::Append, true) => {
+                self.evolve_table(&tx, &target).await?;
+                let types = self.existing_types(&tx, &target).await?;
+                self.copier(&target, &column_list, types)?.copy(&tx, batches(data)).await?
+            }
+            (Mode::Merge, true) => {
+                self.evolve_table(&tx, &target).await?;
+                let types = self.existing_types(&tx, &target).await?;
+                self.merge(&tx, &target, &column_list, types, data).await?
+            }
+        };
+        tx.commit().await?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,9 @@
+//! Leaf helpers used across dfpipe: SQL quoting, did-you-mean suggestions, human-readable
+//! numbers and tables, and the row counter sinks and progress bars share.
+//!
+//! May import: nothing from dfpipe (only [`crate::error`]'s types). Everything else may import it.
+
+pub mod fmt;
+pub mod progress;
+pub mod sql;
+pub mod suggest;
