@@ -17,7 +17,7 @@ use dfpipe::sinks::postgres::encode::Encoder;
 const ROWS: usize = 100_000;
 
 fn nullable<T>(i: usize, v: T) -> Option<T> {
-    (i % 10 != 0).then_some(v)
+    (!i.is_multiple_of(10)).then_some(v)
 }
 
 fn batch(family: &str) -> RecordBatch {

@@ -150,7 +150,9 @@ fn start_cluster(tls: Option<&std::path::Path>) -> Cluster {
          kill -INT $pg 2>/dev/null; wait $pg; rm -rf '{dirs}'",
         test = std::process::id()
     );
-    shell(&script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Never waited for on purpose: the watchdog outlives the tests and stops the server after them.
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = shell(&script).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = Command::new(format!("{bin}/pg_isready"))

@@ -231,7 +231,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "t" | "tb" | "tib" => 1 << 40,
         _ => return None,
     };
-    (number >= 0.0).then(|| (number * multiplier as f64) as u64)
+    (number >= 0.0).then_some((number * multiplier as f64) as u64)
 }
 
 /// DataFusion's spelling of a Parquet codec, with a sensible level.

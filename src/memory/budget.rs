@@ -39,7 +39,7 @@ impl MemoryBudget {
         {
             available = available.min(c.free_memory);
         }
-        let budget = config.limit.unwrap_or_else(|| ((available as f64) * (1.0 - config.os_margin)) as u64);
+        let budget = config.limit.unwrap_or(((available as f64) * (1.0 - config.os_margin)) as u64);
         MemoryBudget {
             available,
             cgroup_limit,
