@@ -40,6 +40,15 @@ fn missing_variable_names_it_and_its_place() {
         2,
         "dfpipe.yml:3:37: connection `warehouse` path: environment variable DFPIPE_TEST_NOT_SET is not set; export it, pass --vars DFPIPE_TEST_NOT_SET=VALUE, or write ${DFPIPE_TEST_NOT_SET:-default}",
     );
+    // A mention in a comment above is not the place.
+    let p = project(
+        "name: t\n# set ${DFPIPE_TEST_NOT_SET} in CI\nconnections:\n  warehouse: { kind: duckdb, path: \"${DFPIPE_TEST_NOT_SET}.duckdb\" }\noutputs:\n  - model: m\n",
+    );
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "dfpipe.yml:4:37: connection `warehouse` path: environment variable DFPIPE_TEST_NOT_SET is not set; export it, pass --vars DFPIPE_TEST_NOT_SET=VALUE, or write ${DFPIPE_TEST_NOT_SET:-default}",
+    );
 }
 
 #[test]
@@ -51,6 +60,14 @@ fn vars_and_defaults_fill_variables() {
     assert_eq!(one(duckdb_rows(&p.file("other.duckdb"), "SELECT x FROM m")), "BigInt(1)");
     assert_success(&p.dfpipe_env(&["run", "-q"], &[("DB", "fromenv")]));
     assert!(p.file("fromenv.duckdb").exists());
+    // Set but empty takes the default, as in the shell; defaults nest.
+    assert_success(&p.dfpipe_env(&["run", "-q"], &[("DB", "")]));
+    assert_eq!(one(duckdb_rows(&p.file("dev.duckdb"), "SELECT count(*) FROM m")), "BigInt(1)");
+    let p = project(
+        "name: t\nconnections:\n  warehouse: { kind: duckdb, path: \"${DB:-${DB_FALLBACK:-nested}}.duckdb\" }\n",
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert!(p.file("nested.duckdb").exists());
 }
 
 #[test]

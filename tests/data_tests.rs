@@ -156,3 +156,19 @@ fn test_config_errors_are_clear() {
         stderr(&out)
     );
 }
+
+#[test]
+fn unquoted_yes_no_letters_are_strings_not_booleans() {
+    // YAML 1.1 reads N, no, on, Y as booleans ("the Norway problem"); dfpipe reads YAML 1.2.
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: yaml12\nsources:\n  l: { path: l.csv }\noutputs:\n  - model: m\ntests:\n  l:\n    \
+         - accepted_values: { column: flag, values: [A, N, R, no, on, Y] }\n",
+    );
+    p.write("sql/m.sql", "SELECT * FROM l\n");
+    p.write("l.csv", "flag\nA\nN\nR\nno\non\nY\n");
+    let out = p.dfpipe(&["test"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "PASS  l accepted_values(flag)\n1 passed, 0 warned, 0 failed\n");
+}

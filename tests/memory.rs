@@ -139,3 +139,27 @@ fn strategy_settings_are_checked() {
         "dfpipe.yml: memory.in_memory_below (3) must be above 0 and at most memory.stream_above (2)",
     );
 }
+
+#[test]
+fn estimates_skip_empty_and_header_only_parts() {
+    // Spark writes empty and header-only parts; the estimate samples the first part with rows.
+    let p = Project::new();
+    p.write("dfpipe.yml", "name: t\nsources:\n  parts: { path: parts/, format: csv }\n");
+    p.write("sql/m.sql", "SELECT * FROM parts\n");
+    p.write("parts/part-00000.csv", "");
+    p.write("parts/part-00001.csv", "id,v\n");
+    let mut rows = String::from("id,v\n");
+    for i in 0..1000 {
+        rows.push_str(&format!("{i},value-{i}\n"));
+    }
+    p.write("parts/part-00002.csv", &rows);
+    let out = p.dfpipe(&["plan"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    // DataFusion's listing leaves the 0-byte part out; the header-only part is sampled first.
+    assert!(text.contains("(2 file(s), "), "{text}");
+    assert!(text.contains("sampled 1,000 rows: "), "{text}");
+    assert!(!text.contains("estimate: 0 B"), "{text}");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM m")), "BigInt(1000)");
+}

@@ -198,3 +198,45 @@ async fn missing_s3_files_are_named() {
         ),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_replace_on_s3_never_duplicates_rows() {
+    let moto = Moto::start();
+    seed(moto.addr).await;
+    let env = aws_env(moto.addr);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // A file a crashed run left in the output prefix: the next replace removes it too.
+    let store = AmazonS3Builder::new()
+        .with_endpoint(format!("http://{}", moto.addr))
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap();
+    store.put(&ObjectPath::from("out/left-by-a-crash.parquet"), "not parquet".into()).await.unwrap();
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!(
+            "name: s3\nsources:\n  orders: {{ path: \"s3://{BUCKET}/orders/*.csv\" }}\n\
+             outputs:\n  - model: copied\n    to: s3://{BUCKET}/out/\n"
+        ),
+    );
+    p.write("sql/copied.sql", "SELECT * FROM orders\n");
+    for _ in 0..3 {
+        assert_success(&tokio::task::block_in_place(|| p.dfpipe_env(&["run", "-q"], &env)));
+    }
+    let reader = Project::new();
+    reader.write(
+        "dfpipe.yml",
+        &format!("name: r\nsources:\n  out: {{ path: \"s3://{BUCKET}/out/\", format: parquet }}\n"),
+    );
+    reader.write("sql/n.sql", "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM out\n");
+    assert_success(&tokio::task::block_in_place(|| reader.dfpipe_env(&["run", "-q"], &env)));
+    assert_eq!(
+        reader.duckdb("SELECT CAST(n AS VARCHAR), CAST(ids AS VARCHAR) FROM n"),
+        vec![vec!["3000".to_string(), "3000".to_string()]]
+    );
+}

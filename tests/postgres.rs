@@ -364,3 +364,18 @@ fn values_postgres_cannot_hold_stop_the_load_by_column_and_row() {
         [["t", "0"]]
     );
 }
+
+#[test]
+fn merge_into_a_new_table_checks_the_key() {
+    let schema = pg::schema("t_merge_new");
+    let p = project(&schema, "mode: merge\n    unique_key: id");
+    p.write("raw.csv", "id,v\n1,a\n2,b\n2,c\n");
+    let out = run(&p, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("merge key (id) is not unique in the new rows: (2) appears more than once"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pg::query(&format!("SELECT (to_regclass('{schema}.m') IS NULL)::text")), [["true"]]);
+}

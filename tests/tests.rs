@@ -6,6 +6,7 @@ mod util;
 mod cleaning;
 mod config_errors;
 mod dag_errors;
+mod data_safety;
 mod data_tests;
 mod demo;
 mod duckdb_modes;

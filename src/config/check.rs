@@ -76,9 +76,12 @@ impl Checker<'_> {
                 duckdb_files.insert(name.clone(), self.duckdb_target(&raw, name, None)?.path);
             }
         }
+        let state_dir =
+            self.project_dir.join(self.interpolate(raw.state_dir.as_deref().unwrap_or(".dfpipe"), "state_dir")?);
+        let guarded = self.guarded_paths(&sources, &models_dir, &state_dir);
         let outputs = match &raw.outputs {
             None => None,
-            Some(outputs) => Some(self.check_outputs(&raw, outputs)?),
+            Some(outputs) => Some(self.check_outputs(&raw, outputs, &guarded)?),
         };
 
         let os_margin = raw.memory.os_margin.unwrap_or(0.3);
@@ -107,9 +110,6 @@ impl Checker<'_> {
                 "memory.in_memory_below ({in_memory_below}) must be above 0 and at most memory.stream_above ({stream_above})"
             )));
         }
-        let state_dir =
-            self.project_dir.join(self.interpolate(raw.state_dir.as_deref().unwrap_or(".dfpipe"), "state_dir")?);
-
         let mut datafusion = Vec::new();
         for (key, value) in &raw.datafusion {
             let value = match value {
@@ -301,7 +301,12 @@ impl Checker<'_> {
         }
     }
 
-    fn check_outputs(&self, raw: &RawConfig, outputs: &[raw::RawOutput]) -> Result<Vec<OutputConfig>> {
+    fn check_outputs(
+        &self,
+        raw: &RawConfig,
+        outputs: &[raw::RawOutput],
+        guarded: &[Guarded],
+    ) -> Result<Vec<OutputConfig>> {
         let mut checked = Vec::with_capacity(outputs.len());
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for (i, out) in outputs.iter().enumerate() {
@@ -332,7 +337,8 @@ impl Checker<'_> {
                 None => DEFAULT_CONNECTION.to_string(),
             };
             let target = self.resolve_target(raw, &what, &to, out, table)?;
-            if let Target::Parquet { single_file, .. } = &target {
+            if let Target::Parquet { single_file, location, .. } = &target {
+                self.check_overlap(&what, &to, location, &out.model, guarded)?;
                 if mode == Mode::Merge {
                     return Err(
                         self.err(format!("{what}: Parquet outputs support `replace` and `append`, not `merge`"))
@@ -344,10 +350,11 @@ impl Checker<'_> {
                     )));
                 }
             }
-            let key = target.label(self.project_dir);
-            if let Some(first) = seen.insert(key.clone(), i) {
+            // Two outputs are one target when the database would resolve them to one table.
+            let (key, described) = target.identity(self.project_dir);
+            if let Some(first) = seen.insert(key, i) {
                 return Err(self.err(format!(
-                    "outputs[{first}] and outputs[{i}] both write `{key}`; give one of them another `table:`"
+                    "outputs[{first}] and outputs[{i}] both write {described}; give one of them another `table:`"
                 )));
             }
             checked.push(OutputConfig {
@@ -360,6 +367,59 @@ impl Checker<'_> {
             });
         }
         Ok(checked)
+    }
+
+    /// The paths a Parquet output must keep clear of: each local source, the models, the state
+    /// directory, and the project directory itself.
+    fn guarded_paths(
+        &self,
+        sources: &BTreeMap<String, SourceConfig>,
+        models_dir: &Path,
+        state_dir: &Path,
+    ) -> Vec<Guarded> {
+        let rel = |p: &Path| p.strip_prefix(self.project_dir).unwrap_or(p).display().to_string();
+        let mut guarded = vec![
+            Guarded { path: normalize(self.project_dir), what: "the project directory".into(), inside_allowed: true },
+            Guarded {
+                path: normalize(models_dir),
+                what: format!("the models directory ({})", rel(models_dir)),
+                inside_allowed: false,
+            },
+            Guarded {
+                path: normalize(state_dir),
+                what: format!("the state directory ({})", rel(state_dir)),
+                inside_allowed: false,
+            },
+        ];
+        guarded.extend(sources.iter().map(|(name, s)| Guarded {
+            path: normalize(&glob_root(&s.location)),
+            what: format!("source `{name}` ({})", s.path),
+            inside_allowed: false,
+        }));
+        guarded
+    }
+
+    /// Refuses a Parquet output that is, contains, or (except for the project directory) lies
+    /// inside a guarded path: a replace would delete what is there, an append would mix with it.
+    fn check_overlap(&self, what: &str, to: &str, location: &str, model: &str, guarded: &[Guarded]) -> Result<()> {
+        let target = normalize(Path::new(location));
+        for g in guarded {
+            let relation = if target == g.path {
+                "is"
+            } else if g.path.starts_with(&target) {
+                "contains"
+            } else if !g.inside_allowed && target.starts_with(&g.path) {
+                "lies inside"
+            } else {
+                continue;
+            };
+            return Err(self.err(format!(
+                "{what}: the Parquet output `{to}` {relation} {}: writing there could delete or mix with those \
+                 files; choose a path of its own, such as out/{model}.parquet",
+                g.what
+            )));
+        }
+        Ok(())
     }
 
     fn resolve_target(
@@ -427,4 +487,39 @@ impl Checker<'_> {
             did_you_mean(to, known.iter().copied())
         )))
     }
+}
+
+/// A path Parquet outputs keep clear of, and how messages name it.
+struct Guarded {
+    path: PathBuf,
+    what: String,
+    inside_allowed: bool,
+}
+
+/// The directory a glob starts from (`data/*.csv` → `data`), or the path itself.
+fn glob_root(location: &str) -> PathBuf {
+    let path = Path::new(location.trim_end_matches('/'));
+    let mut root = PathBuf::new();
+    for part in path.iter() {
+        if part.to_string_lossy().contains(['*', '?', '[', '{']) {
+            break;
+        }
+        root.push(part);
+    }
+    root
+}
+
+/// `a/./b/../c/` → `a/c`, without touching the file system (the paths may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }

@@ -1,7 +1,8 @@
 //! `${VAR}` and `${VAR:-default}` in config strings.
 //!
 //! Values come from `--vars KEY=VALUE` first, then from the process environment. `$$` writes a
-//! literal `$`. A variable that is unset and has no default is an error naming it and the place
+//! literal `$`. `${NAME:-default}` takes the default when NAME is unset or empty, as the shell
+//! does; defaults may nest (`${A:-${B:-c}}`). A variable that is unset and has no default is an error naming it and the place
 //! in the config file where it is used.
 
 use std::collections::BTreeMap;
@@ -31,7 +32,9 @@ impl Vars {
         self.overrides.get(name).cloned().or_else(|| std::env::var(name).ok())
     }
 
-    /// Replaces every `${NAME}` / `${NAME:-default}` in `input`.
+    /// Replaces every `${NAME}` / `${NAME:-default}` in `input`. As in the shell, the default
+    /// also applies when NAME is set but empty, and may itself hold references
+    /// (`${A:-${B}}`).
     pub fn interpolate(&self, input: &str) -> Result<String, InterpolateError> {
         let mut out = String::with_capacity(input.len());
         let mut rest = input;
@@ -42,8 +45,7 @@ impl Vars {
                 out.push('$');
                 rest = tail;
             } else if let Some(body_and_tail) = after.strip_prefix('{') {
-                let end = body_and_tail
-                    .find('}')
+                let end = closing_brace(body_and_tail)
                     .ok_or_else(|| InterpolateError::Malformed(format!("${{{body_and_tail}")))?;
                 let body = &body_and_tail[..end];
                 let (name, default) = match body.split_once(":-") {
@@ -56,9 +58,9 @@ impl Vars {
                 if !valid {
                     return Err(InterpolateError::Malformed(format!("${{{body}}}")));
                 }
-                match (self.lookup(name), default) {
+                match (self.lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
                     (Some(value), _) => out.push_str(&value),
-                    (None, Some(default)) => out.push_str(default),
+                    (None, Some(default)) => out.push_str(&self.interpolate(default)?),
                     (None, None) => return Err(InterpolateError::Missing(name.to_string())),
                 }
                 rest = &body_and_tail[end + 1..];
@@ -72,9 +74,31 @@ impl Vars {
     }
 }
 
-/// The 1-based line and column of the first occurrence of `needle` in `text`.
+/// The byte offset of the `}` that closes a `${` whose body starts `text`, nested `${…}`
+/// included.
+fn closing_brace(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'{' if i > 0 && bytes[i - 1] == b'$' => depth += 1,
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The 1-based line and column of the first occurrence of `needle` in `text` outside a `#`
+/// comment (YAML and TOML comments both start with `#`), else of the first occurrence at all.
 pub fn locate(text: &str, needle: &str) -> Option<(usize, usize)> {
-    let offset = text.find(needle)?;
+    let in_comment = |offset: usize| {
+        let line_start = text[..offset].rfind('\n').map_or(0, |nl| nl + 1);
+        text[line_start..offset].contains('#')
+    };
+    let mut found = text.match_indices(needle).map(|(i, _)| i);
+    let offset = found.clone().find(|&i| !in_comment(i)).or_else(|| found.next())?;
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
@@ -100,6 +124,19 @@ mod tests {
     }
 
     #[test]
+    fn defaults_apply_to_empty_values_and_nest() {
+        let v = vars(&[("EMPTY", ""), ("B", "bee")]);
+        assert_eq!(v.interpolate("${EMPTY:-fallback}").unwrap(), "fallback");
+        assert_eq!(v.interpolate("[${EMPTY}]").unwrap(), "[]");
+        assert_eq!(v.interpolate("${DFPIPE_SURELY_UNSET:-${B}}/x").unwrap(), "bee/x");
+        assert_eq!(v.interpolate("${DFPIPE_SURELY_UNSET:-${EMPTY:-deep}}").unwrap(), "deep");
+        assert_eq!(
+            v.interpolate("${DFPIPE_SURELY_UNSET:-${DFPIPE_ALSO_UNSET}}"),
+            Err(InterpolateError::Missing("DFPIPE_ALSO_UNSET".into()))
+        );
+    }
+
+    #[test]
     fn vars_override_the_environment() {
         // PATH is always set; --vars wins over it.
         let v = vars(&[("PATH", "mine")]);
@@ -122,5 +159,6 @@ mod tests {
     fn locate_reports_line_and_column() {
         assert_eq!(locate("a: 1\nb: ${X}\n", "${X"), Some((2, 4)));
         assert_eq!(locate("${X}", "${X"), Some((1, 1)));
+        assert_eq!(locate("# uses ${X}\nb: ${X}\n", "${X"), Some((2, 4)));
     }
 }

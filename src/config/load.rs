@@ -48,6 +48,12 @@ fn is_toml(file: &Path) -> bool {
     file.extension().is_some_and(|e| e == "toml")
 }
 
+/// YAML 1.2's core schema for booleans: only `true` and `false` are booleans, so an unquoted
+/// `N`, `no`, `on` or `Y` (YAML 1.1 booleans, the "Norway problem") stays a string.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! { strict_booleans: true }
+}
+
 /// Parses config text strictly; errors name `label` with line and column.
 pub fn parse(text: &str, label: &str, toml: bool) -> Result<RawConfig> {
     let (message, place) = if toml {
@@ -56,7 +62,7 @@ pub fn parse(text: &str, label: &str, toml: bool) -> Result<RawConfig> {
             Err(e) => (e.message().to_string(), e.span().map(|span| line_and_column(text, span.start))),
         }
     } else {
-        match serde_saphyr::from_str::<RawConfig>(text) {
+        match serde_saphyr::from_str_with_options::<RawConfig>(text, yaml_options()) {
             Ok(raw) => return Ok(raw),
             Err(e) => {
                 let place = e.location().map(|l| (l.line() as usize, l.column() as usize)).filter(|(l, _)| *l > 0);
@@ -111,7 +117,7 @@ fn parse_value(text: &str, toml: bool) -> std::result::Result<serde_json::Value,
     if toml {
         toml::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())
     } else {
-        serde_saphyr::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())
+        serde_saphyr::from_str_with_options::<serde_json::Value>(text, yaml_options()).map_err(|e| e.to_string())
     }
 }
 

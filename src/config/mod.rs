@@ -190,6 +190,36 @@ impl Target {
     }
 }
 
+impl Target {
+    /// What two outputs must not share, and how a message names it: a DuckDB table by file,
+    /// schema and name without regard to case (DuckDB resolves names that way, quoted or not);
+    /// a PostgreSQL table by connection, schema and name exactly as written (dfpipe quotes
+    /// them, so PostgreSQL does not fold them); a Parquet output by path.
+    pub fn identity(&self, project_dir: &Path) -> (String, String) {
+        match self {
+            Target::DuckDb(t) => {
+                let schema = t.table.schema.as_deref().unwrap_or("main").to_lowercase();
+                let name = t.table.name.to_lowercase();
+                let file = t.path.strip_prefix(project_dir).unwrap_or(&t.path).display().to_string();
+                (
+                    format!("duckdb\0{}\0{schema}\0{name}", t.path.display()),
+                    format!("DuckDB table `{schema}.{name}` of {file} (DuckDB table names ignore case)"),
+                )
+            }
+            Target::Postgres { connection, table, .. } => {
+                let schema = table.schema.as_deref().unwrap_or("public");
+                (
+                    format!("postgres\0{connection}\0{schema}\0{}", table.name),
+                    format!("PostgreSQL table `{schema}.{}` of connection `{connection}`", table.name),
+                )
+            }
+            Target::Parquet { location, .. } => {
+                (format!("parquet\0{}", location.trim_end_matches('/')), format!("`{}`", self.label(project_dir)))
+            }
+        }
+    }
+}
+
 /// One checked output.
 #[derive(Debug, Clone)]
 pub struct OutputConfig {

@@ -175,19 +175,35 @@ async fn estimate_scan(scan: &FileScanConfig, store: Arc<dyn ObjectStore>) -> Re
         estimate.method = format!("from {} Parquet footer(s)", footers.len());
         return Ok(estimate);
     }
-    // CSV or JSON: decode a sample of the first file and scale.
+    // CSV or JSON: decode a sample of the first file that holds rows, and scale. Empty and
+    // header-only parts (common in Spark output) are skipped.
     let compressed = scan.file_compression_type.is_compressed();
-    let first = &files[0];
-    let sample = store
-        .get_range(&first.location, 0..first.size.min(SAMPLE_BYTES))
-        .await
-        .map_err(|e| format!("sampling {}: {e}", first.location))?;
-    let decoded = if compressed { None } else { decode_sample(scan, &sample, &projection, first.size <= SAMPLE_BYTES) };
+    let non_empty: Vec<_> = files.iter().filter(|f| f.size > 0).collect();
+    if non_empty.is_empty() {
+        estimate.method = "every file is empty".into();
+        return Ok(estimate);
+    }
+    let mut decoded = None;
+    for file in non_empty.iter().take(if compressed { 1 } else { FILES_SAMPLED }) {
+        let sample = store
+            .get_range(&file.location, 0..file.size.min(SAMPLE_BYTES))
+            .await
+            .map_err(|e| format!("sampling {}: {e}", file.location))?;
+        if compressed {
+            break;
+        }
+        if let Some(found) = decode_sample(scan, &sample, &projection, file.size <= SAMPLE_BYTES)
+            .filter(|(sample_bytes, _, rows)| *sample_bytes > 0 && *rows > 0)
+        {
+            decoded = Some((found, file.size));
+            break;
+        }
+    }
     match decoded {
-        Some((sample_bytes, decoded_bytes, rows)) if sample_bytes > 0 => {
+        Some(((sample_bytes, decoded_bytes, rows), size)) => {
             let ratio = decoded_bytes as f64 / sample_bytes as f64;
             estimate.bytes = (file_bytes as f64 * ratio) as u64;
-            if files.len() == 1 && first.size <= SAMPLE_BYTES {
+            if non_empty.len() == 1 && size <= SAMPLE_BYTES {
                 estimate.rows = Some(rows);
                 estimate.method = format!("decoded the whole file ({} rows)", group_digits(rows));
             } else {
@@ -208,6 +224,9 @@ async fn estimate_scan(scan: &FileScanConfig, store: Arc<dyn ObjectStore>) -> Re
     }
     Ok(estimate)
 }
+
+/// How many non-empty CSV/JSON files are tried before a sample with rows is given up on.
+const FILES_SAMPLED: usize = 8;
 
 /// Rows and decoded bytes of the `wanted` columns of one Parquet file.
 fn parquet_decoded(

@@ -10,6 +10,11 @@
 //!   keys it holds and inserts it.
 //!
 //! If the stream fails, or the process dies, the transaction never commits.
+//!
+//! Table names resolve as DuckDB resolves them, without regard to case even when quoted:
+//! `table: Orders` is the existing table `orders`, which keeps its name. Only `replace` drops
+//! a table (the old one, after the new one is loaded); `append` and `merge` into a missing
+//! table rename the staging table into place. Every merge checks its key is unique first.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,10 +28,11 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
+use duckdb::OptionalExt;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::missing_column_message;
+use super::{missing_column_message, null_key_message};
 use crate::config::{DuckDbTarget, Mode};
 use crate::schema::{Evolution, logical_type, widens};
 use crate::util::progress::RowCounter;
@@ -175,7 +181,6 @@ impl LoadJob {
     /// Loads inside the open transaction; `Ok(false)` when the stream stopped without a commit.
     fn load(&self, conn: &duckdb::Connection, rx: &mut mpsc::Receiver<Message>) -> Result<bool, String> {
         let schema = quote(&self.schema_name);
-        let target = format!("{schema}.{}", quote(&self.table));
         let staging_name = match self.mode {
             Mode::Replace => format!("__dfpipe_new_{}", self.table),
             Mode::Append | Mode::Merge => format!("__dfpipe_staging_{}", self.table),
@@ -215,46 +220,43 @@ impl LoadJob {
             return Ok(false);
         }
 
-        let exists: bool = conn
+        // DuckDB resolves table names without regard to case, quoted or not: `Orders` is the
+        // table `orders`. Look the target up the same way, and keep its own spelling.
+        let existing: Option<String> = conn
             .query_row(
-                "SELECT count(*) > 0 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
                 [&self.schema_name, &self.table],
                 |row| row.get(0),
             )
+            .optional()
             .map_err(|e| e.to_string())?;
-        if exists && self.mode != Mode::Replace {
+        let name = existing.clone().unwrap_or_else(|| self.table.clone());
+        let target = format!("{schema}.{}", quote(&name));
+        if existing.is_some() && self.mode != Mode::Replace {
             if !self.evolution.is_empty() {
-                self.evolve_table(conn, &target)?;
+                self.evolve_table(conn, &target, &name)?;
             }
             self.check_columns(conn, &target)?;
         }
-        let rename = format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {staging} RENAME TO {}", quote(&self.table));
-        match self.mode {
-            Mode::Replace => exec(&rename)?,
-            Mode::Append | Mode::Merge if !exists => exec(&rename)?,
-            Mode::Append => {
+        if self.mode == Mode::Merge {
+            self.check_unique_key(conn, &staging)?;
+        }
+        let rename = format!("ALTER TABLE {staging} RENAME TO {}", quote(&name));
+        match (self.mode, existing.is_some()) {
+            (Mode::Replace, true) => exec(&format!("DROP TABLE {target}; {rename}"))?,
+            // A new table: the staging table becomes it; nothing is ever dropped here.
+            (_, false) => exec(&rename)?,
+            (Mode::Append, true) => {
                 exec(&format!("INSERT INTO {target} BY NAME SELECT * FROM {staging}; DROP TABLE {staging}"))?
             }
-            Mode::Merge => {
-                let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
-                let key_list = keys.join(", ");
-                let duplicate: Option<String> = conn
-                    .query_row(
-                        &format!(
-                            "SELECT CAST(ROW({key_list}) AS VARCHAR) FROM {staging} GROUP BY {key_list} HAVING count(*) > 1 LIMIT 1"
-                        ),
-                        [],
-                        |row| row.get(0),
-                    )
-                    .ok();
-                if let Some(dup) = duplicate {
-                    return Err(format!(
-                        "merge key ({}) is not unique in the new rows: {dup} appears more than once",
-                        self.unique_key.join(", ")
-                    ));
-                }
-                let matches =
-                    keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
+            (Mode::Merge, true) => {
+                let matches = self
+                    .unique_key
+                    .iter()
+                    .map(|k| format!("t.{k} = s.{k}", k = quote(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
                 exec(&format!(
                     "DELETE FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {staging} AS s WHERE {matches}); \
                      INSERT INTO {target} BY NAME SELECT * FROM {staging}; DROP TABLE {staging}"
@@ -262,6 +264,37 @@ impl LoadJob {
             }
         }
         Ok(true)
+    }
+
+    /// Merging: the new rows' key must be unique and not NULL (on every merge, into a new
+    /// table too).
+    fn check_unique_key(&self, conn: &duckdb::Connection, staging: &str) -> Result<(), String> {
+        let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
+        let any_null = keys.iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
+        let nulls: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {staging} WHERE {any_null}"), [], |row| row.get(0))
+            .map_err(|e| format!("checking the merge key ({}): {e}", self.unique_key.join(", ")))?;
+        if nulls > 0 {
+            return Err(null_key_message(&self.unique_key, nulls as u64));
+        }
+        let key_list = keys.join(", ");
+        let duplicate: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT CAST(ROW({key_list}) AS VARCHAR) FROM {staging} GROUP BY {key_list} HAVING count(*) > 1 LIMIT 1"
+                ),
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| format!("checking the merge key ({}): {e}", self.unique_key.join(", ")))?;
+        match duplicate {
+            None => Ok(()),
+            Some(dup) => Err(format!(
+                "merge key ({}) is not unique in the new rows: {dup} appears more than once",
+                self.unique_key.join(", ")
+            )),
+        }
     }
 }
 
@@ -284,14 +317,15 @@ impl LoadJob {
 
     /// Under `evolve`: adds the columns the model gained, widens those it widened, drops NOT NULL
     /// from those that became nullable.
-    fn evolve_table(&self, conn: &duckdb::Connection, target: &str) -> Result<(), String> {
+    fn evolve_table(&self, conn: &duckdb::Connection, target: &str, name: &str) -> Result<(), String> {
         let held = Self::table_schema(conn, target)?;
         let not_null: Vec<String> = conn
             .prepare(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? AND NOT is_nullable",
+                "SELECT column_name FROM duckdb_columns() \
+                 WHERE lower(schema_name) = lower(?) AND table_name = ? AND NOT is_nullable",
             )
             .and_then(|mut stmt| {
-                stmt.query_map([&self.schema_name, &self.table], |row| row.get::<_, String>(0))?.collect()
+                stmt.query_map([self.schema_name.as_str(), name], |row| row.get::<_, String>(0))?.collect()
             })
             .map_err(|e| e.to_string())?;
         let named = |list: &[String], f: &Field| list.iter().any(|n| n == f.name());

@@ -35,6 +35,16 @@ pub fn missing_column_message<'a>(column: &str, table: &str, columns: impl Itera
     )
 }
 
+/// The error for new rows whose merge key holds NULL: a key identifies a row, and NULL
+/// identifies none.
+pub fn null_key_message(unique_key: &[String], rows: u64) -> String {
+    format!(
+        "merge key ({}) is NULL in {rows} new row(s); a merge matches rows by key and NULL matches nothing: \
+         filter those rows out or COALESCE the key in the model",
+        unique_key.join(", ")
+    )
+}
+
 /// A write-only DataFusion table over a target's sink.
 #[derive(Debug)]
 pub struct SinkTable {

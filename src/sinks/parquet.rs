@@ -1,17 +1,34 @@
 //! Parquet target through DataFusion's own writer, streamed batch by batch.
 //!
-//! Local replaces are atomic from a reader's point of view: the new file (or directory) is
-//! written beside the old one under a hidden temporary name and renamed over it only when
-//! complete, so a failed run leaves the previous output untouched. `append` (directories only)
-//! adds new files with unique names. Object-store outputs are written in place: a single object
-//! appears whole or not at all.
+//! `replace`, local: the new file (or directory) is written beside the old one under a hidden
+//! name, synced to disk, and swapped in only when complete, so a failed or killed run leaves
+//! the previous output. A file replaces a file in one rename. A directory is swapped by one
+//! atomic exchange (`renameat2(RENAME_EXCHANGE)`, Linux); where the file system lacks it, the
+//! old directory is moved aside and the new one in, and if a crash falls between those two
+//! renames the next write puts the old directory back first. Leftovers of dead processes
+//! (`.NAME.dfpipe-tmp-PID`, `.NAME.dfpipe-old-PID`) are cleaned at the next write.
+//!
+//! `replace`, object store: a single object is put whole. A directory (prefix) gets its new
+//! files under fresh names first; only when every one exists are the objects that were there
+//! before deleted (those of earlier, crashed runs included), so a rerun never duplicates rows.
+//! While the new files are being written, a reader listing the prefix sees the old files and
+//! some new ones: object stores have no rename, so this window cannot be closed without a table
+//! format. A failed write deletes the new files it made.
+//!
+//! `append` (directories only) adds new files with unique names.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::DataFrame;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::config::Mode;
 use crate::error::df_message;
@@ -26,29 +43,35 @@ pub async fn write(
 ) -> Result<u64, String> {
     let mut options = TableParquetOptions::default();
     options.global.compression = Some(compression.to_string());
-    // Always an append into a fresh location: replacing is done here, by renaming.
+    // Always an append into a fresh location: replacing is done here.
     let write_options =
         DataFrameWriteOptions::new().with_single_file_output(single_file).with_insert_operation(InsertOp::Append);
     let local = !location.contains("://");
-    if !local || mode == Mode::Append {
-        if local {
-            std::fs::create_dir_all(location).map_err(|e| format!("cannot create {location}: {e}"))?;
+    if !local {
+        if mode == Mode::Replace && !single_file {
+            return replace_prefix(df, location, write_options, options).await;
         }
+        return written(df.write_parquet(location, write_options, Some(options)).await);
+    }
+    if mode == Mode::Append {
+        std::fs::create_dir_all(location).map_err(|e| format!("cannot create {location}: {e}"))?;
         return written(df.write_parquet(location, write_options, Some(options)).await);
     }
 
     let target = PathBuf::from(location.trim_end_matches('/'));
     let parent = target.parent().unwrap_or(Path::new(".")).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let staging = parent.join(format!(".{name}.dfpipe-tmp-{}", std::process::id()));
+    recover(&target)?;
+    let staging = hidden(&target, "tmp", std::process::id());
     remove(&staging);
     let mut staging_location = staging.to_string_lossy().into_owned();
     if !single_file {
         std::fs::create_dir_all(&staging).map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
         staging_location.push('/');
     }
-    let rows = match written(df.write_parquet(&staging_location, write_options, Some(options)).await) {
+    let rows = match written(df.write_parquet(&staging_location, write_options, Some(options)).await)
+        .and_then(|rows| sync_tree(&staging).map(|()| rows))
+    {
         Ok(rows) => rows,
         Err(e) => {
             remove(&staging);
@@ -68,26 +91,119 @@ fn written(result: datafusion::error::Result<Vec<datafusion::arrow::array::Recor
         .sum())
 }
 
-/// Renames `staging` to `target`. A file replaces a file in one rename; a directory is moved
-/// aside first, since a rename cannot replace a non-empty directory.
+/// `.NAME.dfpipe-KIND-PID` beside `target`.
+fn hidden(target: &Path, kind: &str, pid: u32) -> PathBuf {
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    target.with_file_name(format!(".{name}.dfpipe-{kind}-{pid}"))
+}
+
+/// Cleans what dead processes left beside `target`: a staging copy is deleted; a moved-aside
+/// old directory is put back when the target is missing (a crash between the two renames of a
+/// swap), else deleted.
+fn recover(target: &Path) -> Result<(), String> {
+    let Some(parent) = target.parent() else { return Ok(()) };
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
+    let mut leftovers: Vec<(PathBuf, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let rest = file.strip_prefix(&format!(".{name}.dfpipe-"))?;
+            let (kind, pid) = rest.split_once('-')?;
+            let pid: u32 = pid.parse().ok()?;
+            (!alive(pid) && (kind == "tmp" || kind == "old")).then(|| (e.path(), kind.to_string()))
+        })
+        .collect();
+    leftovers.sort();
+    for (path, kind) in leftovers {
+        if kind == "old" && !target.exists() {
+            tracing::warn!(
+                "{}: a crashed run left the previous output aside as {}; putting it back",
+                target.display(),
+                path.display()
+            );
+            std::fs::rename(&path, target).map_err(|e| format!("cannot restore {}: {e}", target.display()))?;
+            sync_dir(parent)?;
+        } else {
+            tracing::info!("removing {}, left by a process that no longer runs", path.display());
+            remove(&path);
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` is running.
+fn alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    // Signal 0 checks existence and permission without sending anything.
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: kill(2) with signal 0 has no effect on the target; it only reports.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Puts `staging` where `target` is. A file replaces a file in one rename; a directory is
+/// exchanged atomically where the system can, else moved aside and replaced (see the module
+/// docs for the recovery).
 fn swap_into_place(staging: &Path, target: &Path) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot move the new output into {}: {e}", target.display());
+    let parent = target.parent().unwrap_or(Path::new("."));
     if target.is_dir() {
-        let old = target.with_file_name(format!(
-            ".{}.dfpipe-old-{}",
-            target.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
+        match exchange(staging, target) {
+            Ok(()) => {
+                sync_dir(parent)?;
+                remove(staging);
+                return Ok(());
+            }
+            Err(e) => tracing::debug!("atomic exchange unavailable ({e}); swapping by two renames"),
+        }
+        let old = hidden(target, "old", std::process::id());
         std::fs::rename(target, &old).map_err(fail)?;
         if let Err(e) = std::fs::rename(staging, target) {
             let _ = std::fs::rename(&old, target);
             return Err(fail(e));
         }
+        sync_dir(parent)?;
         remove(&old);
         Ok(())
     } else {
-        std::fs::rename(staging, target).map_err(fail)
+        std::fs::rename(staging, target).map_err(fail)?;
+        sync_dir(parent)
     }
+}
+
+/// Atomically exchanges two paths (Linux `renameat2` with `RENAME_EXCHANGE`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them like rename(2) does.
+    let result =
+        unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
+    if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// Flushes every file under `path` (or the file itself) and the directories holding them.
+fn sync_tree(path: &Path) -> Result<(), String> {
+    let fail = |p: &Path, e: std::io::Error| format!("cannot sync {} to disk: {e}", p.display());
+    for entry in walkdir::WalkDir::new(path).contents_first(true) {
+        let entry = entry.map_err(|e| format!("cannot sync {} to disk: {e}", path.display()))?;
+        std::fs::File::open(entry.path()).and_then(|f| f.sync_all()).map_err(|e| fail(entry.path(), e))?;
+    }
+    Ok(())
+}
+
+/// Flushes a directory's entries (renames in it) to disk.
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| format!("cannot sync {}: {e}", dir.display()))
 }
 
 fn remove(path: &Path) {
@@ -96,4 +212,38 @@ fn remove(path: &Path) {
     } else if path.exists() {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// `replace` of an object-store prefix: write the new files, then delete what was there before
+/// (see the module docs); on failure, delete the new files instead.
+async fn replace_prefix(
+    df: DataFrame,
+    location: &str,
+    write_options: DataFrameWriteOptions,
+    options: TableParquetOptions,
+) -> Result<u64, String> {
+    let url = ListingTableUrl::parse(location).map_err(|e| df_message(&e))?;
+    let store = df.task_ctx().runtime_env().object_store(url.object_store()).map_err(|e| df_message(&e))?;
+    let prefix = url.prefix().clone();
+    let before = list(&store, &prefix).await?;
+    let outcome = written(df.write_parquet(location, write_options, Some(options)).await);
+    let after = list(&store, &prefix).await?;
+    let (keep, delete): (BTreeSet<_>, Vec<_>) = match &outcome {
+        Ok(_) => (after.difference(&before).cloned().collect(), before.into_iter().collect()),
+        Err(_) => (before.clone(), after.difference(&before).cloned().collect()),
+    };
+    for path in delete.iter().filter(|p| !keep.contains(*p)) {
+        store.delete(path).await.map_err(|e| format!("cannot delete {path} after writing {location}: {e}"))?;
+    }
+    outcome
+}
+
+/// Every object under `prefix`.
+async fn list(store: &Arc<dyn ObjectStore>, prefix: &ObjectPath) -> Result<BTreeSet<ObjectPath>, String> {
+    store
+        .list(Some(prefix))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(|e| format!("cannot list {prefix}: {e}"))
 }

@@ -39,6 +39,45 @@ impl Connection {
 /// Connection attempts before giving up.
 const ATTEMPTS: u32 = 5;
 
+/// How long one connection attempt may take unless the DSN's `connect_timeout` says otherwise.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refuses a URL whose user and password part holds more than one `@`: the parser would take
+/// the tail of the password for the host, and messages naming the host would show it.
+fn check_userinfo(dsn: &str) -> Result<(), String> {
+    let Some(rest) = dsn.strip_prefix("postgres://").or_else(|| dsn.strip_prefix("postgresql://")) else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    if authority.matches('@').count() > 1 {
+        return Err("the PostgreSQL connection string has more than one `@` before the host (it is not shown \
+                    because it may hold a password): percent-encode reserved characters in the user name and \
+                    password, `@` as %40, `:` as %3A, `/` as %2F"
+            .to_string());
+    }
+    Ok(())
+}
+
+/// The hosts, for messages: only names that parsed cleanly (a name holding `@`, `:` or `/`
+/// came from a malformed DSN and may hold part of a password).
+fn hosts(config: &Config) -> String {
+    config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name)
+                if !name.contains(['@', '/', ':']) || name.parse::<std::net::Ipv6Addr>().is_ok() =>
+            {
+                name.clone()
+            }
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            _ => "(a host that did not parse cleanly)".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Where and how to connect: the server settings and the TLS that goes with them.
 pub struct Settings {
     config: Config,
@@ -51,6 +90,7 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
     let from_env = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
     let (mut config, tls) = match dsn.map(str::to_string).or(from_env) {
         Some(dsn) => {
+            check_userinfo(&dsn)?;
             let (dsn, tls) = TlsOptions::split_dsn(&dsn)?;
             let config = dsn
                 .parse::<Config>()
@@ -60,20 +100,30 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
         None => {
             let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
             let mut c = Config::new();
-            c.host(&var("PGHOST").unwrap_or_else(|| "localhost".into()));
+            c.host(var("PGHOST").unwrap_or_else(|| "localhost".into()));
             if let Some(port) = var("PGPORT") {
                 c.port(port.parse().map_err(|_| format!("PGPORT `{port}` is not a port number"))?);
             }
-            c.user(&var("PGUSER").or_else(|| var("USER")).unwrap_or_else(|| "postgres".into()));
+            c.user(var("PGUSER").or_else(|| var("USER")).unwrap_or_else(|| "postgres".into()));
             if let Some(password) = var("PGPASSWORD") {
                 c.password(password);
             }
             if let Some(db) = var("PGDATABASE") {
                 c.dbname(&db);
             }
+            if let Some(secs) = var("PGCONNECT_TIMEOUT") {
+                let secs: u64 =
+                    secs.parse().map_err(|_| format!("PGCONNECT_TIMEOUT `{secs}` is not a number of seconds"))?;
+                c.connect_timeout(Duration::from_secs(secs));
+            }
             (c, TlsOptions::from_env()?)
         }
     };
+    // A host that never answers must not hang the run (libpq's `connect_timeout` or
+    // `PGCONNECT_TIMEOUT` set it; each attempt gets this long).
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+    }
     if config.get_application_name().is_none() {
         config.application_name("dfpipe");
     }
@@ -81,11 +131,20 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
     Ok(Settings { config, mode: tls.mode, tls: tls.connector()? })
 }
 
-/// Whether retrying cannot help: the server answered with an error, or TLS failed (a
-/// certificate that does not verify does not start verifying on the next attempt).
+/// Whether retrying cannot help: the server refused us (authentication, a missing database),
+/// or TLS failed (a certificate that does not verify does not start verifying on the next
+/// attempt). A server that is starting up, shutting down or out of connection slots may take
+/// us a moment later, so those are retried.
 fn is_permanent(e: &tokio_postgres::Error) -> bool {
-    if e.as_db_error().is_some() {
-        return true;
+    use tokio_postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let transient = [
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+        ];
+        return !transient.contains(db.code());
     }
     let mut source = std::error::Error::source(e);
     while let Some(inner) = source {
@@ -136,7 +195,7 @@ pub async fn connect(settings: &Settings) -> Result<Connection, String> {
             Ok(Connection { client, closed })
         }
         Err(e) => {
-            let hosts = config.get_hosts().iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(",");
+            let hosts = hosts(config);
             let hint = if settings.mode.verifies() && is_permanent(&e) && e.as_db_error().is_none() {
                 " (sslmode verify-ca/verify-full check the server's certificate against sslrootcert: \
                  point it at the CA that signed the server's certificate, or use sslmode=require to \
@@ -145,8 +204,8 @@ pub async fn connect(settings: &Settings) -> Result<Connection, String> {
                 ""
             };
             Err(format!(
-                "cannot connect to PostgreSQL at {hosts} port {:?} after {} attempt(s): {}{hint}",
-                config.get_ports(),
+                "cannot connect to PostgreSQL at {hosts} port {} after {} attempt(s): {}{hint}",
+                config.get_ports().iter().map(u16::to_string).collect::<Vec<_>>().join(","),
                 attempts.load(Ordering::Relaxed),
                 describe(&e)
             ))

@@ -33,9 +33,14 @@ impl PostgresSink {
                 tx.batch_execute(&self.swap_sql()).await?;
                 rows
             }
-            (Mode::Append | Mode::Merge, false) => {
+            (Mode::Append, false) => {
                 tx.batch_execute(&format!("CREATE TABLE {target} ({})", self.column_ddl()?)).await?;
                 self.copier(&target, &column_list, self.created_types())?.copy(&tx, batches(data)).await?
+            }
+            // A first merge still checks the key: through the staging table, into the new table.
+            (Mode::Merge, false) => {
+                tx.batch_execute(&format!("CREATE TABLE {target} ({})", self.column_ddl()?)).await?;
+                self.merge(&tx, &target, &column_list, self.created_types(), data).await?
             }
             (Mode::Append, true) => {
                 self.evolve_table(&tx, &target).await?;

@@ -1,6 +1,7 @@
 //! `merge`: the new rows are copied into a temporary staging table, their key is checked to be
-//! unique there, then the target's rows with those keys are deleted and the staging rows
-//! inserted — all inside the load's transaction.
+//! unique and not NULL there, the staging table is analysed, then the target's rows with those
+//! keys are deleted (an `=` join the planner can hash or serve from an index) and the staging
+//! rows inserted — all inside the load's transaction.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::SendableRecordBatchStream;
@@ -8,6 +9,7 @@ use tokio_postgres::Transaction;
 
 use super::copy::batches;
 use super::{Failure, PostgresSink};
+use crate::sinks::null_key_message;
 use crate::util::sql::quote;
 
 impl PostgresSink {
@@ -25,7 +27,7 @@ impl PostgresSink {
             "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {column_list} FROM {target} WITH NO DATA"
         ))
         .await?;
-        let rows = self.copier(&stage, &column_list, types)?.copy(&tx, batches(data)).await?;
+        let rows = self.copier(&stage, column_list, types)?.copy(tx, batches(data)).await?;
         let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
         let key_list = keys.join(", ");
         let duplicate = tx
@@ -43,10 +45,14 @@ impl PostgresSink {
                 self.unique_key.join(", ")
             )));
         }
-        let matches =
-            keys.iter().map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}")).collect::<Vec<_>>().join(" AND ");
+        let any_null = keys.iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
+        let nulls: i64 = tx.query_one(&format!("SELECT count(*) FROM {stage} WHERE {any_null}"), &[]).await?.get(0);
+        if nulls > 0 {
+            return Err(Failure::Other(null_key_message(&self.unique_key, nulls as u64)));
+        }
+        let matches = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
         tx.batch_execute(&format!(
-            "DELETE FROM {target} AS t USING {stage} AS s WHERE {matches}; \
+            "ANALYZE {stage}; DELETE FROM {target} AS t USING {stage} AS s WHERE {matches}; \
              INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage}"
         ))
         .await?;

@@ -1,0 +1,180 @@
+//! Data safety: no configuration, name or fault makes a run destroy what a target, a source or
+//! the project already holds.
+
+use crate::util::*;
+
+fn rows_csv(range: std::ops::RangeInclusive<u32>, tag: &str) -> String {
+    let mut s = String::from("id,v\n");
+    for i in range {
+        s.push_str(&format!("{i},{tag}{i}\n"));
+    }
+    s
+}
+
+/// A project reading `raw.csv` through model `m`, with `outputs` as given.
+fn project(outputs: &str) -> Project {
+    let p = Project::new();
+    p.write("sql/m.sql", "SELECT id, v FROM raw\n");
+    set_outputs(&p, outputs);
+    p
+}
+
+fn set_outputs(p: &Project, outputs: &str) {
+    p.write(
+        "dfpipe.yml",
+        &format!("name: t\nsources:\n  raw: {{ path: raw.csv, schema: {{ v: VARCHAR }} }}\noutputs:\n{outputs}"),
+    );
+}
+
+#[test]
+fn duckdb_names_tables_without_regard_to_case_as_duckdb_does() {
+    let p = project("  - model: m\n    table: orders\n");
+    p.write("raw.csv", &rows_csv(1..=1000, "a"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+
+    // `Orders` is DuckDB's table `orders`: an append adds to it and never drops it.
+    set_outputs(&p, "  - model: m\n    table: Orders\n    mode: append\n");
+    p.write("raw.csv", &rows_csv(1001..=1100, "b"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM orders")), "BigInt(1100)");
+
+    // A merge under a third spelling updates the same table.
+    set_outputs(&p, "  - model: m\n    table: main.ORDERS\n    mode: merge\n    unique_key: id\n");
+    p.write("raw.csv", &rows_csv(1..=10, "c"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT count(*), count(*) FILTER (WHERE v LIKE 'c%') FROM orders"),
+        vec![vec!["BigInt(1100)".to_string(), "BigInt(10)".to_string()]]
+    );
+    // A replace keeps the table's name as it was created.
+    set_outputs(&p, "  - model: m\n    table: ORDERS\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"),
+        vec![vec!["orders".to_string()]]
+    );
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM orders")), "BigInt(10)");
+
+    // Two outputs that name one table in two spellings are one target.
+    set_outputs(&p, "  - model: m\n    table: Orders\n  - model: m\n    table: main.orders\n    mode: append\n");
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "dfpipe.yml: outputs[0] and outputs[1] both write DuckDB table `main.orders` of dfpipe.duckdb \
+         (DuckDB table names ignore case); give one of them another `table:`",
+    );
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM orders")), "BigInt(10)");
+}
+
+#[test]
+fn merge_into_a_new_duckdb_table_checks_the_key() {
+    let p = project("  - model: m\n    mode: merge\n    unique_key: id\n");
+    p.write("raw.csv", "id,v\n1,a\n2,b\n2,c\n");
+    let out = p.dfpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("merge key (id) is not unique in the new rows: (2) appears more than once"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM information_schema.tables WHERE table_name = 'm'")), "BigInt(0)");
+}
+
+#[test]
+fn parquet_outputs_may_not_overlap_sources_models_state_or_the_project() {
+    let p = Project::new();
+    p.write("data/a.csv", "id,v\n1,a\n");
+    p.write("data/README", "keep me\n");
+    p.write("events/e1.csv", "id\n1\n");
+    p.write("sql/m.sql", "SELECT * FROM raw\n");
+    let cases = [
+        ("data/", "contains source `raw` (data/a.csv)"),
+        ("events/", "is source `ev` (events/)"),
+        ("events/out/", "lies inside source `ev` (events/)"),
+        ("./", "is the project directory"),
+        ("../", "contains the project directory"),
+        ("sql/", "is the models directory (sql)"),
+        ("sql/m.parquet", "lies inside the models directory (sql)"),
+        (".dfpipe/m.parquet", "lies inside the state directory (.dfpipe)"),
+    ];
+    for (to, why) in cases {
+        p.write(
+            "dfpipe.yml",
+            &format!(
+                "name: t\nsources:\n  raw: {{ path: data/a.csv }}\n  ev: {{ path: events/, format: csv }}\n\
+                 outputs:\n  - model: m\n    to: {to}\n"
+            ),
+        );
+        assert_error(
+            &p.dfpipe(&["run"]),
+            2,
+            &format!(
+                "dfpipe.yml: outputs[0] (model `m`): the Parquet output `{to}` {why}: writing there could delete or \
+                 mix with those files; choose a path of its own, such as out/m.parquet"
+            ),
+        );
+    }
+    assert_eq!(std::fs::read_to_string(p.file("data/a.csv")).unwrap(), "id,v\n1,a\n");
+    assert_eq!(std::fs::read_to_string(p.file("data/README")).unwrap(), "keep me\n");
+    assert_eq!(std::fs::read_to_string(p.file("events/e1.csv")).unwrap(), "id\n1\n");
+    assert_eq!(std::fs::read_to_string(p.file("sql/m.sql")).unwrap(), "SELECT * FROM raw\n");
+}
+
+/// Rows in every Parquet file of directory `dir`.
+fn parquet_rows(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|f| read_parquet(&f).iter().map(|b| b.num_rows()).sum::<usize>())
+        .sum()
+}
+
+#[test]
+fn a_crash_between_the_renames_of_a_directory_swap_is_repaired() {
+    let p = project("  - model: m\n    to: out/\n");
+    p.write("raw.csv", &rows_csv(1..=100, "a"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(parquet_rows(&p.file("out")), 100);
+    // What a crash between the two renames leaves: the old output moved aside by a process
+    // that no longer runs (pid 4294967 is above any Linux pid_max), the new one never moved in;
+    // and a staging copy of another dead run.
+    std::fs::rename(p.file("out"), p.file(".out.dfpipe-old-4294967")).unwrap();
+    p.write(".out.dfpipe-tmp-4294966/part.parquet", "half written");
+    // The next run fails while it writes (`b1` is no INT; the model's schema stays the same),
+    // and still puts the old output back first.
+    p.write("sql/m.sql", "SELECT id, v || CAST(CAST(v AS INT) AS VARCHAR) AS v FROM raw\n");
+    p.write("raw.csv", &rows_csv(1..=10, "b"));
+    assert_eq!(p.dfpipe(&["run", "-q"]).status.code(), Some(1));
+    assert_eq!(parquet_rows(&p.file("out")), 100);
+    let leftovers: Vec<String> = std::fs::read_dir(p.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("dfpipe-"))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+    // A good run replaces it.
+    p.write("sql/m.sql", "SELECT id, v FROM raw\n");
+    p.write("raw.csv", &rows_csv(1..=7, "c"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(parquet_rows(&p.file("out")), 7);
+}
+
+#[test]
+fn merge_keys_may_not_be_null() {
+    let p = project("  - model: m\n    mode: merge\n    unique_key: id\n");
+    p.write("raw.csv", "id,v\n1,a\n2,b\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    p.write("raw.csv", "id,v\n1,c\n,d\n");
+    let out = p.dfpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "merge key (id) is NULL in 1 new row(s); a merge matches rows by key and NULL matches nothing: \
+             filter those rows out or COALESCE the key in the model"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(one(p.duckdb("SELECT string_agg(v, ',' ORDER BY id) FROM m")), "a,b");
+}
