@@ -101,6 +101,19 @@ fn aws_env(endpoint: SocketAddr) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A client of the test bucket on the moto server at `moto`.
+fn store(moto: SocketAddr) -> object_store::aws::AmazonS3 {
+    AmazonS3Builder::new()
+        .with_endpoint(format!("http://{moto}"))
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap()
+}
+
 /// Creates the bucket and uploads three CSV files of 1,000 rows each.
 async fn seed(moto: SocketAddr) {
     let mut s = tokio::net::TcpStream::connect(moto).await.unwrap();
@@ -112,15 +125,7 @@ async fn seed(moto: SocketAddr) {
     let mut reply = String::new();
     s.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "create bucket: {reply}");
-    let store = AmazonS3Builder::new()
-        .with_endpoint(format!("http://{moto}"))
-        .with_allow_http(true)
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id("testing")
-        .with_secret_access_key("testing")
-        .build()
-        .unwrap();
+    let store = store(moto);
     for file in 0..3 {
         let mut csv = String::from("id,amount\n");
         for i in 0..1000 {
@@ -206,15 +211,7 @@ async fn parquet_replace_on_s3_never_duplicates_rows() {
     let env = aws_env(moto.addr);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // A file a crashed run left in the output prefix: the next replace removes it too.
-    let store = AmazonS3Builder::new()
-        .with_endpoint(format!("http://{}", moto.addr))
-        .with_allow_http(true)
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id("testing")
-        .with_secret_access_key("testing")
-        .build()
-        .unwrap();
+    let store = store(moto.addr);
     store.put(&ObjectPath::from("out/left-by-a-crash.parquet"), "not parquet".into()).await.unwrap();
     let p = Project::new();
     p.write(
