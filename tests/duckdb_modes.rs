@@ -51,22 +51,41 @@ fn failed_replace_keeps_the_old_table() {
     assert_eq!(results["targets"][0]["status"], "error");
 }
 
+/// Starts `dfpipe run -q` paused in the middle of its load (see `util::fault` in the crate) and
+/// returns once the first batch is in the load's open transaction.
+fn run_paused_mid_load(p: &Project) -> std::process::Child {
+    let flag = p.file("paused");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["run", "-q"])
+        .current_dir(p.path())
+        .env("DFPIPE_TEST_PAUSE_MID_LOAD", &flag)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !flag.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dfpipe ended ({status}) before its load started");
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the load never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
 #[test]
-fn killed_run_leaves_old_or_new_table_never_a_partial_one() {
+fn killed_run_mid_load_leaves_the_old_table() {
     let p = project("  - model: m\n");
     p.write("raw.csv", &rows_csv(1..=1000, "a"));
     assert_success(&p.dfpipe(&["run", "-q"]));
     p.write("raw.csv", &rows_csv(1..=400_000, "b"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
-        .args(["run", "-q"])
-        .current_dir(p.path())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    let mut child = run_paused_mid_load(&p);
     child.kill().unwrap();
     child.wait().unwrap();
-    let count = one(p.duckdb("SELECT count(*) FROM m"));
-    assert!(count == "BigInt(1000)" || count == "BigInt(400000)", "partial table after kill: {count}");
+    assert_eq!(p.duckdb("SELECT count(*), min(v), max(v) FROM m")[0], ["BigInt(1000)", "a1", "a999"]);
+    // The next run is not stopped by what the killed one left behind.
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM m")), "BigInt(400000)");
 }
 
 #[test]
@@ -193,14 +212,8 @@ fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
     p.write("dfpipe.yml", "name: t\n");
     p.write("sql/big.sql", "SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, 100)\n");
     assert_success(&p.dfpipe(&["run", "-q"]));
-    p.write("sql/big.sql", "SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, 50000000)\n");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
-        .args(["run", "-q"])
-        .current_dir(p.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    p.write("sql/big.sql", "SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, 200000)\n");
+    let child = run_paused_mid_load(&p);
     let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
@@ -208,5 +221,114 @@ fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
     assert!(
         stderr(&out).contains("interrupted: targets in progress were not committed and keep their previous contents")
     );
-    assert_eq!(one(p.duckdb("SELECT count(*) FROM big")), "BigInt(100)");
+    assert_eq!(p.duckdb("SELECT count(*), max(id) FROM big")[0], ["BigInt(100)", "BigInt(100)"]);
+}
+
+#[test]
+fn nulls_stay_null_in_every_duckdb_column_type() {
+    let p = Project::new();
+    p.write("dfpipe.yml", "name: t\n");
+    // Row k = 1 holds a value of each type, row k = 2 a NULL of it.
+    let columns = [
+        ("b", "true"),
+        ("i8", "CAST(-8 AS TINYINT)"),
+        ("i16", "CAST(-16 AS SMALLINT)"),
+        ("i32", "CAST(-32 AS INT)"),
+        ("i64", "CAST(-64 AS BIGINT)"),
+        ("u8", "CAST(8 AS TINYINT UNSIGNED)"),
+        ("u16", "CAST(16 AS SMALLINT UNSIGNED)"),
+        ("u32", "CAST(32 AS INT UNSIGNED)"),
+        ("u64", "CAST(64 AS BIGINT UNSIGNED)"),
+        ("f16", "arrow_cast(1.5, 'Float16')"),
+        ("f32", "CAST(2.5 AS FLOAT)"),
+        ("f64", "CAST(-0.25 AS DOUBLE)"),
+        ("dec", "CAST('1234.56' AS DECIMAL(10,2))"),
+        ("dec256", "arrow_cast(CAST('1234.56' AS DECIMAL(20,2)), 'Decimal256(20, 2)')"),
+        ("s", "'text'"),
+        ("sl", "arrow_cast('large', 'LargeUtf8')"),
+        ("sv", "arrow_cast('view', 'Utf8View')"),
+        ("sd", "arrow_cast('dict', 'Dictionary(Int32, Utf8)')"),
+        ("bin", "CAST('abc' AS BYTEA)"),
+        ("fbin", "arrow_cast(CAST('ab' AS BYTEA), 'FixedSizeBinary(2)')"),
+        ("d", "DATE '2024-02-29'"),
+        ("d64", "arrow_cast(DATE '2024-02-29', 'Date64')"),
+        ("ts_s", "arrow_cast(TIMESTAMP '2024-02-29 12:34:56', 'Timestamp(Second, None)')"),
+        ("ts_ms", "arrow_cast(TIMESTAMP '2024-02-29 12:34:56.789', 'Timestamp(Millisecond, None)')"),
+        ("ts_us", "arrow_cast(TIMESTAMP '2024-02-29 12:34:56.789012', 'Timestamp(Microsecond, None)')"),
+        ("ts_ns", "TIMESTAMP '2024-02-29 12:34:56.789012345'"),
+        ("tstz", "arrow_cast(TIMESTAMP '2024-02-29 12:34:56', 'Timestamp(Microsecond, Some(\"UTC\"))')"),
+        ("t32", "arrow_cast(CAST('13:14:15' AS TIME), 'Time32(Second)')"),
+        ("t64", "CAST('13:14:15.123456' AS TIME)"),
+        ("iv", "INTERVAL '1 month 2 days 3 seconds'"),
+        ("iv_ym", "arrow_cast('14 months', 'Interval(YearMonth)')"),
+        ("iv_dt", "arrow_cast('2 days 1 millisecond', 'Interval(DayTime)')"),
+        ("dur_s", "arrow_cast(90, 'Duration(Second)')"),
+        ("dur_us", "arrow_cast(-1500000, 'Duration(Microsecond)')"),
+        ("dur_ns", "arrow_cast(2000001000, 'Duration(Nanosecond)')"),
+        ("list", "make_array(1, NULL, 3)"),
+        ("llist", "arrow_cast(make_array(1, 2), 'LargeList(Int64)')"),
+        ("iv_list", "make_array(arrow_cast(60, 'Duration(Second)'), NULL)"),
+        ("st", "named_struct('k', 1, 'v', 'x')"),
+        ("st_iv", "named_struct('wait', INTERVAL '5 minutes')"),
+        ("mp", "map(['a'], [1])"),
+    ];
+    let select = columns
+        .iter()
+        .map(|(name, value)| format!("CASE WHEN k = 1 THEN {value} END AS {name}"))
+        .collect::<Vec<_>>()
+        .join(",\n  ");
+    p.write("sql/typed.sql", &format!("SELECT k,\n  {select}\nFROM (VALUES (1), (2)) AS t(k)\n"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let is_null = names.iter().map(|n| format!("CAST({n} IS NULL AS VARCHAR)")).collect::<Vec<_>>().join(", ");
+    assert_eq!(p.duckdb(&format!("SELECT {is_null} FROM typed WHERE k = 2"))[0], vec!["true"; names.len()]);
+    let text = names.iter().map(|n| format!("CAST({n} AS VARCHAR)")).collect::<Vec<_>>().join(", ");
+    let values = &p.duckdb(&format!("SELECT {text} FROM typed WHERE k = 1"))[0];
+    let expected = [
+        "true",
+        "-8",
+        "-16",
+        "-32",
+        "-64",
+        "8",
+        "16",
+        "32",
+        "64",
+        "1.5",
+        "2.5",
+        "-0.25",
+        "1234.56",
+        "1234.56",
+        "text",
+        "large",
+        "view",
+        "dict",
+        "abc",
+        "ab",
+        "2024-02-29",
+        "2024-02-29",
+        "2024-02-29 12:34:56",
+        "2024-02-29 12:34:56.789",
+        "2024-02-29 12:34:56.789012",
+        "2024-02-29 12:34:56.789012345",
+        "2024-02-29 12:34:56+00",
+        "13:14:15",
+        "13:14:15.123456",
+        "1 month 2 days 00:00:03",
+        "1 year 2 months",
+        "2 days 00:00:00.001",
+        "00:01:30",
+        "-00:00:01.5",
+        "00:00:02.000001",
+        "[1, NULL, 3]",
+        "[1, 2]",
+        "['00:01:00', NULL]",
+        "{'k': 1, 'v': x}",
+        "{'wait': '00:05:00'}",
+        "{a=1}",
+    ];
+    let got: Vec<(&str, &str)> = names.iter().copied().zip(values.iter().map(String::as_str)).collect();
+    let want: Vec<(&str, &str)> = names.iter().copied().zip(expected).collect();
+    assert_eq!(got, want);
 }

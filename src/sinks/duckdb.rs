@@ -21,9 +21,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, LargeListArray, ListArray, RecordBatch, StringArray, StructArray,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Fields, IntervalMonthDayNanoType, IntervalUnit, Schema, SchemaRef,
+};
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -103,7 +107,7 @@ impl DataSink for DuckDbSink {
             table: self.target.table.name.clone(),
             mode: self.mode,
             unique_key: self.unique_key.clone(),
-            storage: storage.clone(),
+            schema: self.schema.clone(),
             memory_limit: self.memory_limit,
             evolution: self.evolution.clone(),
         };
@@ -147,7 +151,9 @@ struct LoadJob {
     table: String,
     mode: Mode,
     unique_key: Vec<String>,
-    storage: SchemaRef,
+    /// The model's schema: the table's column types come from it (the batches arrive in
+    /// their [`storage_type`]s).
+    schema: SchemaRef,
     memory_limit: Option<u64>,
     evolution: Evolution,
 }
@@ -187,7 +193,7 @@ impl LoadJob {
         };
         let staging = format!("{schema}.{}", quote(&staging_name));
         let columns = self
-            .storage
+            .schema
             .fields()
             .iter()
             .map(|f| {
@@ -205,9 +211,16 @@ impl LoadJob {
         let mut committed = false;
         {
             let mut appender = conn.appender_to_db(&staging_name, &self.schema_name).map_err(|e| e.to_string())?;
+            let mut first = true;
             while let Some(message) = rx.blocking_recv() {
                 match message {
-                    Message::Batch(batch) => appender.append_record_batch(batch).map_err(|e| e.to_string())?,
+                    Message::Batch(batch) => {
+                        appender.append_record_batch(batch).map_err(|e| e.to_string())?;
+                        if std::mem::take(&mut first) {
+                            appender.flush().map_err(|e| e.to_string())?;
+                            crate::util::fault::pause_mid_load(|| rx.is_closed());
+                        }
+                    }
                     Message::Commit => {
                         committed = true;
                         break;
@@ -309,7 +322,7 @@ impl LoadJob {
     /// Appending or merging: every model column must be in the table.
     fn check_columns(&self, conn: &duckdb::Connection, target: &str) -> Result<(), String> {
         let held = Self::table_schema(conn, target)?;
-        match self.storage.fields().iter().find(|f| held.field_with_name(f.name()).is_err()) {
+        match self.schema.fields().iter().find(|f| held.field_with_name(f.name()).is_err()) {
             None => Ok(()),
             Some(f) => Err(missing_column_message(f.name(), target, held.fields().iter().map(|f| f.name().as_str()))),
         }
@@ -330,7 +343,7 @@ impl LoadJob {
             .map_err(|e| e.to_string())?;
         let named = |list: &[String], f: &Field| list.iter().any(|n| n == f.name());
         let mut alter = Vec::new();
-        for f in self.storage.fields() {
+        for f in self.schema.fields() {
             let column = quote(f.name());
             match held.field_with_name(f.name()) {
                 Err(_) if named(&self.evolution.added, f) => {
@@ -360,10 +373,13 @@ impl LoadJob {
     }
 }
 
-/// The DuckDB column type for an Arrow type (after [`storage_type`]).
+/// The DuckDB column type for a column of the model's Arrow type.
 pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
     use datafusion::arrow::datatypes::TimeUnit::*;
     Ok(match data_type {
+        DataType::Dictionary(_, values) => duckdb_type(values)?,
+        DataType::Float16 => "FLOAT".into(),
+        DataType::Decimal256(..) => return duckdb_type(&storage_type(data_type)?),
         DataType::Null => "INTEGER".into(),
         DataType::Boolean => "BOOLEAN".into(),
         DataType::Int8 => "TINYINT".into(),
@@ -408,11 +424,15 @@ pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
     })
 }
 
-/// The type a column is stored as: the Arrow type itself where DuckDB's appender takes it,
-/// otherwise the nearest type it takes without loss (dictionaries become their values,
-/// half floats become floats, decimal256 of 38 digits or fewer becomes decimal128).
+/// The type a column is handed to DuckDB's appender as: the Arrow type itself where the
+/// appender takes it, otherwise the nearest type it takes without loss (dictionaries become
+/// their values, half floats become floats, decimal256 of 38 digits or fewer becomes
+/// decimal128). Intervals and durations travel as text that DuckDB casts to the table's
+/// INTERVAL column: duckdb-rs (1.10506) rebuilds interval arrays from their values and drops
+/// their validity, so a NULL would arrive as `00:00:00`.
 fn storage_type(data_type: &DataType) -> Result<DataType, String> {
     Ok(match data_type {
+        DataType::Interval(_) | DataType::Duration(_) => DataType::Utf8,
         DataType::Dictionary(_, values) => storage_type(values)?,
         DataType::Float16 => DataType::Float32,
         DataType::Decimal256(p, s) if *p <= 38 => DataType::Decimal128(*p, *s),
@@ -451,9 +471,50 @@ fn to_storage(batch: RecordBatch, storage: &SchemaRef) -> DfResult<RecordBatch> 
         .columns()
         .iter()
         .zip(storage.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(c, f)| to_storage_array(c, f.data_type()))
+        .collect::<DfResult<Vec<_>>>()?;
     Ok(RecordBatch::try_new(storage.clone(), columns)?)
+}
+
+/// One column converted to its [`storage_type`], through lists and structs.
+fn to_storage_array(array: &ArrayRef, to: &DataType) -> DfResult<ArrayRef> {
+    Ok(match (array.data_type(), to) {
+        (from, to) if from == to => array.clone(),
+        (DataType::Interval(_) | DataType::Duration(_), _) => interval_text(array)?,
+        (DataType::List(_), DataType::List(field)) => {
+            let list = array.as_list::<i32>();
+            let values = to_storage_array(list.values(), field.data_type())?;
+            Arc::new(ListArray::try_new(field.clone(), list.offsets().clone(), values, list.nulls().cloned())?)
+        }
+        (DataType::LargeList(_), DataType::LargeList(field)) => {
+            let list = array.as_list::<i64>();
+            let values = to_storage_array(list.values(), field.data_type())?;
+            Arc::new(LargeListArray::try_new(field.clone(), list.offsets().clone(), values, list.nulls().cloned())?)
+        }
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let parts = array.as_struct();
+            let columns = parts
+                .columns()
+                .iter()
+                .zip(fields)
+                .map(|(c, f)| to_storage_array(c, f.data_type()))
+                .collect::<DfResult<Vec<_>>>()?;
+            Arc::new(StructArray::try_new(fields.clone(), columns, parts.nulls().cloned())?)
+        }
+        _ => cast(array, to)?,
+    })
+}
+
+/// Intervals and durations as DuckDB interval text (`1 months 2 days 3000000 microseconds`),
+/// NULL kept NULL. DuckDB holds microseconds: finer digits are cut, as its own cast does.
+fn interval_text(array: &ArrayRef) -> DfResult<ArrayRef> {
+    let intervals = cast(array, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+    let text: StringArray = intervals
+        .as_primitive::<IntervalMonthDayNanoType>()
+        .iter()
+        .map(|v| v.map(|v| format!("{} months {} days {} microseconds", v.months, v.days, v.nanoseconds / 1000)))
+        .collect();
+    Ok(Arc::new(text))
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! Leaf helpers used across dfpipe: SQL quoting, did-you-mean suggestions, human-readable
-//! numbers and tables, and the row counter sinks and progress bars share.
+//! numbers and tables, the row counter sinks and progress bars share, and the pause point
+//! fault tests use.
 //!
 //! May import: nothing from dfpipe (only [`crate::error`]'s types). Everything else may import it.
 
+pub mod fault;
 pub mod fmt;
 pub mod progress;
 pub mod sql;
