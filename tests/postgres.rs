@@ -233,6 +233,54 @@ fn appending_casts_to_the_existing_column_types() {
 }
 
 #[test]
+fn appending_into_types_with_modifiers_and_arrays_of_them() {
+    let schema = pg::schema("t_typmods");
+    pg::query(&format!(
+        "CREATE TABLE {schema}.m (id bigint, ts3 timestamp(3) without time zone, tz0 timestamp(0) with time zone, \
+         t2 time(2), amounts numeric(10,2)[], tags character varying(20)[], codes character(3)[], \
+         months interval year to month)"
+    ));
+    let p = project(&schema, "mode: append");
+    p.write(
+        "sql/m.sql",
+        "SELECT id, TIMESTAMP '2024-01-02 03:04:05.123456' AS ts3, \
+         arrow_cast(TIMESTAMP '2024-01-02 03:04:05.6', 'Timestamp(Microsecond, Some(\"UTC\"))') AS tz0, \
+         CAST('10:11:12.345678' AS TIME) AS t2, make_array(CAST(id AS DOUBLE) / 4, 2.5) AS amounts, \
+         make_array(v, 'x') AS tags, make_array('ab', v) AS codes, INTERVAL '14 months' AS months FROM raw\n",
+    );
+    p.write("raw.csv", &csv(1..=2, "a"));
+    assert_success(&run(&p, &["run", "-q"]));
+    assert_eq!(
+        pg::query(&format!(
+            "SELECT id::text, ts3::text, (tz0 AT TIME ZONE 'UTC')::text, t2::text, amounts::text, tags::text, \
+                    codes::text, months::text FROM {schema}.m ORDER BY id"
+        )),
+        [
+            [
+                "1",
+                "2024-01-02 03:04:05.123",
+                "2024-01-02 03:04:06",
+                "10:11:12.35",
+                "{0.25,2.50}",
+                "{a1,x}",
+                "{\"ab \",\"a1 \"}",
+                "1 year 2 mons"
+            ],
+            [
+                "2",
+                "2024-01-02 03:04:05.123",
+                "2024-01-02 03:04:06",
+                "10:11:12.35",
+                "{0.50,2.50}",
+                "{a2,x}",
+                "{\"ab \",\"a2 \"}",
+                "1 year 2 mons"
+            ]
+        ]
+    );
+}
+
+#[test]
 fn passwords_never_show() {
     let p = Project::new();
     p.write(

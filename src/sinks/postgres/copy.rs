@@ -16,6 +16,16 @@ use super::{Failure, PostgresSink, encode};
 use crate::error::df_message;
 use crate::util::progress::RowCounter;
 
+/// What a table's columns are written as: the Arrow type each column is cast to and encoded
+/// from, and, for array columns of an existing table, the OID of its element type.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ColumnTypes {
+    /// One per model column.
+    pub arrow: Vec<DataType>,
+    /// One per model column (empty: each array's element OID follows its Arrow type).
+    pub array_elements: Vec<Option<u32>>,
+}
+
 /// Sends batches through one `COPY ... FROM STDIN (FORMAT binary)`.
 #[derive(Debug, Clone)]
 pub(super) struct Copier {
@@ -23,6 +33,7 @@ pub(super) struct Copier {
     column_list: String,
     schema: SchemaRef,
     types: Vec<DataType>,
+    array_elements: Vec<Option<u32>>,
     counter: RowCounter,
 }
 
@@ -42,7 +53,8 @@ pub(super) fn batches(
 
 impl PostgresSink {
     /// A copier into `table`, after checking every column type can be encoded.
-    pub(super) fn copier(&self, table: &str, column_list: &str, types: Vec<DataType>) -> Result<Copier, String> {
+    pub(super) fn copier(&self, table: &str, column_list: &str, types: ColumnTypes) -> Result<Copier, String> {
+        let ColumnTypes { arrow: types, array_elements } = types;
         for (field, ty) in self.schema.fields().iter().zip(&types) {
             if !encode::supported(ty) {
                 return Err(format!(
@@ -56,6 +68,7 @@ impl PostgresSink {
             column_list: column_list.to_string(),
             schema: self.schema.clone(),
             types,
+            array_elements,
             counter: self.counter.clone(),
         })
     }
@@ -74,7 +87,7 @@ impl Copier {
         futures::pin_mut!(sink);
         futures::pin_mut!(data);
         sink.send(Bytes::from_static(encode::HEADER)).await?;
-        let mut encoder = encode::Encoder::default();
+        let mut encoder = encode::Encoder::with_array_elements(self.array_elements.clone());
         let mut rows = 0u64;
         while let Some(item) = data.next().await {
             let (batch, before) = item?;

@@ -97,7 +97,8 @@ pub fn element_oid(data_type: &DataType) -> Option<u32> {
 
 /// Nested and interval columns become binary columns holding their finished PostgreSQL
 /// payloads (array, jsonb, interval), so the row layout below handles them like bytea.
-fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
+/// `array_element` is the OID written in each array's header (`None`: the element type's own).
+fn prepare(column: &ArrayRef, array_element: Option<u32>) -> Result<ArrayRef, RowError> {
     use datafusion::arrow::array::BinaryBuilder;
     let nested_or_interval = matches!(
         column.data_type(),
@@ -162,12 +163,14 @@ fn prepare(column: &ArrayRef) -> Result<ArrayRef, RowError> {
             column.as_list::<i32>().offsets().iter().map(|o| *o as usize),
             column,
             column.as_list::<i32>().values(),
+            array_element,
             &mut out,
         )?,
         DataType::LargeList(_) => arrays(
             column.as_list::<i64>().offsets().iter().map(|o| *o as usize),
             column,
             column.as_list::<i64>().values(),
+            array_element,
             &mut out,
         )?,
         DataType::Struct(_) | DataType::Map(_, _) => jsonb(column, &mut out)?,
@@ -184,17 +187,20 @@ fn interval(micros: i64, days: i32, months: i32) -> [u8; 16] {
     b
 }
 
-/// One-dimensional PostgreSQL arrays from a list column.
+/// One-dimensional PostgreSQL arrays from a list column, their elements of type `oid` (the
+/// column's element type: `varchar[]` takes only arrays of varchar, not of text).
 fn arrays(
     offsets: impl Iterator<Item = usize>,
     list: &ArrayRef,
     values: &ArrayRef,
+    oid: Option<u32>,
     out: &mut datafusion::arrow::array::BinaryBuilder,
 ) -> Result<(), RowError> {
-    let oid = element_oid(values.data_type())
+    let oid = oid
+        .or_else(|| element_oid(values.data_type()))
         .ok_or_else(|| (0, format!("arrays of {} are not supported", values.data_type())))?;
     // Encode every element once, as fields (length + bytes), then slice per row.
-    let values = prepare(values)?;
+    let values = prepare(values, None)?;
     let mut starts = vec![4usize; values.len()];
     add_value_sizes(&values, &mut starts);
     let mut total = 0;
@@ -269,9 +275,16 @@ fn jsonb(column: &ArrayRef, out: &mut datafusion::arrow::array::BinaryBuilder) -
 pub struct Encoder {
     buf: Vec<u8>,
     cursors: Vec<usize>,
+    array_elements: Vec<Option<u32>>,
 }
 
 impl Encoder {
+    /// An encoder whose array columns carry the given element type OIDs (by column; `None`
+    /// or missing: the OID of the Arrow element type), as an existing table's columns require.
+    pub fn with_array_elements(array_elements: Vec<Option<u32>>) -> Encoder {
+        Encoder { array_elements, ..Encoder::default() }
+    }
+
     /// Encodes `batch` (columns already of [`supported`] types) and returns its rows' bytes,
     /// valid until the next call.
     pub fn encode(&mut self, batch: &RecordBatch) -> Result<&[u8], EncodeError> {
@@ -282,7 +295,14 @@ impl Encoder {
             .columns()
             .iter()
             .zip(schema.fields())
-            .map(|(c, f)| prepare(c).map_err(|(row, reason)| EncodeError { column: f.name().clone(), row, reason }))
+            .enumerate()
+            .map(|(i, (c, f))| {
+                prepare(c, self.array_elements.get(i).copied().flatten()).map_err(|(row, reason)| EncodeError {
+                    column: f.name().clone(),
+                    row,
+                    reason,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         // 1. Row sizes: 2 bytes of field count, then 4 bytes of length per field plus the value.
         let mut sizes = vec![2 + 4 * fields; rows];

@@ -1,9 +1,10 @@
 //! The existing table's side: its column types (batches are cast to them), and the changes
 //! `on_schema_change: evolve` applies to it (added columns, widened types, dropped NOT NULL).
 
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::Field;
 use tokio_postgres::Transaction;
 
+use super::copy::ColumnTypes;
 use super::{Failure, PostgresSink, types};
 use crate::schema::{logical_type, widens};
 use crate::sinks::missing_column_message;
@@ -52,32 +53,34 @@ impl PostgresSink {
         Ok(())
     }
 
-    /// The types batches are cast to for an existing table: whatever its columns hold.
-    pub(super) async fn existing_types(&self, tx: &Transaction<'_>, target: &str) -> Result<Vec<DataType>, Failure> {
+    /// The types batches are cast to for an existing table: whatever its columns hold, arrays
+    /// with their own element type.
+    pub(super) async fn existing_types(&self, tx: &Transaction<'_>, target: &str) -> Result<ColumnTypes, Failure> {
         let rows = tx
             .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                        CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE 0 END \
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&target],
             )
             .await?;
-        let existing: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let types = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let Some((_, pg)) = existing.iter().find(|(name, _)| name == f.name()) else {
-                    return Err(missing_column_message(f.name(), target, existing.iter().map(|(n, _)| n.as_str())));
-                };
-                types::arrow_for_pg(pg, f.data_type()).ok_or_else(|| {
-                    format!(
-                        "column `{}`: dfpipe cannot write PostgreSQL type {pg} yet; CAST the column in the model",
-                        f.name()
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let existing: Vec<(String, String, u32)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let mut types = ColumnTypes::default();
+        for f in self.schema.fields() {
+            let Some((_, pg, element)) = existing.iter().find(|(name, ..)| name == f.name()) else {
+                let names = existing.iter().map(|(n, ..)| n.as_str());
+                return Err(missing_column_message(f.name(), target, names).into());
+            };
+            let arrow = types::arrow_for_pg(pg, f.data_type()).ok_or_else(|| {
+                format!(
+                    "column `{}`: dfpipe cannot write PostgreSQL type {pg} yet; CAST the column in the model",
+                    f.name()
+                )
+            })?;
+            types.arrow.push(arrow);
+            types.array_elements.push((*element != 0).then_some(*element));
+        }
         Ok(types)
     }
 }

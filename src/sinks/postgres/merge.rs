@@ -3,11 +3,10 @@
 //! keys are deleted (an `=` join the planner can hash or serve from an index) and the staging
 //! rows inserted — all inside the load's transaction.
 
-use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::SendableRecordBatchStream;
 use tokio_postgres::Transaction;
 
-use super::copy::batches;
+use super::copy::{ColumnTypes, batches};
 use super::{Failure, PostgresSink};
 use crate::sinks::null_key_message;
 use crate::util::sql::quote;
@@ -19,7 +18,7 @@ impl PostgresSink {
         tx: &Transaction<'_>,
         target: &str,
         column_list: &str,
-        types: Vec<DataType>,
+        types: ColumnTypes,
         data: SendableRecordBatchStream,
     ) -> Result<u64, Failure> {
         let stage = quote(&format!("__dfpipe_stage_{}", self.table.name));

@@ -191,14 +191,16 @@ impl PostgresSink {
     }
 
     /// The types batches are cast to for a table dfpipe created: dictionaries unpacked.
-    fn created_types(&self) -> Vec<DataType> {
-        self.schema
+    fn created_types(&self) -> copy::ColumnTypes {
+        let arrow = self
+            .schema
             .fields()
             .iter()
             .map(|f| match f.data_type() {
                 DataType::Dictionary(_, values) => values.as_ref().clone(),
                 other => other.clone(),
             })
-            .collect()
+            .collect();
+        copy::ColumnTypes { arrow, array_elements: Vec::new() }
     }
 }

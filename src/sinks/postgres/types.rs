@@ -35,11 +35,69 @@ pub fn pg_type(data_type: &DataType) -> Result<String, String> {
     })
 }
 
+/// A type name as PostgreSQL's `format_type` prints it, taken apart:
+/// `character varying(20)[]` is the name `character varying`, the modifiers `20` and one array
+/// dimension; `timestamp(3) without time zone` is `timestamp without time zone` with `3`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PgTypeName<'a> {
+    /// The name without modifiers or array brackets, e.g. `timestamp without time zone`.
+    pub name: String,
+    /// What was inside the parentheses, e.g. `10,2`.
+    pub modifiers: Option<&'a str>,
+    /// Array dimensions (`[]` pairs at the end).
+    pub dimensions: usize,
+}
+
+impl<'a> PgTypeName<'a> {
+    /// Parses `format_type`'s output.
+    pub fn parse(printed: &'a str) -> PgTypeName<'a> {
+        let mut rest = printed.trim();
+        let mut dimensions = 0;
+        while let Some(inner) = rest.strip_suffix("[]") {
+            dimensions += 1;
+            rest = inner.trim_end();
+        }
+        let (name, modifiers) = match (rest.find('('), rest.find(')')) {
+            (Some(open), Some(close)) if open < close => {
+                let name = format!("{} {}", rest[..open].trim_end(), rest[close + 1..].trim_start());
+                (name.trim().to_string(), Some(rest[open + 1..close].trim()))
+            }
+            _ => (rest.to_string(), None),
+        };
+        PgTypeName { name, modifiers, dimensions }
+    }
+
+    /// `(precision, scale)` of a `numeric(p[,s])`.
+    fn precision_scale(&self) -> Option<(u32, u32)> {
+        let inner = self.modifiers?;
+        let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+        Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
+    }
+}
+
 /// The Arrow type to encode for an existing column of PostgreSQL type `pg` (as `format_type`
-/// prints it), given the model's Arrow type. `None` when dfpipe cannot write that column type.
+/// prints it: modifiers and `[]` allowed), given the model's Arrow type. `None` when dfpipe
+/// cannot write that column type.
 pub fn arrow_for_pg(pg: &str, model: &DataType) -> Option<DataType> {
-    let base = pg.split('(').next().unwrap_or(pg).trim();
-    Some(match base {
+    let parsed = PgTypeName::parse(pg);
+    match parsed.dimensions {
+        0 => scalar_for_pg(&parsed, model),
+        1 => match model {
+            DataType::List(f) | DataType::LargeList(f) => {
+                let element = PgTypeName { dimensions: 0, ..parsed };
+                let element = scalar_for_pg(&element, f.data_type())?;
+                Some(DataType::List(std::sync::Arc::new(datafusion::arrow::datatypes::Field::new(
+                    "item", element, true,
+                ))))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn scalar_for_pg(pg: &PgTypeName, model: &DataType) -> Option<DataType> {
+    Some(match pg.name.as_str() {
         "boolean" => DataType::Boolean,
         "smallint" => DataType::Int16,
         "integer" => DataType::Int32,
@@ -52,16 +110,12 @@ pub fn arrow_for_pg(pg: &str, model: &DataType) -> Option<DataType> {
         "timestamp without time zone" => DataType::Timestamp(TimeUnit::Microsecond, None),
         "timestamp with time zone" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         "time without time zone" => DataType::Time64(TimeUnit::Microsecond),
-        "interval" => DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+        // `interval`, and intervals restricted to fields (`interval year to month`).
+        interval if interval == "interval" || interval.starts_with("interval ") => {
+            DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano)
+        }
         "jsonb" if matches!(model, DataType::Struct(_) | DataType::Map(_, _)) => model.clone(),
-        array if array.ends_with("[]") => match model {
-            DataType::List(f) | DataType::LargeList(f) => {
-                let element = arrow_for_pg(array.trim_end_matches("[]"), f.data_type())?;
-                DataType::List(std::sync::Arc::new(datafusion::arrow::datatypes::Field::new("item", element, true)))
-            }
-            _ => return None,
-        },
-        "numeric" => match typmod(pg) {
+        "numeric" => match pg.precision_scale() {
             Some((p, s)) if p <= 38 => DataType::Decimal128(p as u8, s as i8),
             Some((p, s)) if p <= 76 => DataType::Decimal256(p as u8, s as i8),
             Some(_) => return None,
@@ -74,12 +128,6 @@ pub fn arrow_for_pg(pg: &str, model: &DataType) -> Option<DataType> {
         },
         _ => return None,
     })
-}
-
-fn typmod(pg: &str) -> Option<(u32, u32)> {
-    let inner = pg.split_once('(')?.1.strip_suffix(')')?;
-    let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
-    Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
 }
 
 #[cfg(test)]
@@ -99,5 +147,31 @@ mod tests {
         assert_eq!(arrow_for_pg("bigint", &DataType::Int32), Some(DataType::Int64));
         assert_eq!(arrow_for_pg("character varying(20)", &DataType::Utf8View), Some(DataType::Utf8));
         assert_eq!(arrow_for_pg("jsonb", &DataType::Utf8), None);
+        let ts = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        assert_eq!(
+            arrow_for_pg("timestamp(3) without time zone", &ts),
+            Some(DataType::Timestamp(TimeUnit::Microsecond, None))
+        );
+        let list = |t: DataType| DataType::new_list(t, true);
+        assert_eq!(arrow_for_pg("numeric(10,2)[]", &list(DataType::Float64)), Some(list(DataType::Decimal128(10, 2))));
+        assert_eq!(arrow_for_pg("character varying(20)[]", &list(DataType::Utf8View)), Some(list(DataType::Utf8)));
+        assert_eq!(arrow_for_pg("integer[]", &DataType::Int32), None);
+        assert_eq!(arrow_for_pg("integer[][]", &list(DataType::Int32)), None);
+    }
+
+    #[test]
+    fn type_names_taken_apart() {
+        assert_eq!(
+            PgTypeName::parse("timestamp(3) with time zone"),
+            PgTypeName { name: "timestamp with time zone".into(), modifiers: Some("3"), dimensions: 0 }
+        );
+        assert_eq!(
+            PgTypeName::parse("numeric(10,2)[]"),
+            PgTypeName { name: "numeric".into(), modifiers: Some("10,2"), dimensions: 1 }
+        );
+        assert_eq!(
+            PgTypeName::parse("interval year to month"),
+            PgTypeName { name: "interval year to month".into(), modifiers: None, dimensions: 0 }
+        );
     }
 }
