@@ -200,3 +200,58 @@ pub fn schema(name: &str) -> String {
     query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"));
     name.to_string()
 }
+
+/// A session holding a transaction open (as an analyst's idle `BEGIN; SELECT …` does) until
+/// dropped. Its `application_name` is `app`.
+pub struct OpenTransaction {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Opens a session named `app`, runs `BEGIN` and `sql` in it, and keeps the transaction open.
+pub fn hold_open_transaction(app: &str, sql: &str) -> OpenTransaction {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let url = format!("{} application_name={app}", key_value_url(database_url()));
+    let sql = sql.to_string();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(&format!("BEGIN; {sql}")).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            ready_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || released.recv()).await;
+            let _ = client.batch_execute("ROLLBACK").await;
+        });
+    });
+    ready.recv().expect("the transaction opened");
+    OpenTransaction { release: Some(release), thread: Some(thread) }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `postgres://user@host:port/db` as libpq key-value settings, so more can be appended.
+fn key_value_url(url: &str) -> String {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let password = config.get_password().map_or_else(String::new, |p| {
+        format!(" password='{}'", String::from_utf8_lossy(p).replace('\\', "\\\\").replace('\'', "\\'"))
+    });
+    format!(
+        "host={host} port={} user={} dbname={}{password}",
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_user().unwrap_or("postgres"),
+        config.get_dbname().unwrap_or("postgres")
+    )
+}

@@ -313,6 +313,117 @@ fn generated(schema: &str, rows: u32) -> Project {
     p
 }
 
+/// [`generated`] with the connection's extra settings `settings` (e.g. `copy_streams: 2`).
+fn generated_with(schema: &str, rows: u32, settings: &str) -> Project {
+    let p = generated(schema, rows);
+    let yml = std::fs::read_to_string(p.file("dfpipe.yml")).unwrap();
+    p.write("dfpipe.yml", &yml.replace("dsn: \"${DFPIPE_PG}\" }", &format!("dsn: \"${{DFPIPE_PG}}\", {settings} }}")));
+    p
+}
+
+/// Starts `dfpipe run -q` paused once its first batch is in the COPY (see `util::fault` in the
+/// crate); the load goes on when the returned pause file is removed.
+fn spawn_run_paused_mid_load(p: &Project) -> (std::process::Child, std::path::PathBuf) {
+    let flag = p.file("paused");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["run", "-q"])
+        .current_dir(p.path())
+        .env("DFPIPE_PG", pg::database_url())
+        .env("DFPIPE_TEST_PAUSE_MID_LOAD", &flag)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the load to start", || flag.exists());
+    (child, flag)
+}
+
+/// Polls `done` every 20 ms for up to a minute.
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn hidden_tables(schema: &str) -> Vec<Vec<String>> {
+    pg::query(&format!(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = '{schema}' AND tablename LIKE '\\_\\_dfpipe%'"
+    ))
+}
+
+#[test]
+fn replace_behind_a_long_reader_waits_without_blocking_new_readers_then_names_it() {
+    let schema = pg::schema("t_swap_wait");
+    for streams in [1, 2] {
+        let p = generated_with(&schema, 100, &format!("copy_streams: {streams}, swap_timeout: 3s"));
+        assert_success(&run(&p, &["run", "-q"]));
+        let reader = pg::hold_open_transaction("dfpipe-test-reader", &format!("SELECT count(*) FROM {schema}.big"));
+        let p = generated_with(&schema, 5000, &format!("copy_streams: {streams}, swap_timeout: 3s"));
+        let mut child = spawn_run(&p);
+        // While the swap waits, new readers still read the old table at once.
+        let mut reads = 0;
+        while child.try_wait().unwrap().is_none() {
+            let count = pg::query(&format!("SET statement_timeout = '2s'; SELECT count(*)::text FROM {schema}.big"));
+            assert_eq!(count, [["100"]]);
+            reads += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(reads > 3, "the run ended before readers could try: {}", stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        let reader_pid =
+            pg::query("SELECT pid::text FROM pg_stat_activity WHERE application_name = 'dfpipe-test-reader'")[0][0]
+                .clone();
+        assert!(
+            err.contains(&format!(
+                "could not swap in the new table within swap_timeout (3s): pid {reader_pid} (application 'dfpipe-test-reader', idle in transaction since "
+            )) && err.contains("held the table; it keeps its previous contents. End those sessions, or raise `swap_timeout` on the connection"),
+            "{err}"
+        );
+        drop(reader);
+        assert_eq!(pg::query(&format!("SELECT count(*)::text FROM {schema}.big")), [["100"]]);
+        assert_eq!(hidden_tables(&schema), Vec::<Vec<String>>::new());
+    }
+}
+
+#[test]
+fn two_writers_of_one_table_take_turns() {
+    let schema = pg::schema("t_two_writers");
+    let first = generated_with(&schema, 3000, "copy_streams: 2");
+    let (first_run, pause) = spawn_run_paused_mid_load(&first);
+    let second = generated_with(&schema, 7000, "copy_streams: 2");
+    let second_run = spawn_run(&second);
+    // The second writer waits for the first one's lock (it does not touch its hidden table).
+    wait_for("the second writer to wait", || {
+        pg::query("SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") != [["0"]]
+    });
+    std::fs::remove_file(pause).unwrap();
+    let first_out = first_run.wait_with_output().unwrap();
+    assert_success(&first_out);
+    assert_success(&second_run.wait_with_output().unwrap());
+    assert_eq!(pg::query(&format!("SELECT count(*)::text, max(id)::text FROM {schema}.big")), [["7000", "7000"]]);
+    assert_eq!(hidden_tables(&schema), Vec::<Vec<String>>::new());
+}
+
+#[test]
+fn a_killed_parallel_replace_leaves_a_hidden_table_the_next_run_removes() {
+    let schema = pg::schema("t_dead_writer");
+    let p = generated_with(&schema, 100, "copy_streams: 2");
+    assert_success(&run(&p, &["run", "-q"]));
+    let p = generated_with(&schema, 5000, "copy_streams: 2");
+    let (mut child, _pause) = spawn_run_paused_mid_load(&p);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(hidden_tables(&schema).len(), 1, "the parallel replace commits its hidden table first");
+    assert_eq!(pg::query(&format!("SELECT count(*)::text FROM {schema}.big")), [["100"]]);
+    std::fs::remove_file(p.file("paused")).unwrap();
+    // The killed run's backends may still hold their locks for a moment; the next run waits.
+    assert_success(&run(&p, &["run", "-q"]));
+    assert_eq!(pg::query(&format!("SELECT count(*)::text FROM {schema}.big")), [["5000"]]);
+    assert_eq!(hidden_tables(&schema), Vec::<Vec<String>>::new());
+}
+
 fn spawn_run(p: &Project) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
         .args(["run", "-q"])

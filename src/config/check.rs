@@ -283,9 +283,9 @@ impl Checker<'_> {
                 table,
             }),
             Some(c) if c.kind == ConnectionKind::Duckdb => {
-                if c.dsn.is_some() || c.copy_streams.is_some() {
+                if c.dsn.is_some() || c.copy_streams.is_some() || c.swap_timeout.is_some() {
                     return Err(self.err(format!(
-                        "connection `{name}`: `dsn` and `copy_streams` are postgres settings; a duckdb connection takes `path`"
+                        "connection `{name}`: `dsn`, `copy_streams` and `swap_timeout` are postgres settings; a duckdb connection takes `path`"
                     )));
                 }
                 let path = self.interpolate(c.path.as_deref().unwrap_or(DEFAULT_DUCKDB_FILE), &format!("connection `{name}` path"))?;
@@ -457,7 +457,15 @@ impl Checker<'_> {
                         Some(n) => n,
                         None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
                     };
-                    Ok(Target::Postgres { connection: to.to_string(), table, dsn, copy_streams })
+                    let swap_timeout = match connection.swap_timeout.as_deref() {
+                        None => DEFAULT_SWAP_TIMEOUT,
+                        Some(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                            self.err(format!(
+                                "connection `{to}`: swap_timeout `{text}` is not a duration ({e}); write e.g. `30s` or `5m`"
+                            ))
+                        })?,
+                    };
+                    Ok(Target::Postgres { connection: to.to_string(), table, dsn, copy_streams, swap_timeout })
                 }
             };
         }

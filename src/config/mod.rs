@@ -41,6 +41,10 @@ pub const DEFAULT_CONNECTION: &str = "warehouse";
 /// The DuckDB file of the implicit `warehouse` connection.
 pub const DEFAULT_DUCKDB_FILE: &str = "dfpipe.duckdb";
 
+/// How long a PostgreSQL load waits for another writer of its table, and a `replace` for
+/// readers of the old table, unless the connection sets `swap_timeout`.
+pub const DEFAULT_SWAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How the config was asked for on the command line.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -173,6 +177,8 @@ pub enum Target {
         dsn: Option<Secret>,
         /// Parallel COPY streams for `replace`.
         copy_streams: usize,
+        /// How long a load waits for another writer, and a `replace` for readers.
+        swap_timeout: std::time::Duration,
     },
 }
 

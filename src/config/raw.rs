@@ -259,6 +259,9 @@ pub struct RawConnection {
     /// postgres: parallel COPY streams (connections) for `replace` loads (default: the number
     /// of cores, at most 4).
     pub copy_streams: Option<usize>,
+    /// postgres: how long a load waits for another writer of the same table, and a `replace`
+    /// for readers to let go of the old table (`30s`, `5m`; default 5 minutes).
+    pub swap_timeout: Option<String>,
 }
 
 /// One output: a model written to a connection or a Parquet path.

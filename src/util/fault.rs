@@ -1,26 +1,48 @@
-//! A pause point for fault tests: kill or interrupt a run while a load is in progress.
+//! A pause point for fault tests: kill, interrupt or race a run while a load is in progress.
 //!
 //! When `DFPIPE_TEST_PAUSE_MID_LOAD` names a file, a sink that has written its first batch into
-//! its open transaction creates that file and waits (until its input is gone, at most ten
-//! minutes) before it goes on. A test waits for the file, then sends its signal: the fault
-//! lands during the load, never before or after it. Unset (always, outside tests), it costs
-//! one environment lookup per load.
+//! its open transaction creates that file and waits there until the test removes the file, the
+//! load's input goes away, or ten minutes pass. A test waits for the file, then acts: the fault
+//! lands during the load, never before or after it. Unset (always, outside tests), it costs one
+//! environment lookup per load.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The environment variable naming the file to create when the load is paused.
 pub const PAUSE_MID_LOAD: &str = "DFPIPE_TEST_PAUSE_MID_LOAD";
 
-/// If the pause is asked for, signals it and blocks until `released()` or ten minutes pass.
-/// Called on a blocking thread, once per load, after its first batch is written.
-pub fn pause_mid_load(released: impl Fn() -> bool) {
-    let Some(path) = std::env::var_os(PAUSE_MID_LOAD) else { return };
-    if let Err(e) = std::fs::write(&path, b"paused\n") {
-        tracing::warn!("{PAUSE_MID_LOAD}: cannot write {}: {e}", std::path::Path::new(&path).display());
-        return;
+const LONGEST: Duration = Duration::from_secs(600);
+const POLL: Duration = Duration::from_millis(20);
+
+/// Creates the pause file if the pause is asked for; its path while the pause lasts.
+fn paused() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(PAUSE_MID_LOAD)?);
+    match std::fs::write(&path, b"paused\n") {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::warn!("{PAUSE_MID_LOAD}: cannot write {}: {e}", path.display());
+            None
+        }
     }
+}
+
+/// On a blocking thread: pauses if asked, until the file is removed, `released()` or ten
+/// minutes. Called once per load, after its first batch is written.
+pub fn pause_mid_load(released: impl Fn() -> bool) {
+    let Some(path) = paused() else { return };
     let start = Instant::now();
-    while !released() && start.elapsed() < Duration::from_secs(600) {
-        std::thread::sleep(Duration::from_millis(20));
+    while path.exists() && !released() && start.elapsed() < LONGEST {
+        std::thread::sleep(POLL);
+    }
+}
+
+/// In async code: pauses if asked, until the file is removed or ten minutes (dropping the
+/// future, as an interrupted run does, ends the pause too).
+pub async fn pause_mid_load_async() {
+    let Some(path) = paused() else { return };
+    let start = Instant::now();
+    while path.exists() && start.elapsed() < LONGEST {
+        tokio::time::sleep(POLL).await;
     }
 }

@@ -230,9 +230,14 @@ async fn write_frame(
                     .with_evolution(evolution),
             )
         }
-        Target::Postgres { table, dsn, copy_streams, .. } => Arc::new(
+        Target::Postgres { table, dsn, copy_streams, swap_timeout, .. } => Arc::new(
             sinks::postgres::PostgresSink::new(
-                sinks::postgres::PostgresTarget { dsn: dsn.clone(), table: table.clone(), copy_streams: *copy_streams },
+                sinks::postgres::PostgresTarget {
+                    dsn: dsn.clone(),
+                    table: table.clone(),
+                    copy_streams: *copy_streams,
+                    swap_timeout: *swap_timeout,
+                },
                 schema,
                 mode,
                 key,

@@ -102,6 +102,9 @@ impl Copier {
                     _ => e.into(),
                 });
             }
+            if rows == 0 {
+                crate::util::fault::pause_mid_load_async().await;
+            }
             rows += batch.num_rows() as u64;
             self.counter.add(batch.num_rows() as u64);
         }

@@ -1,6 +1,6 @@
-//! A load in one transaction on one connection: `replace` (fill a hidden table, then swap it
-//! in), `append` and `merge` into an existing table (created when missing), with the schema
-//! evolution `evolve` allows applied first.
+//! A load in one transaction on one connection, holding the table's writer lock: `replace`
+//! (fill a hidden table, then swap it in), `append` and `merge` into an existing table (created
+//! when missing), with the schema evolution `evolve` allows applied first.
 
 use datafusion::execution::SendableRecordBatchStream;
 
@@ -20,17 +20,17 @@ impl PostgresSink {
         if let Some(s) = schema {
             tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s))).await?;
         }
+        let in_schema = self.lock_target(tx.client(), true).await?;
         let target = qualified(schema, &self.table.name);
         let exists: bool = tx.query_one("SELECT to_regclass($1) IS NOT NULL", &[&target]).await?.get(0);
         let column_list = self.column_list();
 
         let rows = match (self.mode, exists) {
             (Mode::Replace, _) => {
-                let new = self.new_table();
-                tx.batch_execute(&format!("DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?))
-                    .await?;
-                let rows = self.copier(&new, &column_list, self.created_types())?.copy(&tx, batches(data)).await?;
-                tx.batch_execute(&self.swap_sql()).await?;
+                tx.batch_execute(&self.create_hidden_sql(&in_schema)?).await?;
+                let copier = self.copier(&self.new_table(), &column_list, self.created_types())?;
+                let rows = copier.copy(&tx, batches(data)).await?;
+                self.swap(&tx, &in_schema).await?;
                 rows
             }
             (Mode::Append, false) => {

@@ -4,8 +4,9 @@
 //! wire format ([`encode`]).
 //!
 //! Every load is one transaction:
-//! - `replace` copies into a new table `__dfpipe_new_<table>`, drops the old table and renames
-//!   the new one: readers see the old table or the new one, never a partial one. The new table
+//! - `replace` copies into a hidden new table, drops the old table and renames the new one:
+//!   readers see the old table or the new one, never a partial one ([`swap`]: one writer per
+//!   table, a swap that waits for readers without blocking new ones). The new table
 //!   is created from the model's schema: indexes, grants and comments of the old table are not
 //!   carried over, and views that depend on it make the drop fail (the load then fails and the
 //!   old table stays).
@@ -16,7 +17,8 @@
 //!
 //! A failure anywhere (a value PostgreSQL cannot hold, the server going away) rolls back.
 //!
-//! Files: `load` (one transaction), `parallel` (`replace` over several COPY streams), `merge`,
+//! Files: `load` (one transaction), `parallel` (`replace` over several COPY streams), `swap`
+//! (the writer lock, the hidden table and the swap), `merge`,
 //! `evolve` (the existing table's types and `evolve`'s changes), `copy` (one binary COPY),
 //! [`encode`] and [`numeric`] (Arrow → PostgreSQL binary), [`types`] (type mapping),
 //! [`connect`] (DSN, retries) and [`tls`].
@@ -29,11 +31,13 @@ mod load;
 mod merge;
 pub mod numeric;
 mod parallel;
+mod swap;
 pub mod tls;
 pub mod types;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -56,6 +60,9 @@ pub struct PostgresTarget {
     pub table: TableName,
     /// Parallel COPY streams for `replace`.
     pub copy_streams: usize,
+    /// How long a load waits for another writer of the table, and a `replace` for readers to
+    /// let go of the old table.
+    pub swap_timeout: Duration,
 }
 
 /// Streams record batches into PostgreSQL with binary COPY (see the module docs).
@@ -69,6 +76,9 @@ pub struct PostgresSink {
     unique_key: Vec<String>,
     counter: RowCounter,
     evolution: Evolution,
+    swap_timeout: Duration,
+    /// The hidden table `replace` fills, unique to this load (see [`swap`]).
+    hidden: String,
 }
 
 impl PostgresSink {
@@ -80,8 +90,10 @@ impl PostgresSink {
         unique_key: Vec<String>,
         counter: RowCounter,
     ) -> Self {
-        let PostgresTarget { dsn, table, copy_streams } = target;
+        let PostgresTarget { dsn, table, copy_streams, swap_timeout } = target;
         PostgresSink {
+            hidden: swap::hidden_name(&table.name),
+            swap_timeout,
             dsn,
             table,
             streams: copy_streams,
@@ -167,13 +179,7 @@ impl PostgresSink {
 
     /// The hidden table a `replace` fills before swapping it in.
     fn new_table(&self) -> String {
-        qualified(self.table.schema.as_deref(), &format!("__dfpipe_new_{}", self.table.name))
-    }
-
-    /// Drops the target and renames the hidden table to it (run inside one transaction).
-    fn swap_sql(&self) -> String {
-        let target = qualified(self.table.schema.as_deref(), &self.table.name);
-        format!("DROP TABLE IF EXISTS {target}; ALTER TABLE {} RENAME TO {}", self.new_table(), quote(&self.table.name))
+        qualified(self.table.schema.as_deref(), &self.hidden)
     }
 
     /// `"col" type [NOT NULL], ...` for a table created from the model's schema.

@@ -1,7 +1,7 @@
-//! `replace` over several connections: the hidden new table is created and committed, filled
-//! by parallel COPY streams each in its own transaction (batches dealt round-robin), then
-//! swapped in by one transaction. On failure the hidden table is dropped and the target is
-//! never touched.
+//! `replace` over several connections: under the table's writer lock, the hidden new table is
+//! created and committed, filled by parallel COPY streams each in its own transaction (batches
+//! dealt round-robin), then swapped in by one transaction. On failure the hidden table is
+//! dropped and the target is never touched.
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
@@ -13,36 +13,44 @@ use crate::error::df_message;
 use crate::util::sql::quote;
 
 impl PostgresSink {
-    /// `replace` over several connections: the new table is created (committed, under its hidden
-    /// name), filled by parallel COPY streams each in its own transaction, then swapped in by one
+    /// `replace` over several connections: under the table's writer lock (held by the main
+    /// connection's session), the new table is created (committed, under its hidden name),
+    /// filled by parallel COPY streams each in its own transaction, then swapped in by one
     /// transaction. On failure the hidden table is dropped; the target is never touched.
     pub(super) async fn replace_in_parallel(
         &self,
         config: &connect::Settings,
         data: SendableRecordBatchStream,
     ) -> Result<u64, String> {
-        let main = connect::connect(config).await?;
-        let new = self.new_table();
-        let create_schema = self
-            .table
-            .schema
-            .as_deref()
-            .map_or_else(String::new, |s| format!("CREATE SCHEMA IF NOT EXISTS {}; ", quote(s)));
-        let copier = self.copier(&new, &self.column_list(), self.created_types())?;
-        let setup = format!("{create_schema}DROP TABLE IF EXISTS {new}; CREATE TABLE {new} ({})", self.column_ddl()?);
-        if let Err(e) = main.client.batch_execute(&setup).await {
-            return Err(main.describe(&e).await);
-        }
-        let copied = self.copy_in_parallel(config, &copier, data).await;
-        let result = match copied {
-            Ok(rows) => match main.client.batch_execute(&format!("BEGIN; {}; COMMIT", self.swap_sql())).await {
-                Ok(()) => return Ok(rows),
-                Err(e) => Err(main.describe(&e).await),
-            },
-            Err(e) => Err(e),
+        let mut main = connect::connect(config).await?;
+        let result = self.replace_on(&mut main.client, config, data).await;
+        let result = match result {
+            Ok(rows) => return Ok(rows),
+            Err(Failure::Db(e)) => main.describe(&e).await,
+            Err(Failure::Other(message)) => message,
         };
-        let _ = main.client.batch_execute(&format!("ROLLBACK; DROP TABLE IF EXISTS {new}")).await;
-        result
+        // The session ends with the connection, and its writer lock with it.
+        let _ = main.client.batch_execute(&format!("ROLLBACK; DROP TABLE IF EXISTS {}", self.new_table())).await;
+        Err(result)
+    }
+
+    async fn replace_on(
+        &self,
+        main: &mut tokio_postgres::Client,
+        config: &connect::Settings,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64, Failure> {
+        if let Some(s) = self.table.schema.as_deref() {
+            main.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s))).await?;
+        }
+        let schema = self.lock_target(main, false).await?;
+        let copier = self.copier(&self.new_table(), &self.column_list(), self.created_types())?;
+        main.batch_execute(&self.create_hidden_sql(&schema)?).await?;
+        let rows = self.copy_in_parallel(config, &copier, data).await?;
+        let tx = main.transaction().await?;
+        self.swap(&tx, &schema).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// Deals the batches round-robin to `self.streams` COPY streams on their own connections.
@@ -51,7 +59,7 @@ impl PostgresSink {
         config: &connect::Settings,
         copier: &Copier,
         mut data: SendableRecordBatchStream,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, Failure> {
         let mut senders = Vec::with_capacity(self.streams);
         let mut workers = Vec::with_capacity(self.streams);
         for _ in 0..self.streams {
@@ -106,7 +114,7 @@ impl PostgresSink {
             }
         }
         match failure {
-            Some(e) => Err(e),
+            Some(e) => Err(Failure::Other(e)),
             None => Ok(rows),
         }
     }
