@@ -36,6 +36,9 @@ pub enum Error {
     /// Another dfpipe command holds the project's lock.
     #[error("{0}")]
     Locked(String),
+    /// The user interrupted the command (Ctrl-C); nothing in progress was committed.
+    #[error("interrupted: targets in progress were not committed and keep their previous contents")]
+    Interrupted,
     /// One or more targets of a run failed; details were reported per target.
     #[error("{failed} of {total} targets failed")]
     TargetsFailed {
@@ -60,6 +63,8 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_CHECK_FAILED: u8 = 3;
 /// Exit code: another dfpipe command is running on the project.
 pub const EXIT_LOCKED: u8 = 4;
+/// Exit code: interrupted (Ctrl-C), as shells report SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl Error {
     /// The process exit code for this error (documented in `--help` and the README).
@@ -69,6 +74,7 @@ impl Error {
             Error::Source(_) | Error::Run(_) | Error::TargetsFailed { .. } => EXIT_RUN_FAILED,
             Error::Drift(_) | Error::Contract(_) | Error::Test(_) => EXIT_CHECK_FAILED,
             Error::Locked(_) => EXIT_LOCKED,
+            Error::Interrupted => EXIT_INTERRUPTED,
         }
     }
 }

@@ -36,18 +36,29 @@ pub async fn execute(cli: Cli) -> Result<u8> {
         memory_limit: cli.global.memory_limit,
         strategy: cli.global.strategy,
     };
-    let project = cli.global.project.as_path();
-    match cli.command {
+    let Cli { global, command } = cli;
+    let project = global.project.clone();
+    // `run` handles Ctrl-C itself (it records the interruption); the others just stop.
+    if let Command::Run { select, fail_fast } = command {
+        return commands::run::command(&project, &load, &select, fail_fast, &global).await;
+    }
+    tokio::select! {
+        outcome = other_command(command, &project, &load) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(error::Error::Interrupted),
+    }
+}
+
+/// Every command but `run`.
+async fn other_command(command: Command, project: &std::path::Path, load: &LoadOptions) -> Result<u8> {
+    match command {
         Command::Init { dir, orders, force } => commands::init::command(&dir, orders, force),
-        Command::Run { select, fail_fast } => {
-            commands::run::command(project, &load, &select, fail_fast, &cli.global).await
-        }
-        Command::Plan { select } => commands::plan::command(config::load(project, &load)?, &select).await,
-        Command::Test { select } => commands::test::command(config::load(project, &load)?, &select).await,
-        Command::Schema { command } => commands::schema::command(config::load(project, &load)?, command).await,
-        Command::Runs { limit, format } => commands::runs::command(&config::load(project, &load)?, limit, format),
+        Command::Run { .. } => unreachable!("`run` is dispatched by execute"),
+        Command::Plan { select } => commands::plan::command(config::load(project, load)?, &select).await,
+        Command::Test { select } => commands::test::command(config::load(project, load)?, &select).await,
+        Command::Schema { command } => commands::schema::command(config::load(project, load)?, command).await,
+        Command::Runs { limit, format } => commands::runs::command(&config::load(project, load)?, limit, format),
         Command::Query { sql, format, connection } => {
-            commands::query::command(&config::load(project, &load)?, &sql, format, connection.as_deref())
+            commands::query::command(&config::load(project, load)?, &sql, format, connection.as_deref())
         }
     }
 }

@@ -14,23 +14,16 @@ fn main() -> ExitCode {
             return ExitCode::from(dfpipe::error::EXIT_RUN_FAILED);
         }
     };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            outcome = dfpipe::execute(cli) => Some(outcome),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    match outcome {
-        Some(Ok(code)) => ExitCode::from(code),
-        Some(Err(err)) => {
-            if !matches!(err, dfpipe::error::Error::TargetsFailed { .. }) {
-                eprintln!("error: {err}");
+    // Ctrl-C is handled inside: a run records itself as interrupted before it stops.
+    match runtime.block_on(dfpipe::execute(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            match err {
+                dfpipe::error::Error::TargetsFailed { .. } => {}
+                dfpipe::error::Error::Interrupted => eprintln!("{err}"),
+                _ => eprintln!("error: {err}"),
             }
             ExitCode::from(err.exit_code())
-        }
-        None => {
-            eprintln!("interrupted: targets in progress were not committed and keep their previous contents");
-            ExitCode::from(130)
         }
     }
 }

@@ -178,3 +178,67 @@ fn merge_keys_may_not_be_null() {
     );
     assert_eq!(one(p.duckdb("SELECT string_agg(v, ',' ORDER BY id) FROM m")), "a,b");
 }
+
+/// Holds `path` open in this process (DuckDB lets one process write a file) until the returned
+/// sender is dropped or `for_how_long` passes.
+fn hold_duckdb_file(path: std::path::PathBuf, for_how_long: std::time::Duration) -> std::thread::JoinHandle<()> {
+    let (opened, ready) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = duckdb::Connection::open(&path).unwrap();
+        opened.send(()).unwrap();
+        std::thread::sleep(for_how_long);
+        drop(conn);
+    });
+    ready.recv().unwrap();
+    holder
+}
+
+/// The catalog's runs, oldest first: (status, finished).
+fn recorded_runs(p: &Project) -> Vec<Vec<String>> {
+    duckdb_rows(
+        &p.file(".dfpipe/catalog.duckdb"),
+        "SELECT status, CAST(finished_at IS NOT NULL AS VARCHAR) FROM runs ORDER BY run_id",
+    )
+}
+
+#[test]
+fn a_run_waits_for_an_analyst_holding_the_catalog_briefly() {
+    let p = project("  - model: m\n");
+    p.write("raw.csv", &rows_csv(1..=10, "a"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let holder = hold_duckdb_file(p.file(".dfpipe/catalog.duckdb"), std::time::Duration::from_secs(3));
+    let out = p.dfpipe(&["run", "-q"]);
+    holder.join().unwrap();
+    assert_success(&out);
+    assert_eq!(recorded_runs(&p), [["success", "true"], ["success", "true"]]);
+}
+
+#[test]
+fn a_warehouse_held_by_another_process_is_named_before_anything_runs_and_the_run_is_recorded() {
+    let p = project("  - model: m\n");
+    p.write("raw.csv", &rows_csv(1..=10, "a"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    p.write("raw.csv", &rows_csv(1..=20, "b"));
+    let holder = hold_duckdb_file(p.file("dfpipe.duckdb"), std::time::Duration::from_secs(20));
+    let out = p.dfpipe_env(&["run", "-q"], &[("DFPIPE_LOCK_WAIT", "1s")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let file = p.file("dfpipe.duckdb").display().to_string();
+    assert!(
+        err.contains(&format!("error: {file} is open in another process (")) &&
+            err.contains(&format!("(PID {})", std::process::id())) &&
+            err.contains("and DuckDB lets only one process write a file; waited 1s. Close that session (e.g. a DuckDB shell or notebook on the file) and run again"),
+        "{err}"
+    );
+    assert_eq!(recorded_runs(&p), [["success", "true"], ["error", "true"]]);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    assert_eq!(results["status"], "error");
+    assert!(results["error"].as_str().unwrap().contains("is open in another process"), "{results}");
+    // Nothing was computed: no source files were recorded for the failed run.
+    assert_eq!(
+        duckdb_rows(&p.file(".dfpipe/catalog.duckdb"), "SELECT count(*) FROM source_files WHERE run_id = 2"),
+        [["BigInt(0)"]]
+    );
+    drop(holder);
+}

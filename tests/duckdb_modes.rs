@@ -222,6 +222,21 @@ fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
         stderr(&out).contains("interrupted: targets in progress were not committed and keep their previous contents")
     );
     assert_eq!(p.duckdb("SELECT count(*), max(id) FROM big")[0], ["BigInt(100)", "BigInt(100)"]);
+    // The interrupted run is recorded as such, never left `running`.
+    assert_eq!(
+        duckdb_rows(
+            &p.file(".dfpipe/catalog.duckdb"),
+            "SELECT status, CAST(finished_at IS NOT NULL AS VARCHAR) FROM runs ORDER BY run_id"
+        ),
+        [["success", "true"], ["interrupted", "true"]]
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    assert_eq!(results["status"], "error");
+    assert_eq!(
+        results["error"],
+        "interrupted: targets in progress were not committed and keep their previous contents"
+    );
 }
 
 #[test]

@@ -341,3 +341,44 @@ fn a_second_run_of_the_same_project_is_refused_while_the_first_holds_the_lock() 
     drop(lock);
     assert_success(&p.dfpipe(&["run", "-q"]));
 }
+
+#[test]
+fn a_catalog_of_format_1_is_migrated_and_reports_no_drift() {
+    let p = Project::new();
+    p.write("dfpipe.yml", "name: t\n");
+    p.write("sql/m.sql", BASE);
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let catalog = p.file(".dfpipe/catalog.duckdb");
+    // What dfpipe wrote before format 2: a bare array, types in Arrow's display text (which an
+    // Arrow release may spell otherwise), no catalog_meta row.
+    {
+        let conn = duckdb::Connection::open(&catalog).unwrap();
+        conn.execute_batch(
+            "UPDATE schemas SET columns = '[{\"name\":\"id\",\"type\":\"Int64\",\"nullable\":true},\
+             {\"name\":\"qty\",\"type\":\"Int32\",\"nullable\":true},{\"name\":\"note\",\"type\":\"Utf8\",\"nullable\":true},\
+             {\"name\":\"flag\",\"type\":\"Int64\",\"nullable\":false}]', fingerprint = 'old' WHERE name = 'm';
+             DELETE FROM catalog_meta;",
+        )
+        .unwrap();
+    }
+    let out = p.dfpipe(&["run"]);
+    assert_success(&out);
+    assert!(!stderr(&out).contains("drift"), "{}", stderr(&out));
+    let stored = duckdb_rows(
+        &catalog,
+        "SELECT DISTINCT columns FROM schemas WHERE name = 'm' UNION ALL SELECT value FROM catalog_meta",
+    );
+    assert_eq!(
+        stored,
+        [
+            [
+                r#"{"columns":[{"name":"id","nullable":true,"type":"int64"},{"name":"qty","nullable":true,"type":"int32"},{"name":"note","nullable":true,"type":"utf8"},{"name":"flag","nullable":false,"type":"int64"}],"format":2}"#
+            ],
+            ["2"]
+        ]
+    );
+    assert_eq!(
+        one(duckdb_rows(&catalog, "SELECT count(DISTINCT fingerprint) FROM schemas WHERE name = 'm'")),
+        "BigInt(1)"
+    );
+}

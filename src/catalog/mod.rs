@@ -5,7 +5,10 @@
 //! Tables (times are UTC):
 //! - `runs`: one row per run: id, command, start and end, status, strategy, rows, peak RSS, error;
 //! - `schemas`: one row per relation per run: kind (`source`, `model`, `target`), name,
-//!   fingerprint, columns (JSON), and whether it is an accepted baseline;
+//!   fingerprint, columns (JSON in dfpipe's own stable type format, `{"format": 2, "columns":
+//!   [{"name", "type", "nullable"}]}`, see [`crate::schema::stored`]), and whether it is an
+//!   accepted baseline;
+//! - `catalog_meta`: the catalog's format (older catalogs are migrated when opened for writing);
 //! - `source_files`: the files each source read: path, size, modified time, ETag;
 //! - `targets`: per target: model, mode, status, rows, quarantined and dropped rows, seconds,
 //!   strategy, estimate, error;
@@ -13,7 +16,8 @@
 //! - `tests`: each data test: relation, test, outcome (`pass`, `warn`, `fail`), failures, message.
 //!
 //! The connection is opened per operation and closed at once, so readers (`dfpipe schema`,
-//! `dfpipe runs`, a DuckDB client) are only locked out for milliseconds.
+//! `dfpipe runs`, a DuckDB client) are only locked out for milliseconds; an open waits a
+//! bounded time (`DFPIPE_LOCK_WAIT`, default 10 s) for a client that holds the file.
 //!
 //! Files: `store` (the DuckDB file), [`lock`] (one command per project), [`results`] (what a
 //! run did, as `run_results.json` and the `runs`/`targets` rows), [`drift`] (observed schemas

@@ -69,22 +69,18 @@ pub struct RunResults {
     pub peak_rss_bytes: Option<u64>,
     /// One entry per target, in the order they ran.
     pub targets: Vec<TargetResult>,
-    /// Why the run stopped before any target ran (config, SQL or source errors).
+    /// Why the run stopped as a whole (config, SQL or source errors, a held file, Ctrl-C).
     pub error: Option<String>,
 }
 
 impl RunResults {
     /// The results of a command that wrote no target and succeeded (`schema accept`).
     pub fn finished_without_targets(project: &str, started_at: chrono::DateTime<chrono::Utc>) -> RunResults {
-        RunResults {
-            status: Status::Success,
-            error: None,
-            ..Self::failed_before_start(project, started_at, String::new())
-        }
+        RunResults { status: Status::Success, error: None, ..Self::failed(project, started_at, String::new()) }
     }
 
-    /// The results of a run that failed before any target ran.
-    pub fn failed_before_start(project: &str, started_at: chrono::DateTime<chrono::Utc>, error: String) -> RunResults {
+    /// The results of a run that stopped with `error` (before its targets ran, or interrupted).
+    pub fn failed(project: &str, started_at: chrono::DateTime<chrono::Utc>, error: String) -> RunResults {
         let now = chrono::Utc::now();
         RunResults {
             dfpipe_version: env!("CARGO_PKG_VERSION"),

@@ -1,9 +1,10 @@
-//! The catalog store: one DuckDB connection per operation, the DDL, and the reads and writes
-//! of runs, schemas, files, targets, tests and drift.
+//! The catalog store: one DuckDB connection per operation (held briefly, so an analyst may
+//! open the catalog between them; an open waits a bounded time for one who holds it), the DDL,
+//! and the reads and writes of runs, schemas, files, targets, tests and drift.
 
 use std::path::{Path, PathBuf};
 
-use duckdb::{Connection, params};
+use duckdb::{Connection, OptionalExt, params};
 use serde::Serialize;
 
 use super::results::{RunResults, Status};
@@ -11,7 +12,8 @@ use crate::checks::data_tests::TestResult;
 use crate::config::Policy;
 use crate::engine::observe::FileIdentity;
 use crate::error::{Error, Result};
-use crate::schema::{Change, Kind, Snapshot};
+use crate::schema::{Change, Kind, Snapshot, stored};
+use crate::util::duckdb_file;
 
 /// The catalog's file name in the state directory.
 pub const CATALOG_FILE: &str = "catalog.duckdb";
@@ -34,10 +36,16 @@ ALTER TABLE targets ADD COLUMN IF NOT EXISTS quarantined BIGINT;
 ALTER TABLE targets ADD COLUMN IF NOT EXISTS dropped BIGINT;
 CREATE TABLE IF NOT EXISTS tests (
     run_id BIGINT, relation VARCHAR, test VARCHAR, outcome VARCHAR, failures BIGINT, message VARCHAR);
+CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS drift (
     run_id BIGINT, kind VARCHAR, name VARCHAR, change VARCHAR, column_name VARCHAR,
     before VARCHAR, after VARCHAR, policy VARCHAR, outcome VARCHAR);
 ";
+
+/// The catalog's format. 2: snapshots store types in dfpipe's own stable JSON
+/// ([`crate::schema::stored`]); 1 stored Arrow's display text. Opening a catalog for writing
+/// migrates it; a catalog of a newer format is refused.
+pub const CATALOG_FORMAT: i64 = 2;
 
 /// A recorded schema.
 #[derive(Debug, Clone, Serialize)]
@@ -116,9 +124,54 @@ impl Catalog {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
         }
-        let conn = Connection::open(&self.path).map_err(|e| self.fail(e))?;
+        let mut conn = duckdb_file::open(&self.path, false, duckdb_file::lock_wait()).map_err(|e| self.fail(e))?;
         conn.execute_batch(DDL).map_err(|e| self.fail(e))?;
+        self.migrate(&mut conn)?;
         Ok(conn)
+    }
+
+    /// Brings an older catalog to [`CATALOG_FORMAT`], in one transaction.
+    fn migrate(&self, conn: &mut Connection) -> Result<()> {
+        let format: Option<String> = conn
+            .query_row("SELECT value FROM catalog_meta WHERE key = 'format'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.fail(e))?;
+        let format = format.and_then(|f| f.parse::<i64>().ok()).unwrap_or(1);
+        if format == CATALOG_FORMAT {
+            return Ok(());
+        }
+        if format > CATALOG_FORMAT {
+            return Err(self.fail(format!(
+                "written by a newer dfpipe (catalog format {format}; this dfpipe knows {CATALOG_FORMAT}): upgrade dfpipe"
+            )));
+        }
+        let tx = conn.transaction().map_err(|e| self.fail(e))?;
+        let rows: Vec<(i64, String, String)> = tx
+            .prepare("SELECT rowid, name, columns FROM schemas")
+            .and_then(|mut stmt| stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+            .map_err(|e| self.fail(e))?;
+        let mut migrated = 0;
+        for (rowid, name, columns) in rows {
+            if stored::is_current(&columns) {
+                continue;
+            }
+            let snapshot = Snapshot::from_json(&columns).map_err(|e| {
+                self.fail(format!("migrating the schema of {name} to catalog format {CATALOG_FORMAT}: {e}"))
+            })?;
+            tx.execute(
+                "UPDATE schemas SET columns = ?, fingerprint = ? WHERE rowid = ?",
+                params![snapshot.to_json(), snapshot.fingerprint(), rowid],
+            )
+            .map_err(|e| self.fail(e))?;
+            migrated += 1;
+        }
+        tx.execute("INSERT OR REPLACE INTO catalog_meta VALUES ('format', ?)", params![CATALOG_FORMAT.to_string()])
+            .map_err(|e| self.fail(e))?;
+        tx.commit().map_err(|e| self.fail(e))?;
+        if migrated > 0 {
+            tracing::info!("schema catalog migrated to format {CATALOG_FORMAT}: {migrated} snapshots rewritten");
+        }
+        Ok(())
     }
 
     /// Opens the catalog read-only; `None` when no run has written it yet.
@@ -126,8 +179,7 @@ impl Catalog {
         if !self.path.exists() {
             return Ok(None);
         }
-        let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).map_err(|e| self.fail(e))?;
-        let conn = Connection::open_with_flags(&self.path, config).map_err(|e| self.fail(e))?;
+        let conn = duckdb_file::open(&self.path, true, duckdb_file::lock_wait()).map_err(|e| self.fail(e))?;
         Ok(Some(conn))
     }
 

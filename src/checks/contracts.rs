@@ -42,7 +42,7 @@ async fn contract_violations(pipeline: &Pipeline, o: &Observed, columns: &[Colum
             let data_type = crate::engine::sources::sql_type_to_arrow(&pipeline.ctx, sql_type)
                 .await
                 .map_err(|e| Error::Config(format!("contracts.{}: column `{}`: {e}", o.name, declared.name)))?;
-            let expected = logical_type(&data_type).to_string();
+            let expected = logical_type(&data_type);
             if found.data_type != expected {
                 violations.push(format!(
                     "{}: column `{}` is declared {sql_type} ({expected}) but is {}; CAST it in the model or fix the contract",

@@ -43,10 +43,7 @@ pub fn query(path: &Path, sql: &str) -> Result<Vec<RecordBatch>> {
     if !path.exists() {
         return Err(Error::Usage(format!("no DuckDB file at {} yet; run `dfpipe run` first", path.display())));
     }
-    let config =
-        duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).map_err(|e| Error::Run(e.to_string()))?;
-    let conn = duckdb::Connection::open_with_flags(path, config)
-        .map_err(|e| Error::Run(format!("cannot open {}: {e}", path.display())))?;
+    let conn = crate::util::duckdb_file::open(path, true, crate::util::duckdb_file::lock_wait()).map_err(Error::Run)?;
     let mut statement = conn.prepare(sql).map_err(|e| Error::Run(format!("query failed: {e}")))?;
     let arrow = statement.query_arrow([]).map_err(|e| Error::Run(format!("query failed: {e}")))?;
     let schema = arrow.get_schema();

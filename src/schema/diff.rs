@@ -1,8 +1,6 @@
 //! The changes between two snapshots, what a policy refuses of them, and what `evolve` applies
 //! to an existing table.
 
-use std::str::FromStr;
-
 use datafusion::arrow::datatypes::DataType;
 use serde::Serialize;
 
@@ -82,6 +80,22 @@ impl Change {
     }
 }
 
+/// What a change of type is. Beyond [`widens`]: a timestamp that keeps its time zone and
+/// gets a coarser unit is narrowed (sub-unit digits are lost); a change of time zone (or
+/// gaining or losing one) is retyped, since the same digits then name other instants; a
+/// change to nanoseconds is retyped too, since nanoseconds reach only the years 1677–2262.
+fn classify(from: &DataType, to: &DataType) -> ChangeKind {
+    if widens(from, to) {
+        return ChangeKind::Widened;
+    }
+    match (from, to) {
+        (DataType::Timestamp(a, tz_a), DataType::Timestamp(b, tz_b)) if tz_a == tz_b && b < a => ChangeKind::Narrowed,
+        (DataType::Timestamp(..), DataType::Timestamp(..)) => ChangeKind::Retyped,
+        _ if widens(to, from) => ChangeKind::Narrowed,
+        _ => ChangeKind::Retyped,
+    }
+}
+
 /// The changes from `old` to `new`, removals and additions first, then per column in the new
 /// order, then a reorder if the columns both have are in another order.
 pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
@@ -93,7 +107,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
             changes.push(Change {
                 kind: ChangeKind::Removed,
                 column: c.name.clone(),
-                before: Some(c.data_type.clone()),
+                before: Some(c.data_type.to_string()),
                 after: None,
             });
         }
@@ -110,16 +124,11 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
         };
         let was = &old.columns[i];
         if was.data_type != c.data_type {
-            let kind = match (DataType::from_str(&was.data_type), DataType::from_str(&c.data_type)) {
-                (Ok(a), Ok(b)) if widens(&a, &b) => ChangeKind::Widened,
-                (Ok(a), Ok(b)) if widens(&b, &a) => ChangeKind::Narrowed,
-                _ => ChangeKind::Retyped,
-            };
             changes.push(Change {
-                kind,
+                kind: classify(&was.data_type, &c.data_type),
                 column: c.name.clone(),
-                before: Some(was.data_type.clone()),
-                after: Some(c.data_type.clone()),
+                before: Some(was.data_type.to_string()),
+                after: Some(c.data_type.to_string()),
             });
         }
         if was.nullable != c.nullable {

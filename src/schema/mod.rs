@@ -10,6 +10,7 @@
 
 mod diff;
 mod snapshot;
+pub mod stored;
 
 use serde::Serialize;
 
@@ -108,6 +109,26 @@ mod tests {
         assert!(!widens(&Int64, &Int32) && !widens(&Int32, &UInt64) && !widens(&Int64, &Float64));
         assert!(widens(&Int32, &Decimal128(12, 2)) && !widens(&Int32, &Decimal128(10, 2)));
         assert!(widens(&Decimal128(10, 2), &Decimal128(11, 3)) && !widens(&Decimal128(10, 2), &Decimal128(10, 3)));
+    }
+
+    #[test]
+    fn timestamp_units_and_zones_are_classified_deliberately() {
+        use DataType::Timestamp;
+        use datafusion::arrow::datatypes::TimeUnit::*;
+        let utc = || Some("UTC".into());
+        let kind = |a: DataType, b: DataType| {
+            diff(&snap(&[("t", a, true)]), &snap(&[("t", b, true)])).iter().map(|c| c.kind).collect::<Vec<_>>()
+        };
+        assert_eq!(kind(Timestamp(Second, None), Timestamp(Microsecond, None)), [ChangeKind::Widened]);
+        assert_eq!(kind(Timestamp(Millisecond, utc()), Timestamp(Microsecond, utc())), [ChangeKind::Widened]);
+        assert_eq!(kind(Timestamp(Microsecond, None), Timestamp(Millisecond, None)), [ChangeKind::Narrowed]);
+        assert_eq!(kind(Timestamp(Nanosecond, None), Timestamp(Microsecond, None)), [ChangeKind::Narrowed]);
+        assert_eq!(kind(Timestamp(Microsecond, None), Timestamp(Nanosecond, None)), [ChangeKind::Retyped]);
+        assert_eq!(kind(Timestamp(Microsecond, None), Timestamp(Microsecond, utc())), [ChangeKind::Retyped]);
+        assert_eq!(
+            kind(Timestamp(Second, utc()), Timestamp(Microsecond, Some("+01:00".into()))),
+            [ChangeKind::Retyped]
+        );
     }
 
     #[test]

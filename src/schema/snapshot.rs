@@ -1,22 +1,34 @@
 //! A snapshot of a relation's columns, and the logical types drift is judged on.
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use serde::{Deserialize, Serialize};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use serde::Serialize;
+use serde::ser::SerializeStruct;
 
 /// One column of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     /// The column's name.
     pub name: String,
-    /// Its logical Arrow type, as Arrow displays it (`Int64`, `Decimal128(12, 2)`, ...).
-    #[serde(rename = "type")]
-    pub data_type: String,
+    /// Its logical Arrow type (see [`logical_type`]).
+    pub data_type: DataType,
     /// Whether it may hold NULL.
     pub nullable: bool,
 }
 
+/// For people and JSON output: the type as Arrow displays it (the catalog stores its own
+/// stable form: see the `stored` module).
+impl Serialize for Column {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Column", 3)?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("type", &self.data_type.to_string())?;
+        s.serialize_field("nullable", &self.nullable)?;
+        s.end()
+    }
+}
+
 /// The columns of a source, model or target at one point in time.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Snapshot {
     /// The columns, in order.
     pub columns: Vec<Column>,
@@ -30,33 +42,11 @@ impl Snapshot {
             .iter()
             .map(|f| Column {
                 name: f.name().clone(),
-                data_type: logical_type(f.data_type()).to_string(),
+                data_type: logical_type(f.data_type()),
                 nullable: f.is_nullable(),
             })
             .collect();
         Snapshot { columns }
-    }
-
-    /// A stable fingerprint of names, types and nullability (FNV-1a, 64 bits, hex).
-    pub fn fingerprint(&self) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for c in &self.columns {
-            for byte in c.name.bytes().chain([0]).chain(c.data_type.bytes()).chain([0, c.nullable as u8, 0xff]) {
-                hash ^= byte as u64;
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        format!("{hash:016x}")
-    }
-
-    /// The columns as JSON (how the catalog stores them).
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.columns).expect("columns serialize")
-    }
-
-    /// Reads [`Snapshot::to_json`]'s output.
-    pub fn from_json(json: &str) -> Result<Snapshot, String> {
-        serde_json::from_str(json).map(|columns| Snapshot { columns }).map_err(|e| e.to_string())
     }
 
     /// One line per column: `name  type  [NOT NULL]`.
@@ -133,6 +123,9 @@ pub fn widens(from: &DataType, to: &DataType) -> bool {
         (Int8 | Int16 | UInt8 | UInt16, Float32) => true,
         (Int8 | Int16 | Int32 | UInt8 | UInt16 | UInt32, Float64) => true,
         (List(a), List(b)) => widens(a.data_type(), b.data_type()),
+        // A finer unit up to microseconds holds every value (and any real date) exactly;
+        // nanoseconds reach only the years 1677–2262. The time zone must stay.
+        (Timestamp(a, tz_a), Timestamp(b, tz_b)) => tz_a == tz_b && a < b && *b != TimeUnit::Nanosecond,
         _ => false,
     }
 }

@@ -39,6 +39,7 @@ use tokio::sync::mpsc;
 use super::{missing_column_message, null_key_message};
 use crate::config::{DuckDbTarget, Mode};
 use crate::schema::{Evolution, logical_type, widens};
+use crate::util::duckdb_file;
 use crate::util::progress::RowCounter;
 use crate::util::sql::quote;
 
@@ -163,8 +164,7 @@ impl LoadJob {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let conn =
-            duckdb::Connection::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        let conn = duckdb_file::open(&self.path, false, duckdb_file::lock_wait())?;
         let sql = |conn: &duckdb::Connection, sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
         if let Some(bytes) = self.memory_limit {
             sql(&conn, &format!("SET memory_limit = '{}MiB'", (bytes >> 20).max(64)))?;

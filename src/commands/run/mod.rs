@@ -15,17 +15,19 @@ use crate::catalog::lock::ProjectLock;
 use crate::catalog::results::{RunResults, Status, TargetResult, write_results};
 use crate::checks::{contracts, data_tests};
 use crate::cli::{GlobalArgs, LogFormat, SelectArgs};
-use crate::config::{self, LoadOptions, Policy};
+use crate::config::{self, LoadOptions, Policy, Target};
 use crate::engine::observe;
 use crate::engine::pipeline::Pipeline;
 use crate::error::{EXIT_OK, Error, Result};
 use crate::schema::Snapshot;
+use crate::util::duckdb_file;
 
 pub use summary::summary;
 pub use targets::{RunOptions, run};
 
 /// Runs the selected outputs of the project in `project_dir`; returns the exit code, or the
-/// error that stopped the run (after recording it in the catalog and `run_results.json`).
+/// error that stopped the run. Once the run is recorded as started, every way it ends —
+/// an error, a refused check, Ctrl-C — is recorded in the catalog and `run_results.json`.
 pub async fn command(
     project_dir: &Path,
     load: &LoadOptions,
@@ -39,40 +41,41 @@ pub async fn command(
     // One run per project at a time; the catalog records it from its start.
     let _lock = ProjectLock::acquire(&state_dir, "run")?;
     let catalog = Catalog::new(&state_dir);
-    let run_id = catalog.begin_run(&name, "run", started_at)?;
-    let prepared = match super::prepare(config, select).await {
-        Ok(pipeline) => checks(&pipeline, &catalog, run_id).await.map(|report| (pipeline, report)),
-        Err(e) => Err(e),
-    };
-    let (pipeline, drift) = match prepared {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            let results = RunResults::failed_before_start(&name, started_at, e.to_string());
-            let status = match &e {
-                Error::Drift(_) => "drift",
-                Error::Contract(_) => "contract",
-                Error::Test(_) => "test",
-                _ => "error",
-            };
-            for outcome in
-                [write_results(&state_dir, &results), catalog.finish_run(run_id, &results, Some(status), &[])]
-            {
-                if let Err(write_error) = outcome {
-                    tracing::warn!("{write_error}");
-                }
+    let stopped = |e: Error, run_id: Option<i64>| {
+        let results = RunResults::failed(&name, started_at, e.to_string());
+        let status = match &e {
+            Error::Drift(_) => "drift",
+            Error::Contract(_) => "contract",
+            Error::Test(_) => "test",
+            Error::Interrupted => "interrupted",
+            _ => "error",
+        };
+        let recorded = run_id.map(|id| catalog.finish_run(id, &results, Some(status), &[]));
+        for outcome in [Some(write_results(&state_dir, &results)), recorded].into_iter().flatten() {
+            if let Err(write_error) = outcome {
+                tracing::warn!("{write_error}");
             }
-            return Err(e);
         }
+        e
     };
-    let progress = !global.quiet && global.log_format == LogFormat::Text && std::io::stderr().is_terminal();
-    let options = RunOptions { fail_fast, progress, evolutions: drift.evolutions() };
-    let results = run(&pipeline, &options).await?;
-    if results.status == Status::Success {
-        catalog.accept_run(run_id)?;
-    }
-    catalog.finish_run(run_id, &results, None, &target_schemas(&pipeline, &results).await)?;
+    let run_id = catalog.begin_run(&name, "run", started_at).map_err(|e| stopped(e, None))?;
+    let outcome = tokio::select! {
+        outcome = check_and_write(config, select, fail_fast, global, &catalog, run_id) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+    };
+    let (pipeline, results) = outcome.map_err(|e| stopped(e, Some(run_id)))?;
     if !global.quiet {
         print!("{}", summary(&results));
+    }
+    // The targets are written; recording them is what is left.
+    let schemas = target_schemas(&pipeline, &results).await;
+    let recorded = match results.status {
+        Status::Success => catalog.accept_run(run_id),
+        _ => Ok(()),
+    }
+    .and_then(|()| catalog.finish_run(run_id, &results, None, &schemas));
+    if let Err(e) = recorded {
+        return Err(Error::Run(format!("the targets were written, but the run could not be recorded: {e}")));
     }
     let failed: Vec<&TargetResult> = results.targets.iter().filter(|t| t.status == Status::Error).collect();
     for target in &failed {
@@ -83,6 +86,42 @@ pub async fn command(
     } else {
         Err(Error::TargetsFailed { failed: failed.len(), total: results.targets.len() })
     }
+}
+
+/// Plans the run, checks the DuckDB files it writes are free, runs the checks, writes the
+/// targets.
+async fn check_and_write(
+    config: config::Config,
+    select: &SelectArgs,
+    fail_fast: bool,
+    global: &GlobalArgs,
+    catalog: &Catalog,
+    run_id: i64,
+) -> Result<(Pipeline, RunResults)> {
+    let pipeline = super::prepare(config, select).await?;
+    warehouses_free(&pipeline)?;
+    let drift = checks(&pipeline, catalog, run_id).await?;
+    let progress = !global.quiet && global.log_format == LogFormat::Text && std::io::stderr().is_terminal();
+    let options = RunOptions { fail_fast, progress, evolutions: drift.evolutions() };
+    let results = run(&pipeline, &options).await?;
+    Ok((pipeline, results))
+}
+
+/// Before anything is computed: every DuckDB file the run writes can be opened for writing.
+/// Another process holding one (an analyst's session) is named now, not after the work.
+fn warehouses_free(pipeline: &Pipeline) -> Result<()> {
+    let files: std::collections::BTreeSet<&Path> = pipeline
+        .outputs
+        .iter()
+        .filter_map(|o| match &o.target {
+            Target::DuckDb(t) if t.path.exists() => Some(t.path.as_path()),
+            _ => None,
+        })
+        .collect();
+    for file in files {
+        duckdb_file::open(file, false, duckdb_file::lock_wait()).map_err(Error::Run)?;
+    }
+    Ok(())
 }
 
 /// What a run checks before it writes: schemas (drift, contracts), then data tests.
