@@ -37,6 +37,8 @@ Exit codes:
 Environment:
   DATABASE_URL, PG*             PostgreSQL connection (use ${VAR} in dsn:)
   AWS_*, GOOGLE_*, AZURE_*      object-store credentials and endpoints
+  DFPIPE_LOCK_WAIT              how long to wait for a DuckDB file another process holds
+                                (default 10s), e.g. an analyst's session on the warehouse
   RUST_LOG                      log filter, e.g. RUST_LOG=dfpipe=debug";
 
 /// `dfpipe`: the command line.
