@@ -26,8 +26,10 @@ fn clean_options_compile_into_the_sources_view() {
     assert!(
         stdout(&plan).contains(
             "  orders = SELECT \"Order ID\" AS \"order_id\", \"Customer Name\" AS \"customer_name\", \
-             parse_date(\"Order Date\", '%d/%m/%Y') AS \"order_date\", \
-             parse_timestamp(\"Shipped At\", '%d/%m/%Y %H:%M:%S') AS \"shipped_at\", \
+             dfpipe_require_parsed(parse_date(\"Order Date\", '%d/%m/%Y'), \"Order Date\", 'source `orders`, column `Order Date`: \
+             clean.dates read it as dates in format `%d/%m/%Y` (detected from up to 1000 sampled values)') AS \"order_date\", \
+             dfpipe_require_parsed(parse_timestamp(\"Shipped At\", '%d/%m/%Y %H:%M:%S'), \"Shipped At\", 'source `orders`, column `Shipped At`: \
+             clean.dates read it as timestamps in format `%d/%m/%Y %H:%M:%S` (detected from up to 1000 sampled values)') AS \"shipped_at\", \
              CAST(\"Amount\" AS DECIMAL(38, 2)) AS \"amount\", CAST(\"Qty\" AS int) AS \"qty\" FROM \"__dfpipe_raw_orders\"\n"
         ),
         "{}",
@@ -70,4 +72,44 @@ fn clean_errors_name_the_source_and_column() {
         1,
         "source `orders` (orders.csv): clean.columns: columns `Name` and `name` both become `name`; rename one in a model instead",
     );
+}
+
+#[test]
+fn a_date_the_detected_format_does_not_read_stops_the_run_instead_of_becoming_null() {
+    let rows = |bad: &str| {
+        let mut csv = String::from("id,day\n");
+        for i in 1..=1500 {
+            let day = if i == 1300 { bad.to_string() } else { format!("{:02}/{:02}/2024", i % 28 + 1, i % 12 + 1) };
+            csv.push_str(&format!("{i},{day}\n"));
+        }
+        csv
+    };
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: c\nsources:\n  days: { path: days.csv, clean: { dates: auto } }\n\
+         datafusion: { execution.target_partitions: 1 }\noutputs:\n  - model: m\n",
+    );
+    p.write("sql/m.sql", "SELECT * FROM days\n");
+    p.write("days.csv", &rows("  "));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    // A blank value is NULL; every other value is a date.
+    assert_eq!(
+        p.duckdb("SELECT count(*), count(day), CAST(min(day) AS VARCHAR) FROM m")[0],
+        ["BigInt(1500)", "BigInt(1499)", "2024-01-01"]
+    );
+    // Row 1,300 lies beyond the 1,000 sampled values: 31/02 has the format but is no date.
+    p.write("days.csv", &rows("31/02/2024"));
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "source `days`, column `day`: clean.dates read it as dates in format `%d/%m/%Y` (detected from up to 1000 \
+             sampled values): the value `31/02/2024` does not parse; fix it in the data, or parse the column in a model \
+             (parse_date/parse_timestamp without a format try every known format)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(one(p.duckdb("SELECT count(day) FROM m")), "BigInt(1499)");
 }

@@ -2,17 +2,76 @@
 //! naming, casts, date and timestamp parsing with the format detected from a sample, decimal
 //! precision for floats. The raw listing table is registered as `__dfpipe_raw_<source>`;
 //! `dfpipe plan` prints the view's SQL.
+//!
+//! A detected format is checked on every row, not only the sample: a value it does not read
+//! stops the query with the source, column, format and value ([`REQUIRE_PARSED`]), never a
+//! silent NULL. Blank values are NULL.
 
 use std::collections::BTreeMap;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::exec_err;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 use dfpipe_udfs::parse::{DATE_FORMATS, TIMESTAMP_FORMATS, parse_date, parse_timestamp};
 
 use crate::config::{CleanConfig, Naming};
-use crate::util::sql::quote;
+use crate::util::sql::{literal, quote};
+
+/// `dfpipe_require_parsed(parsed, raw, context)`: `parsed`, unless it is NULL where the text
+/// `raw` is not blank — then an error: `<context>: the value `raw` does not parse …`.
+pub const REQUIRE_PARSED: &str = "dfpipe_require_parsed";
+
+/// Registers [`REQUIRE_PARSED`].
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::new_from_impl(RequireParsed {
+        signature: Signature::one_of(vec![TypeSignature::Any(3)], Volatility::Immutable),
+    }));
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RequireParsed {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for RequireParsed {
+    fn name(&self) -> &str {
+        REQUIRE_PARSED
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(args[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let context = match &args.args[2] {
+            ColumnarValue::Scalar(s) => s.to_string(),
+            ColumnarValue::Array(_) => return exec_err!("{REQUIRE_PARSED}: the context must be a literal"),
+        };
+        let parsed = args.args[0].clone();
+        let arrays = ColumnarValue::values_to_arrays(&args.args[..2])?;
+        let raw = cast(&arrays[1], &DataType::Utf8)?;
+        let raw = raw.as_string::<i32>();
+        let failed =
+            (0..arrays[0].len()).find(|&i| arrays[0].is_null(i) && raw.is_valid(i) && !raw.value(i).trim().is_empty());
+        if let Some(i) = failed {
+            return exec_err!(
+                "{context}: the value `{}` does not parse; fix it in the data, or parse the column in a model \
+                 (parse_date/parse_timestamp without a format try every known format)",
+                raw.value(i)
+            );
+        }
+        Ok(parsed)
+    }
+}
 
 /// Rows sampled per string column to detect a date format.
 pub const DATE_SAMPLE_ROWS: usize = 1000;
@@ -89,9 +148,16 @@ pub async fn view_sql(
                 values.extend((0..text.len()).filter(|i| text.is_valid(*i)).map(|i| text.value(i).to_string()));
             }
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let checked = |function: &str, format: &str, what: &str| {
+                let context = format!(
+                    "source `{source}`, column `{name}`: clean.dates read it as {what}s in format `{format}` \
+                     (detected from up to {DATE_SAMPLE_ROWS} sampled values)"
+                );
+                format!("{REQUIRE_PARSED}({function}({column}, '{format}'), {column}, {})", literal(&context))
+            };
             match detect_format(&refs) {
-                Some((false, format)) => format!("parse_date({column}, '{format}')"),
-                Some((true, format)) => format!("parse_timestamp({column}, '{format}')"),
+                Some((false, format)) => checked("parse_date", format, "date"),
+                Some((true, format)) => checked("parse_timestamp", format, "timestamp"),
                 None if clean.dates.contains(name) => {
                     return Err(format!(
                         "clean.dates: column `{name}`: no single date or timestamp format reads all of {} sampled value(s), e.g. `{}`; CAST or parse it in a model",

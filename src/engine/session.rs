@@ -28,6 +28,7 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
     let ctx = SessionContext::new_with_config_rt(session, settings.runtime(None)?)
         .with_function_factory(std::sync::Arc::new(crate::engine::functions::SqlFunctionFactory));
     dfpipe_udfs::register_all(&ctx);
+    crate::engine::clean::register(&ctx);
     for source in config.sources.values() {
         object_stores::register(&ctx, &source.location, &config.storage, &format!("source `{}`", source.name))?;
     }
