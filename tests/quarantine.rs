@@ -110,3 +110,68 @@ fn failing_rows_are_quarantined_or_dropped_and_every_row_is_counted() {
     let test = stdout(&p.dfpipe(&["test"]));
     assert!(test.contains("FAIL  m range(amount): 1 failing row(s)"), "{test}");
 }
+
+/// The ids of a DuckDB table of the project, sorted.
+fn ids(p: &Project, table: &str) -> Vec<i64> {
+    p.duckdb(&format!("SELECT CAST(id AS VARCHAR) FROM {table} ORDER BY id"))
+        .into_iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect()
+}
+
+fn leftover_spills(p: &Project) -> Vec<String> {
+    std::fs::read_dir(p.file(".dfpipe"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("quarantine-"))
+        .collect()
+}
+
+#[test]
+fn the_model_is_scanned_once_so_every_row_lands_exactly_once() {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: q\nsources:\n  raw: { path: raw.csv }\noutputs:\n  - { model: m, on_invalid: quarantine }\n\
+         tests:\n  m:\n    - expression: \"r < 0.5\"\n",
+    );
+    // random() differs on every scan: split twice, rows would land in both tables or neither.
+    p.write("sql/m.sql", "SELECT id, random() AS r FROM raw\n");
+    let csv: String = std::iter::once("id\n".to_string()).chain((1..=2000).map(|i| format!("{i}\n"))).collect();
+    p.write("raw.csv", &csv);
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let (loaded, quarantined) = (ids(&p, "m"), ids(&p, "m_quarantine"));
+    let mut all: Vec<i64> = loaded.iter().chain(&quarantined).copied().collect();
+    all.sort();
+    assert_eq!(all, (1..=2000).collect::<Vec<i64>>());
+    assert!(!loaded.is_empty() && !quarantined.is_empty());
+    assert_eq!(one(p.duckdb("SELECT CAST(count(*) AS VARCHAR) FROM m WHERE r >= 0.5")), "0");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    assert_eq!(results["targets"][0]["rows"].as_u64().unwrap() as usize, loaded.len());
+    assert_eq!(results["targets"][0]["quarantined"].as_u64().unwrap() as usize, quarantined.len());
+    assert_eq!(leftover_spills(&p), Vec::<String>::new());
+}
+
+#[test]
+fn a_failed_load_leaves_its_quarantine_as_it_was() {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: q\nsources:\n  raw: { path: raw.csv }\n\
+         outputs:\n  - { model: m, mode: merge, unique_key: id, on_invalid: quarantine }\n\
+         tests:\n  m:\n    - range: { column: amount, min: 0 }\n",
+    );
+    p.write("sql/m.sql", "SELECT id, amount FROM raw\n");
+    p.write("raw.csv", "id,amount\n1,1.0\n2,2.0\n3,-3.0\n4,4.0\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!((ids(&p, "m"), ids(&p, "m_quarantine")), (vec![1, 2, 4], vec![3]));
+
+    // Id 5 twice among the valid rows: the merge refuses; row 7 must not replace the quarantine.
+    p.write("raw.csv", "id,amount\n5,5.0\n5,5.5\n7,-7.0\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("merge key (id) is not unique in the new rows"), "{}", stderr(&out));
+    assert_eq!((ids(&p, "m"), ids(&p, "m_quarantine")), (vec![1, 2, 4], vec![3]));
+    assert_eq!(leftover_spills(&p), Vec::<String>::new());
+}

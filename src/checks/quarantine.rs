@@ -3,6 +3,7 @@
 //! when a row fails it (never NULL), so every row is either valid or invalid: rows in = rows
 //! loaded + rows quarantined + rows dropped.
 
+use super::split::INVALID_FLAG;
 use crate::config::{DataTest, Rule, Target};
 use crate::util::sql::{self, quote};
 
@@ -134,34 +135,30 @@ impl RowFilter {
         format!("({})", fails.join(" OR "))
     }
 
-    /// The valid rows of `model`.
-    pub fn valid_sql(&self, model: &str) -> String {
-        format!("SELECT * FROM {} WHERE NOT {}", quote(model), self.invalid())
+    /// Every row of `model`, then [`INVALID_FLAG`] (TRUE when it fails) and, for failing rows,
+    /// the quarantine's columns (its first failed test and column, and every reason): the one
+    /// scan [`super::split`] divides.
+    pub fn annotated_sql(&self, model: &str) -> String {
+        let (test, column, reason) = self.extra_columns();
+        format!("SELECT *, {} AS {INVALID_FLAG}, {test}, {column}, {reason} FROM {}", self.invalid(), quote(model))
     }
 
-    /// How many rows of `model` fail.
-    pub fn count_invalid_sql(&self, model: &str) -> String {
-        format!("SELECT count(*) FROM {} WHERE {}", quote(model), self.invalid())
-    }
-
-    /// The failing rows of `model`, each with its first failed test and column, and every reason.
-    pub fn quarantine_sql(&self, model: &str) -> String {
+    /// The quarantine's extra columns as select items: first failed test, its column, reasons.
+    fn extra_columns(&self) -> (String, String, String) {
         let first = |pick: fn(&RowCheck) -> String| {
             let arms: Vec<String> = self.checks.iter().map(|c| format!("WHEN {} THEN {}", c.fails, pick(c))).collect();
             format!("CASE {} END", arms.join(" "))
         };
         let reasons: Vec<String> =
             self.checks.iter().map(|c| format!("CASE WHEN {} THEN {} END", c.fails, c.reason)).collect();
-        format!(
-            "SELECT *, {} AS {}, {} AS {}, concat_ws('; ', {}) AS {} FROM {} WHERE {}",
-            first(|c| sql::literal(&c.test)),
-            EXTRA_COLUMNS[0],
-            first(|c| if c.column.is_empty() { "CAST(NULL AS VARCHAR)".into() } else { sql::literal(&c.column) }),
-            EXTRA_COLUMNS[1],
-            reasons.join(", "),
-            EXTRA_COLUMNS[2],
-            quote(model),
-            self.invalid()
+        (
+            format!("{} AS {}", first(|c| sql::literal(&c.test)), EXTRA_COLUMNS[0]),
+            format!(
+                "{} AS {}",
+                first(|c| if c.column.is_empty() { "CAST(NULL AS VARCHAR)".into() } else { sql::literal(&c.column) }),
+                EXTRA_COLUMNS[1]
+            ),
+            format!("concat_ws('; ', {}) AS {}", reasons.join(", "), EXTRA_COLUMNS[2]),
         )
     }
 }
@@ -202,13 +199,16 @@ mod tests {
             },
         ];
         let filter = RowFilter::for_model(&tests, "m");
-        assert_eq!(
-            filter.valid_sql("m"),
-            "SELECT * FROM \"m\" WHERE NOT (\"id\" IS NULL OR (\"s\" IS NOT NULL AND \"s\" NOT IN ('a', 1)))"
+        let annotated = filter.annotated_sql("m");
+        assert!(
+            annotated.starts_with(
+                "SELECT *, (\"id\" IS NULL OR (\"s\" IS NOT NULL AND \"s\" NOT IN ('a', 1))) AS _dfpipe_invalid, "
+            ),
+            "{annotated}"
         );
-        assert!(filter.quarantine_sql("m").contains(
+        assert!(annotated.contains(
             "concat_ws('; ', CASE WHEN \"id\" IS NULL THEN 'id is NULL' END, CASE WHEN (\"s\" IS NOT NULL AND \"s\" NOT IN ('a', 1)) \
-             THEN concat('s = ', CAST(\"s\" AS VARCHAR), ' is not one of a, 1') END) AS _dfpipe_reason"
+             THEN concat('s = ', CAST(\"s\" AS VARCHAR), ' is not one of a, 1') END) AS _dfpipe_reason FROM \"m\""
         ));
         assert!(RowFilter::for_model(&tests, "other").is_empty());
     }

@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::datasource::sink::DataSink;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::catalog::results::{RunResults, Status, TargetResult, write_results};
-use crate::checks::data_tests::scalar_u64;
 use crate::checks::quarantine::{RowFilter, quarantine_target};
+use crate::checks::split;
 use crate::config::{Mode, OnInvalid, OutputConfig, Policy, Strategy, Target};
 use crate::engine::pipeline::Pipeline;
 use crate::error::{Result, df_message};
@@ -162,8 +163,9 @@ struct Written {
 }
 
 /// Writes one output in `ctx` (a session with the target's strategy): with `on_invalid: drop`
-/// or `quarantine`, only the rows passing the model's row-level tests, the others counted (and
-/// quarantined first, so a failed quarantine leaves the target untouched).
+/// or `quarantine`, the model is scanned once and split ([`split`]): the rows passing its
+/// row-level tests go to the target, the others are counted — and quarantined once the target's
+/// load has committed, so a failed load leaves the quarantine as it was.
 async fn write_output(
     pipeline: &Pipeline,
     ctx: &SessionContext,
@@ -177,28 +179,53 @@ async fn write_output(
         OnInvalid::Fail => RowFilter::default(),
         OnInvalid::Drop | OnInvalid::Quarantine => RowFilter::for_model(&pipeline.project.config.tests, model),
     };
-    let mut written = Written::default();
-    let df = if filter.is_empty() {
-        ctx.table(TableReference::bare(model)).await.map_err(|e| df_message(&e))?
-    } else {
-        if output.on_invalid == OnInvalid::Quarantine {
-            let rejects = ctx.sql(&filter.quarantine_sql(model)).await.map_err(|e| df_message(&e))?;
-            let target = quarantine_target(&output.target);
-            let label = target.label(&pipeline.project.config.project_dir);
-            let rejected = RowCounter::hidden();
-            let plain = WriteSpec { mode: Mode::Replace, unique_key: vec![], evolution: Evolution::default() };
-            write_frame(pipeline, ctx, decision, rejects, &target, plain, &rejected)
-                .await
-                .map_err(|e| format!("quarantine {label}: {e}"))?;
-            written.quarantined = rejected.rows();
-        } else {
-            written.dropped = scalar_u64(ctx, &filter.count_invalid_sql(model)).await.map_err(|e| df_message(&e))?;
-        }
-        ctx.sql(&filter.valid_sql(model)).await.map_err(|e| df_message(&e))?
-    };
     let spec = WriteSpec { mode: output.mode, unique_key: output.unique_key.clone(), evolution };
-    written.rows = write_frame(pipeline, ctx, decision, df, &output.target, spec, counter).await?;
-    Ok(written)
+    if filter.is_empty() {
+        let df = ctx.table(TableReference::bare(model)).await.map_err(|e| df_message(&e))?;
+        let rows = write_frame(pipeline, ctx, decision, df, &output.target, spec, counter).await?;
+        return Ok(Written { rows, ..Written::default() });
+    }
+    let quarantine = output.on_invalid == OnInvalid::Quarantine;
+    let state_dir = &pipeline.project.config.state_dir;
+    let spill = quarantine.then(|| state_dir.join(format!("quarantine-{model}-{}.arrow", std::process::id())));
+    if spill.is_some() {
+        std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    }
+    let annotated = ctx.sql(&filter.annotated_sql(model)).await.map_err(|e| df_message(&e))?;
+    let stream = annotated.execute_stream().await.map_err(|e| df_message(&e))?;
+    let (valid, mut rejected) = split::split(stream, spill.as_deref())?;
+    let valid = ctx.read_table(Arc::new(split::one_shot_table(valid).map_err(|e| df_message(&e))?));
+    let valid = valid.map_err(|e| df_message(&e))?;
+    let rows = write_frame(pipeline, ctx, decision, valid, &output.target, spec, counter).await?;
+    if !quarantine {
+        return Ok(Written { rows, dropped: rejected.rows(), ..Written::default() });
+    }
+    // The target committed; the quarantine follows from the spilled rows.
+    let target = quarantine_target(&output.target);
+    let label = target.label(&pipeline.project.config.project_dir);
+    let written = async {
+        let path = rejected.finish()?.expect("quarantine spills");
+        let rejects = ctx
+            .read_arrow(path.to_string_lossy().as_ref(), ArrowReadOptions::default())
+            .await
+            .map_err(|e| df_message(&e))?;
+        let plain = WriteSpec { mode: Mode::Replace, unique_key: vec![], evolution: Evolution::default() };
+        write_frame(pipeline, ctx, decision, rejects, &target, plain, &RowCounter::hidden()).await
+    }
+    .await;
+    match written {
+        Ok(_) => Ok(Written { rows, quarantined: rejected.rows(), ..Written::default() }),
+        Err(e) => {
+            rejected.keep();
+            Err(format!(
+                "{} rows were written to the target, but its quarantine {label} could not be: {e}; the {} \
+                 rejected rows are kept in {}",
+                group_digits(rows),
+                group_digits(rejected.rows()),
+                spill.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            ))
+        }
+    }
 }
 
 /// How a frame is written: mode, merge key, and the schema evolution to apply.
