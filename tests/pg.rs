@@ -210,9 +210,14 @@ pub struct OpenTransaction {
 
 /// Opens a session named `app`, runs `BEGIN` and `sql` in it, and keeps the transaction open.
 pub fn hold_open_transaction(app: &str, sql: &str) -> OpenTransaction {
+    hold_open_transaction_at(&format!("{} application_name={app}", key_value_url(database_url())), sql)
+}
+
+/// [`hold_open_transaction`] on a session opened with the libpq settings `url`.
+pub fn hold_open_transaction_at(url: &str, sql: &str) -> OpenTransaction {
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let (release, released) = std::sync::mpsc::channel::<()>();
-    let url = format!("{} application_name={app}", key_value_url(database_url()));
+    let url = url.to_string();
     let sql = sql.to_string();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -238,8 +243,9 @@ impl Drop for OpenTransaction {
     }
 }
 
-/// `postgres://user@host:port/db` as libpq key-value settings, so more can be appended.
-fn key_value_url(url: &str) -> String {
+/// `postgres://user@host:port/db` as libpq key-value settings, so more can be appended (a
+/// setting appended again overrides the first).
+pub fn key_value_url(url: &str) -> String {
     let config: tokio_postgres::Config = url.parse().unwrap();
     let host = match &config.get_hosts()[0] {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),

@@ -282,21 +282,122 @@ fn appending_into_types_with_modifiers_and_arrays_of_them() {
 
 #[test]
 fn passwords_never_show() {
+    // Plain, with URL-reserved characters (the parser would take a tail for the host), and
+    // percent-encoded as the README says.
+    for (password, in_dsn, fragments) in [
+        ("hunter2-secret", "hunter2-secret", vec!["hunter2"]),
+        ("S3cretHead@S3cretTail", "S3cretHead@S3cretTail", vec!["S3cretHead", "S3cretTail"]),
+        ("Pa:ss/W0rd?x#Frag", "Pa:ss/W0rd?x#Frag", vec!["W0rd", "Frag"]),
+        ("S3cretHead@S3cretTail", "S3cretHead%40S3cretTail", vec!["S3cretHead", "S3cretTail"]),
+    ] {
+        let p = Project::new();
+        p.write(
+            "dfpipe.yml",
+            "name: t\nconnections:\n  pg: { kind: postgres, dsn: \"postgres://someone:${PGSECRET}@127.0.0.1:1/x?connect_timeout=1\" }\noutputs:\n  - model: m\n    to: pg\n",
+        );
+        p.write("sql/m.sql", "SELECT 1 AS x\n");
+        let env = [("PGSECRET", in_dsn)];
+        let plan = p.dfpipe_env(&["plan", "-vv"], &env);
+        let out = p.dfpipe_env(&["run", "-vv"], &env);
+        let json = p.dfpipe_env(&["run", "--log-format", "json", "-vv"], &env);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let results = std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap();
+        let catalog = duckdb_rows(
+            &p.file(".dfpipe/catalog.duckdb"),
+            "SELECT coalesce(error, '') FROM runs UNION ALL SELECT coalesce(error, '') FROM targets",
+        )
+        .concat()
+        .join("\n");
+        let runs = stdout(&p.dfpipe(&["runs", "--format", "json"]));
+        for text in [stdout(&plan), stderr(&plan), stdout(&out), stderr(&out), stderr(&json), results, catalog, runs] {
+            for fragment in fragments.iter().chain([&password]) {
+                assert!(!text.contains(fragment), "the password {password:?} leaked ({fragment}):\n{text}");
+            }
+        }
+        let err = stderr(&out);
+        assert!(
+            err.contains("cannot connect to PostgreSQL") || err.contains("the PostgreSQL connection string"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_times_out() {
+    // The kernel completes the TCP handshake for a listener that never accepts: the startup
+    // message then gets no answer, which tokio-postgres alone would wait for forever.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     let p = Project::new();
     p.write(
         "dfpipe.yml",
-        "name: t\nconnections:\n  pg: { kind: postgres, dsn: \"postgres://someone:${PGSECRET}@127.0.0.1:1/x?connect_timeout=1\" }\noutputs:\n  - model: m\n    to: pg\n",
+        &format!(
+            "name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"postgres://someone@127.0.0.1:{port}/x?connect_timeout=1\" }}\n\
+             outputs:\n  - model: m\n    to: pg\n"
+        ),
     );
     p.write("sql/m.sql", "SELECT 1 AS x\n");
-    let plan = p.dfpipe_env(&["plan"], &[("PGSECRET", "hunter2-secret")]);
-    assert_success(&plan);
-    let out = p.dfpipe_env(&["run", "-v"], &[("PGSECRET", "hunter2-secret")]);
-    assert_eq!(out.status.code(), Some(1));
-    let results = std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap();
-    for text in [stdout(&plan), stderr(&plan), stdout(&out), stderr(&out), results] {
-        assert!(!text.contains("hunter2"), "the password leaked:\n{text}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["run", "-q"])
+        .current_dir(p.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("dfpipe hung on a server that never answers");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(stderr(&out).contains("cannot connect to PostgreSQL"), "{}", stderr(&out));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "cannot connect to PostgreSQL at 127.0.0.1 port {port} after 5 attempt(s): no answer within 1s \
+             (connect_timeout in the DSN, or PGCONNECT_TIMEOUT)"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    drop(silent);
+}
+
+#[test]
+fn too_many_connections_is_retried_until_a_slot_frees() {
+    let schema = pg::schema("t_conn_limit");
+    pg::query(&format!(
+        "DO $$ BEGIN CREATE ROLE dfpipe_limited LOGIN CONNECTION LIMIT 1; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO dfpipe_limited', current_database()); END $$; \
+         GRANT ALL ON SCHEMA {schema} TO dfpipe_limited"
+    ));
+    let url = format!("{} user=dfpipe_limited", pg::key_value_url(pg::database_url()));
+    let holder = pg::hold_open_transaction_at(&url, "SELECT 1");
+    let p = generated_with(&schema, 1000, "copy_streams: 1");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["run"])
+        .current_dir(p.path())
+        .env("DFPIPE_PG", &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Release the slot only once dfpipe has been refused and said it retries.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("dfpipe ended before it was refused").unwrap();
+        seen.push(line.clone());
+        if line.contains("cannot connect to PostgreSQL (attempt 1 of 5)") {
+            assert!(line.contains("too many connections for role"), "{line}");
+            break;
+        }
+    }
+    drop(holder);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success(), "{}\n{}", seen.join("\n"), rest.join("\n"));
+    assert_eq!(pg::query(&format!("SELECT count(*)::text FROM {schema}.big")), [["1000"]]);
 }
 
 /// A project whose model generates `rows` rows (no source files), written to `schema.big`.

@@ -162,6 +162,31 @@ fn is_permanent(e: &tokio_postgres::Error) -> bool {
     false
 }
 
+/// Why one connection attempt failed.
+#[derive(Debug)]
+enum Attempt {
+    Failed(tokio_postgres::Error),
+    TimedOut(Duration),
+}
+
+impl Attempt {
+    fn is_permanent(&self) -> bool {
+        match self {
+            Attempt::Failed(e) => is_permanent(e),
+            Attempt::TimedOut(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Failed(e) => f.write_str(&describe(e)),
+            Attempt::TimedOut(limit) => write!(f, "no answer within {}", humantime::format_duration(*limit)),
+        }
+    }
+}
+
 /// Connects, retrying with exponential backoff (0.25 s, 0.5 s, 1 s, 2 s) unless retrying cannot
 /// help; the connection task runs on its own.
 pub async fn connect(settings: &Settings) -> Result<Connection, String> {
@@ -171,12 +196,19 @@ pub async fn connect(settings: &Settings) -> Result<Connection, String> {
         .with_min_delay(Duration::from_millis(250))
         .with_factor(2.0)
         .with_max_times(ATTEMPTS as usize - 1);
-    let outcome = (|| {
+    // tokio-postgres limits only the socket's connect to `connect_timeout`; like libpq, the
+    // whole attempt (TLS, startup, authentication) gets that long, so a server that accepts
+    // and never answers cannot hang the run.
+    let limit = config.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let outcome = (|| async {
         attempts.fetch_add(1, Ordering::Relaxed);
-        config.connect(settings.tls.clone())
+        match tokio::time::timeout(limit, config.connect(settings.tls.clone())).await {
+            Ok(connected) => connected.map_err(Attempt::Failed),
+            Err(_) => Err(Attempt::TimedOut(limit)),
+        }
     })
     .retry(backoff)
-    .when(|e| !is_permanent(e))
+    .when(|e| !e.is_permanent())
     .notify(|e, delay| {
         let attempt = attempts.load(Ordering::Relaxed);
         tracing::warn!("cannot connect to PostgreSQL (attempt {attempt} of {ATTEMPTS}): {e}; retrying in {delay:?}");
@@ -194,7 +226,15 @@ pub async fn connect(settings: &Settings) -> Result<Connection, String> {
             });
             Ok(Connection { client, closed })
         }
-        Err(e) => {
+        Err(Attempt::TimedOut(limit)) => Err(format!(
+            "cannot connect to PostgreSQL at {} port {} after {} attempt(s): no answer within {} (connect_timeout \
+             in the DSN, or PGCONNECT_TIMEOUT)",
+            hosts(config),
+            config.get_ports().iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+            attempts.load(Ordering::Relaxed),
+            humantime::format_duration(limit)
+        )),
+        Err(Attempt::Failed(e)) => {
             let hosts = hosts(config);
             let hint = if settings.mode.verifies() && is_permanent(&e) && e.as_db_error().is_none() {
                 " (sslmode verify-ca/verify-full check the server's certificate against sslrootcert: \
