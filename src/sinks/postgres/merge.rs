@@ -1,7 +1,8 @@
 //! `merge`: the new rows are copied into a temporary staging table, their key is checked to be
 //! unique and not NULL there, the staging table is analysed, then the target's rows with those
-//! keys are deleted (an `=` join the planner can hash or serve from an index) and the staging
-//! rows inserted — all inside the load's transaction.
+//! keys are deleted (an `=` join: by probes of the key's index when the target is over ten times
+//! larger, else as the planner likes) and the staging rows inserted — all inside the load's
+//! transaction.
 
 use datafusion::execution::SendableRecordBatchStream;
 use tokio_postgres::Transaction;
@@ -50,11 +51,37 @@ impl PostgresSink {
             return Err(Failure::Other(null_key_message(&self.unique_key, nulls as u64)));
         }
         let matches = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
-        tx.batch_execute(&format!(
-            "ANALYZE {stage}; DELETE FROM {target} AS t USING {stage} AS s WHERE {matches}; \
-             INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage}"
-        ))
-        .await?;
+        tx.batch_execute(&format!("ANALYZE {stage}")).await?;
+        // Few new rows against a large indexed table: probe the key's index row by row rather
+        // than hash-join a scan of the whole table (which the planner prefers, misjudging how
+        // clustered the keys are). Scoped to the DELETE.
+        let probe = self.probe_by_index(tx, target, rows).await?;
+        if probe {
+            tx.batch_execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off").await?;
+        }
+        tx.batch_execute(&format!("DELETE FROM {target} AS t USING {stage} AS s WHERE {matches}")).await?;
+        if probe {
+            tx.batch_execute("SET LOCAL enable_hashjoin = DEFAULT; SET LOCAL enable_mergejoin = DEFAULT").await?;
+        }
+        tx.batch_execute(&format!("INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage}")).await?;
         Ok(rows)
+    }
+
+    /// Whether the target has an index led by the merge key and holds over ten times the new
+    /// rows: then deleting the matches by index probes beats scanning the table.
+    async fn probe_by_index(&self, tx: &Transaction<'_>, target: &str, new_rows: u64) -> Result<bool, Failure> {
+        let row = tx
+            .query_one(
+                "SELECT c.reltuples::float8, EXISTS ( \
+                   SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisvalid AND \
+                     (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(i.indkey[0:cardinality($2::text[]) - 1]) \
+                        WITH ORDINALITY AS k(attnum, n) JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) \
+                     @> $2::text[]) \
+                 FROM pg_class c WHERE c.oid = to_regclass($1)",
+                &[&target, &self.unique_key],
+            )
+            .await?;
+        let (table_rows, indexed): (f64, bool) = (row.get(0), row.get(1));
+        Ok(indexed && table_rows > 10.0 * new_rows as f64)
     }
 }
