@@ -639,3 +639,23 @@ fn merge_into_a_new_table_checks_the_key() {
     );
     assert_eq!(pg::query(&format!("SELECT (to_regclass('{schema}.m') IS NULL)::text")), [["true"]]);
 }
+
+#[test]
+fn merge_into_a_large_keyed_table_updates_and_inserts() {
+    // Over ten times the new rows and a primary key: the delete probes the index.
+    let schema = pg::schema("t_merge_probe");
+    pg::query(&format!(
+        "CREATE TABLE {schema}.m (id bigint PRIMARY KEY, v text, amount numeric(12,2)); \
+         INSERT INTO {schema}.m SELECT g, 'old' || g, g FROM generate_series(1, 2000) g; ANALYZE {schema}.m"
+    ));
+    let p = project(&schema, "mode: merge\n    unique_key: id");
+    p.write("raw.csv", &csv(1951..=2050, "new"));
+    assert_success(&run(&p, &["run", "-q"]));
+    assert_eq!(
+        pg::query(&format!(
+            "SELECT count(*)::text, count(*) FILTER (WHERE v LIKE 'new%')::text, min(v) FILTER (WHERE id = 1950), \
+             min(v) FILTER (WHERE id = 1951), max(id)::text FROM {schema}.m"
+        )),
+        [["2050", "100", "old1950", "new1951", "2050"]]
+    );
+}
