@@ -33,6 +33,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
     let load = LoadOptions {
         env: cli.global.env.clone(),
         vars: cli::parse_vars(&cli.global.vars)?,
+        params: cli::parse_pairs("--param", &cli.global.params)?,
         memory_limit: cli.global.memory_limit,
         strategy: cli.global.strategy,
     };

@@ -14,6 +14,7 @@ mod functions;
 mod layers;
 mod memory;
 mod object_store;
+mod params;
 mod postgres;
 mod postgres_tls;
 mod quarantine;

@@ -62,6 +62,10 @@ pub struct GlobalArgs {
     /// A variable for ${KEY} in the config; wins over the environment. Repeatable.
     #[arg(long = "vars", global = true, value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
+    /// A value for `$KEY` in the models' SQL (bound into the plan, not pasted into the text);
+    /// wins over `params:` in the config. Repeatable: --param day=2024-01-31 --param min=10.
+    #[arg(long = "param", global = true, value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
     /// Apply the overrides of `environments.NAME` from the config (e.g. dev, prod, a tenant).
     #[arg(long, global = true, value_name = "NAME")]
     pub env: Option<String>,
@@ -244,12 +248,18 @@ pub enum SchemaCommand {
 
 /// Splits `--vars KEY=VALUE` flags.
 pub fn parse_vars(vars: &[String]) -> crate::error::Result<std::collections::BTreeMap<String, String>> {
-    vars.iter()
+    parse_pairs("--vars", vars)
+}
+
+/// Splits repeated `FLAG KEY=VALUE` flags.
+pub fn parse_pairs(flag: &str, pairs: &[String]) -> crate::error::Result<std::collections::BTreeMap<String, String>> {
+    pairs
+        .iter()
         .map(|kv| {
             kv.split_once('=')
                 .filter(|(k, _)| !k.is_empty())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| crate::error::Error::Usage(format!("--vars {kv}: expected KEY=VALUE")))
+                .ok_or_else(|| crate::error::Error::Usage(format!("{flag} {kv}: expected KEY=VALUE")))
         })
         .collect()
 }

@@ -37,6 +37,13 @@ pub async fn render(pipeline: &Pipeline) -> Result<String> {
             if reads.is_empty() { "nothing".to_string() } else { reads.join(", ") }
         );
     }
+    if !config.params.is_empty() {
+        let _ = writeln!(out, "\nparameters, bound into the plans below as literals:");
+        for (name, param) in &config.params {
+            let typed = param.sql_type.as_ref().map_or_else(String::new, |t| format!(" as {t}"));
+            let _ = writeln!(out, "  ${name} = {}{typed} ({})", param.value, param.source(name));
+        }
+    }
     if !pipeline.cleaned.is_empty() {
         let _ = writeln!(out, "\nsources cleaned (clean:), as models read them:");
         for (name, sql) in &pipeline.cleaned {

@@ -146,6 +146,7 @@ impl Checker<'_> {
             on_schema_change: raw.on_schema_change.unwrap_or_default(),
             contracts: self.check_contracts(&raw)?,
             tests: self.check_tests(&raw)?,
+            params: params::from_config(&raw.params).map_err(|e| self.err(e))?,
         })
     }
 

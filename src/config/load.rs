@@ -41,6 +41,7 @@ pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config> {
     if options.strategy.is_some() {
         config.memory.strategy = options.strategy;
     }
+    config.params = super::params::with_command_line(config.params, &options.params).map_err(Error::Usage)?;
     Ok(config)
 }
 

@@ -18,6 +18,7 @@ pub mod check;
 pub mod data_tests;
 pub mod interpolate;
 mod load;
+pub mod params;
 pub mod raw;
 pub mod sniff;
 pub mod types;
@@ -56,6 +57,8 @@ pub struct LoadOptions {
     pub memory_limit: Option<u64>,
     /// `--strategy`; wins over `memory.strategy`.
     pub strategy: Option<Strategy>,
+    /// `--param KEY=VALUE`, already split; wins over `params:`.
+    pub params: BTreeMap<String, String>,
 }
 
 /// The checked config of one project.
@@ -93,6 +96,8 @@ pub struct Config {
     pub contracts: BTreeMap<String, Vec<ColumnContract>>,
     /// Data tests, in the order declared.
     pub tests: Vec<DataTest>,
+    /// Values of `$name` placeholders: `params:`, with `--param` over them.
+    pub params: BTreeMap<String, params::Param>,
 }
 
 /// One declared column of a source or model.

@@ -56,6 +56,9 @@ pub struct RawConfig {
     /// Data tests of sources and models, by name, run before outputs are written.
     #[serde(default)]
     pub tests: BTreeMap<String, Vec<RawTest>>,
+    /// Values models read as `$name` placeholders (see [`super::params`]).
+    #[serde(default)]
+    pub params: BTreeMap<String, super::params::RawParam>,
 }
 
 /// One data test: exactly one rule key, and optionally `severity`.

@@ -1,6 +1,7 @@
 //! The DataFusion side of a project: one session ([`session`]) with object stores
 //! ([`object_stores`]) and SQL-defined functions ([`functions`]); sources registered as listing
-//! tables ([`sources`]) behind their cleaning views ([`clean`]); models as views; the prepared
+//! tables ([`sources`]) behind their cleaning views ([`clean`]); models as views, their `$name`
+//! placeholders bound ([`params`]); the prepared
 //! [`pipeline`] with each output's memory decision; and what a run observes of it before
 //! writing ([`observe`]: schemas, files read).
 //!
@@ -11,6 +12,7 @@ pub mod clean;
 pub mod functions;
 pub mod object_stores;
 pub mod observe;
+pub mod params;
 pub mod pipeline;
 pub mod session;
 pub mod sources;

@@ -10,7 +10,8 @@ use datafusion::prelude::SessionContext;
 
 use crate::config::OutputConfig;
 use crate::config::Strategy;
-use crate::engine::{session, sources};
+use crate::config::params::ParamOrigin;
+use crate::engine::{params, session, sources};
 use crate::error::{Error, Result, df_message};
 use crate::memory::MemoryBudget;
 use crate::memory::estimate::{Estimate, estimate};
@@ -62,12 +63,16 @@ impl Pipeline {
     async fn register_models(&self, cache: &BTreeSet<String>) -> Result<()> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let needed = needed_models(&self.project, &self.outputs);
+        let params = &self.project.config.params;
+        let mut used = BTreeSet::new();
         for name in self.project.order.iter().filter(|n| needed.contains(*n)) {
             let model = &self.project.models[name];
             let fail = |e: datafusion::error::DataFusionError| {
                 Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e)))
             };
-            let mut df = self.ctx.sql_with_options(&model.sql, options).await.map_err(fail)?;
+            let df = self.ctx.sql_with_options(&model.sql, options).await.map_err(fail)?;
+            let (mut df, names) = params::bind(&self.ctx, df, params, name, &model.file).await?;
+            used.extend(names);
             if cache.contains(name) {
                 tracing::info!(model = %name, "computing once for the targets that share it (in_memory)");
                 df = df.cache().await.map_err(fail)?;
@@ -75,6 +80,18 @@ impl Pipeline {
             let table = TableReference::bare(name.as_str());
             self.ctx.deregister_table(table.clone()).map_err(fail)?;
             self.ctx.register_table(table, df.into_view()).map_err(fail)?;
+        }
+        let unused: Vec<&String> = params
+            .iter()
+            .filter(|(name, p)| p.origin == ParamOrigin::CommandLine && !used.contains(*name))
+            .map(|(name, _)| name)
+            .collect();
+        if let Some(name) = unused.first() {
+            let used: Vec<String> = used.iter().map(|n| format!("${n}")).collect();
+            return Err(Error::Usage(format!(
+                "--param {name}: no selected model has a `${name}` placeholder{}",
+                if used.is_empty() { String::new() } else { format!(" (they use {})", used.join(", ")) }
+            )));
         }
         Ok(())
     }
