@@ -57,6 +57,9 @@ async fn other_command(command: Command, project: &std::path::Path, load: &LoadO
         Command::Plan { select } => commands::plan::command(config::load(project, load)?, &select).await,
         Command::Test { select } => commands::test::command(config::load(project, load)?, &select).await,
         Command::Schema { command } => commands::schema::command(config::load(project, load)?, command).await,
+        Command::Lineage { column, downstream, format } => {
+            commands::lineage::command(config::load(project, load)?, &column, downstream, format).await
+        }
         Command::Runs { limit, format } => commands::runs::command(&config::load(project, load)?, limit, format),
         Command::Query { sql, format, connection } => {
             commands::query::command(&config::load(project, load)?, &sql, format, connection.as_deref())

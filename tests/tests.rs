@@ -12,6 +12,7 @@ mod demo;
 mod duckdb_modes;
 mod functions;
 mod layers;
+mod lineage;
 mod memory;
 mod object_store;
 mod params;

@@ -205,6 +205,22 @@ pub enum Command {
         #[arg(long, short, value_enum, default_value_t = RunsFormat::Table)]
         format: RunsFormat,
     },
+    /// Where a column comes from, or (--downstream) what derives from it.
+    ///
+    /// Read from DataFusion's plans of the models, not from the SQL text: through CTEs,
+    /// subqueries, joins, unions, aggregates, window functions and `SELECT *` chains, down to
+    /// source columns. Each step says how: passed through, renamed, computed, aggregated, or
+    /// only a join key or a filter. Example: dfpipe lineage daily_revenue.revenue
+    Lineage {
+        /// MODEL.COLUMN, or SOURCE.COLUMN with --downstream.
+        column: String,
+        /// Everything that derives from the column, up to the targets written.
+        #[arg(long)]
+        downstream: bool,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = LineageFormat::Text)]
+        format: LineageFormat,
+    },
     /// Run SQL against the DuckDB warehouse (read-only) and print the result.
     Query {
         /// The SQL, in DuckDB's dialect.
@@ -216,6 +232,15 @@ pub enum Command {
         #[arg(long, short, value_name = "NAME")]
         connection: Option<String>,
     },
+}
+
+/// How `dfpipe lineage` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LineageFormat {
+    /// A tree.
+    Text,
+    /// Nested JSON: relation, column, kind (source, model, target), how, children.
+    Json,
 }
 
 /// `dfpipe schema …`.

@@ -9,6 +9,6 @@ pub mod args;
 pub mod logging;
 
 pub use args::{
-    Cli, Command, DEMO_ORDERS, GlobalArgs, LogFormat, QueryFormat, RunsFormat, SchemaCommand, SelectArgs, parse_pairs,
-    parse_vars,
+    Cli, Command, DEMO_ORDERS, GlobalArgs, LineageFormat, LogFormat, QueryFormat, RunsFormat, SchemaCommand,
+    SelectArgs, parse_pairs, parse_vars,
 };

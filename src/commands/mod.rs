@@ -7,6 +7,7 @@
 //! imports the commands.
 
 pub mod init;
+pub mod lineage;
 pub mod plan;
 pub mod query;
 pub mod run;

@@ -2,14 +2,15 @@
 //! ([`object_stores`]) and SQL-defined functions ([`functions`]); sources registered as listing
 //! tables ([`sources`]) behind their cleaning views ([`clean`]); models as views, their `$name`
 //! placeholders bound ([`params`]); the prepared
-//! [`pipeline`] with each output's memory decision; and what a run observes of it before
-//! writing ([`observe`]: schemas, files read).
+//! [`pipeline`] with each output's memory decision; what a run observes of it before
+//! writing ([`observe`]: schemas, files read); and column [`lineage`] read from the plans.
 //!
 //! May import: [`crate::config`], [`crate::project`], [`crate::memory`], [`crate::schema`],
 //! [`crate::util`]. Never the checks, the catalog, the sinks or the commands.
 
 pub mod clean;
 pub mod functions;
+pub mod lineage;
 pub mod object_stores;
 pub mod observe;
 pub mod params;

@@ -61,7 +61,6 @@ impl Pipeline {
     /// Registers the needed models as views in dependency order; those in `cache` are computed
     /// now and held in memory, so the views downstream read them instead of recomputing them.
     async fn register_models(&self, cache: &BTreeSet<String>) -> Result<()> {
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let needed = needed_models(&self.project, &self.outputs);
         let params = &self.project.config.params;
         let mut used = BTreeSet::new();
@@ -70,8 +69,7 @@ impl Pipeline {
             let fail = |e: datafusion::error::DataFusionError| {
                 Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e)))
             };
-            let df = self.ctx.sql_with_options(&model.sql, options).await.map_err(fail)?;
-            let (mut df, names) = params::bind(&self.ctx, df, params, name, &model.file).await?;
+            let (mut df, names) = self.model_frame(name).await?;
             used.extend(names);
             if cache.contains(name) {
                 tracing::info!(model = %name, "computing once for the targets that share it (in_memory)");
@@ -94,6 +92,63 @@ impl Pipeline {
             )));
         }
         Ok(())
+    }
+
+    /// Model `name`'s SQL planned (not yet analyzed: the models and sources it reads are table
+    /// scans of their names) with its parameters bound; and the parameters it used.
+    async fn model_frame(&self, name: &str) -> Result<(datafusion::prelude::DataFrame, BTreeSet<String>)> {
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let model = &self.project.models[name];
+        let df =
+            self.ctx.sql_with_options(&model.sql, options).await.map_err(|e| {
+                Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e)))
+            })?;
+        params::bind(&self.ctx, df, &self.project.config.params, name, &model.file).await
+    }
+
+    /// The needed models' logical plans as the SQL planner builds them, parameters bound, in
+    /// dependency order: what [`crate::engine::lineage`] reads. They are planned in a session of
+    /// their own where every source and model is an empty table of its schema, so a reference
+    /// to one stays a table scan of its name (the pipeline's views would be inlined), while
+    /// CTEs — even one named like a model — stay subqueries of the plan.
+    pub async fn lineage_plans(&self) -> Result<Vec<(String, datafusion::logical_expr::LogicalPlan)>> {
+        use datafusion::datasource::MemTable;
+        let state = self.ctx.state();
+        let plain = SessionContext::new_with_config(state.config().clone());
+        for f in state.scalar_functions().values() {
+            plain.register_udf(f.as_ref().clone());
+        }
+        for f in state.aggregate_functions().values() {
+            plain.register_udaf(f.as_ref().clone());
+        }
+        for f in state.window_functions().values() {
+            plain.register_udwf(f.as_ref().clone());
+        }
+        let empty = |schema: datafusion::arrow::datatypes::SchemaRef| {
+            MemTable::try_new(schema, vec![vec![]]).map(std::sync::Arc::new)
+        };
+        let fail = |name: &str, e: datafusion::error::DataFusionError| {
+            Error::Project(format!("lineage of `{name}`: {}", df_message(&e)))
+        };
+        for name in self.needed_sources() {
+            let schema = self.ctx.table(name.as_str()).await.map_err(|e| fail(&name, e))?.schema().inner().clone();
+            plain
+                .register_table(name.as_str(), empty(schema).map_err(|e| fail(&name, e))?)
+                .map_err(|e| fail(&name, e))?;
+        }
+        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let mut plans = Vec::new();
+        for name in self.needed_models() {
+            let model = &self.project.models[&name];
+            let df = plain.sql_with_options(&model.sql, options).await.map_err(|e| fail(&name, e))?;
+            let (df, _) = params::bind(&plain, df, &self.project.config.params, &name, &model.file).await?;
+            let schema = df.schema().inner().clone();
+            plans.push((name.clone(), df.logical_plan().clone()));
+            plain
+                .register_table(name.as_str(), empty(schema).map_err(|e| fail(&name, e))?)
+                .map_err(|e| fail(&name, e))?;
+        }
+        Ok(plans)
     }
 
     /// The estimate of what `output` reads, and the strategy that follows.
