@@ -140,7 +140,13 @@ impl RowFilter {
     /// scan [`super::split`] divides.
     pub fn annotated_sql(&self, model: &str) -> String {
         let (test, column, reason) = self.extra_columns();
-        format!("SELECT *, {} AS {INVALID_FLAG}, {test}, {column}, {reason} FROM {}", self.invalid(), quote(model))
+        // Every predicate is TRUE or FALSE by construction; were one NULL, the row would be held
+        // back as invalid rather than lost between the two sides of the split.
+        format!(
+            "SELECT *, coalesce({}, true) AS {INVALID_FLAG}, {test}, {column}, {reason} FROM {}",
+            self.invalid(),
+            quote(model)
+        )
     }
 
     /// The quarantine's extra columns as select items: first failed test, its column, reasons.
@@ -202,7 +208,7 @@ mod tests {
         let annotated = filter.annotated_sql("m");
         assert!(
             annotated.starts_with(
-                "SELECT *, (\"id\" IS NULL OR (\"s\" IS NOT NULL AND \"s\" NOT IN ('a', 1))) AS _dfpipe_invalid, "
+                "SELECT *, coalesce((\"id\" IS NULL OR (\"s\" IS NOT NULL AND \"s\" NOT IN ('a', 1))), true) AS _dfpipe_invalid, "
             ),
             "{annotated}"
         );
