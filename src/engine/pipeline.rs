@@ -69,7 +69,7 @@ impl Pipeline {
             let fail = |e: datafusion::error::DataFusionError| {
                 Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e)))
             };
-            let (mut df, names) = self.model_frame(name).await?;
+            let (mut df, names) = self.model_frame(&self.ctx, name).await?;
             used.extend(names);
             if cache.contains(name) {
                 tracing::info!(model = %name, "computing once for the targets that share it (in_memory)");
@@ -94,16 +94,20 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Model `name`'s SQL planned (not yet analyzed: the models and sources it reads are table
-    /// scans of their names) with its parameters bound; and the parameters it used.
-    async fn model_frame(&self, name: &str) -> Result<(datafusion::prelude::DataFrame, BTreeSet<String>)> {
+    /// Model `name`'s SQL planned in `ctx` (a query only: no DDL, DML or statements) with its
+    /// parameters bound; and the parameters it used.
+    async fn model_frame(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+    ) -> Result<(datafusion::prelude::DataFrame, BTreeSet<String>)> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let model = &self.project.models[name];
-        let df =
-            self.ctx.sql_with_options(&model.sql, options).await.map_err(|e| {
-                Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e)))
-            })?;
-        params::bind(&self.ctx, df, &self.project.config.params, name, &model.file).await
+        let df = ctx
+            .sql_with_options(&model.sql, options)
+            .await
+            .map_err(|e| Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e))))?;
+        params::bind(ctx, df, &self.project.config.params, name, &model.file).await
     }
 
     /// The needed models' logical plans as the SQL planner builds them, parameters bound, in
@@ -136,12 +140,9 @@ impl Pipeline {
                 .register_table(name.as_str(), empty(schema).map_err(|e| fail(&name, e))?)
                 .map_err(|e| fail(&name, e))?;
         }
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let mut plans = Vec::new();
         for name in self.needed_models() {
-            let model = &self.project.models[&name];
-            let df = plain.sql_with_options(&model.sql, options).await.map_err(|e| fail(&name, e))?;
-            let (df, _) = params::bind(&plain, df, &self.project.config.params, &name, &model.file).await?;
+            let (df, _) = self.model_frame(&plain, &name).await?;
             let schema = df.schema().inner().clone();
             plans.push((name.clone(), df.logical_plan().clone()));
             plain

@@ -226,28 +226,23 @@ pub async fn connect(settings: &Settings) -> Result<Connection, String> {
             });
             Ok(Connection { client, closed })
         }
-        Err(Attempt::TimedOut(limit)) => Err(format!(
-            "cannot connect to PostgreSQL at {} port {} after {} attempt(s): no answer within {} (connect_timeout \
-             in the DSN, or PGCONNECT_TIMEOUT)",
-            hosts(config),
-            config.get_ports().iter().map(u16::to_string).collect::<Vec<_>>().join(","),
-            attempts.load(Ordering::Relaxed),
-            humantime::format_duration(limit)
-        )),
-        Err(Attempt::Failed(e)) => {
-            let hosts = hosts(config);
-            let hint = if settings.mode.verifies() && is_permanent(&e) && e.as_db_error().is_none() {
-                " (sslmode verify-ca/verify-full check the server's certificate against sslrootcert: \
-                 point it at the CA that signed the server's certificate, or use sslmode=require to \
-                 encrypt without verifying)"
-            } else {
-                ""
+        Err(last) => {
+            let reason = match &last {
+                Attempt::TimedOut(_) => format!("{last} (connect_timeout in the DSN, or PGCONNECT_TIMEOUT)"),
+                Attempt::Failed(e) if settings.mode.verifies() && is_permanent(e) && e.as_db_error().is_none() => {
+                    format!(
+                        "{last} (sslmode verify-ca/verify-full check the server's certificate against sslrootcert: \
+                         point it at the CA that signed the server's certificate, or use sslmode=require to \
+                         encrypt without verifying)"
+                    )
+                }
+                Attempt::Failed(_) => last.to_string(),
             };
             Err(format!(
-                "cannot connect to PostgreSQL at {hosts} port {} after {} attempt(s): {}{hint}",
+                "cannot connect to PostgreSQL at {} port {} after {} attempt(s): {reason}",
+                hosts(config),
                 config.get_ports().iter().map(u16::to_string).collect::<Vec<_>>().join(","),
-                attempts.load(Ordering::Relaxed),
-                describe(&e)
+                attempts.load(Ordering::Relaxed)
             ))
         }
     }
