@@ -51,35 +51,13 @@ fn failed_replace_keeps_the_old_table() {
     assert_eq!(results["targets"][0]["status"], "error");
 }
 
-/// Starts `dfpipe run -q` paused in the middle of its load (see `util::fault` in the crate) and
-/// returns once the first batch is in the load's open transaction.
-fn run_paused_mid_load(p: &Project) -> std::process::Child {
-    let flag = p.file("paused");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
-        .args(["run", "-q"])
-        .current_dir(p.path())
-        .env("DFPIPE_TEST_PAUSE_MID_LOAD", &flag)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !flag.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("dfpipe ended ({status}) before its load started");
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the load never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child
-}
-
 #[test]
 fn killed_run_mid_load_leaves_the_old_table() {
     let p = project("  - model: m\n");
     p.write("raw.csv", &rows_csv(1..=1000, "a"));
     assert_success(&p.dfpipe(&["run", "-q"]));
     p.write("raw.csv", &rows_csv(1..=400_000, "b"));
-    let mut child = run_paused_mid_load(&p);
+    let (mut child, _pause) = p.spawn_paused_mid_load(&[]);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(p.duckdb("SELECT count(*), min(v), max(v) FROM m")[0], ["BigInt(1000)", "a1", "a999"]);
@@ -213,7 +191,7 @@ fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
     p.write("sql/big.sql", "SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, 100)\n");
     assert_success(&p.dfpipe(&["run", "-q"]));
     p.write("sql/big.sql", "SELECT value AS id, concat('row ', value) AS label FROM generate_series(1, 200000)\n");
-    let child = run_paused_mid_load(&p);
+    let (child, _pause) = p.spawn_paused_mid_load(&[]);
     let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();

@@ -422,22 +422,6 @@ fn generated_with(schema: &str, rows: u32, settings: &str) -> Project {
     p
 }
 
-/// Starts `dfpipe run -q` paused once its first batch is in the COPY (see `util::fault` in the
-/// crate); the load goes on when the returned pause file is removed.
-fn spawn_run_paused_mid_load(p: &Project) -> (std::process::Child, std::path::PathBuf) {
-    let flag = p.file("paused");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
-        .args(["run", "-q"])
-        .current_dir(p.path())
-        .env("DFPIPE_PG", pg::database_url())
-        .env("DFPIPE_TEST_PAUSE_MID_LOAD", &flag)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for("the load to start", || flag.exists());
-    (child, flag)
-}
-
 /// Polls `done` every 20 ms for up to a minute.
 fn wait_for(what: &str, done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -492,7 +476,7 @@ fn replace_behind_a_long_reader_waits_without_blocking_new_readers_then_names_it
 fn two_writers_of_one_table_take_turns() {
     let schema = pg::schema("t_two_writers");
     let first = generated_with(&schema, 3000, "copy_streams: 2");
-    let (first_run, pause) = spawn_run_paused_mid_load(&first);
+    let (first_run, pause) = first.spawn_paused_mid_load(&[("DFPIPE_PG", pg::database_url())]);
     let second = generated_with(&schema, 7000, "copy_streams: 2");
     let second_run = spawn_run(&second);
     // The second writer waits for the first one's lock (it does not touch its hidden table).
@@ -513,7 +497,7 @@ fn a_killed_parallel_replace_leaves_a_hidden_table_the_next_run_removes() {
     let p = generated_with(&schema, 100, "copy_streams: 2");
     assert_success(&run(&p, &["run", "-q"]));
     let p = generated_with(&schema, 5000, "copy_streams: 2");
-    let (mut child, _pause) = spawn_run_paused_mid_load(&p);
+    let (mut child, _pause) = p.spawn_paused_mid_load(&[("DFPIPE_PG", pg::database_url())]);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(hidden_tables(&schema).len(), 1, "the parallel replace commits its hidden table first");

@@ -53,6 +53,30 @@ impl Project {
         cmd.output().expect("dfpipe runs")
     }
 
+    /// Starts `dfpipe run -q` with `env`, paused once its first batch is in the load's open
+    /// transaction (`DFPIPE_TEST_PAUSE_MID_LOAD`, see `util::fault` in the crate); returns when
+    /// it is. The load goes on when the returned pause file is removed.
+    pub fn spawn_paused_mid_load(&self, env: &[(&str, &str)]) -> (std::process::Child, PathBuf) {
+        let flag = self.file("paused");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+            .args(["run", "-q"])
+            .current_dir(self.path())
+            .envs(env.iter().copied())
+            .env("DFPIPE_TEST_PAUSE_MID_LOAD", &flag)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !flag.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("dfpipe ended ({status}) before its load started");
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(120), "the load never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        (child, flag)
+    }
+
     /// Path of a file in the project.
     pub fn file(&self, rel: &str) -> PathBuf {
         self.path().join(rel)
