@@ -33,6 +33,10 @@ pub enum Error {
     /// A declared column contract was violated; nothing was written.
     #[error("{0}")]
     Contract(String),
+    /// An incremental output's state forbids the run: a target lost loads the catalog records,
+    /// a loaded file changed, rows have a NULL cursor; nothing was written.
+    #[error("{0}")]
+    State(String),
     /// Another dfpipe command holds the project's lock.
     #[error("{0}")]
     Locked(String),
@@ -72,7 +76,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config(_) | Error::Project(_) => EXIT_USAGE,
             Error::Source(_) | Error::Run(_) | Error::TargetsFailed { .. } => EXIT_RUN_FAILED,
-            Error::Drift(_) | Error::Contract(_) | Error::Test(_) => EXIT_CHECK_FAILED,
+            Error::Drift(_) | Error::Contract(_) | Error::Test(_) | Error::State(_) => EXIT_CHECK_FAILED,
             Error::Locked(_) => EXIT_LOCKED,
             Error::Interrupted => EXIT_INTERRUPTED,
         }

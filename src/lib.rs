@@ -40,8 +40,9 @@ pub async fn execute(cli: Cli) -> Result<u8> {
     let Cli { global, command } = cli;
     let project = global.project.clone();
     // `run` handles Ctrl-C itself (it records the interruption); the others just stop.
-    if let Command::Run { select, fail_fast } = command {
-        return commands::run::command(&project, &load, &select, fail_fast, &global).await;
+    if let Command::Run { select, fail_fast, full_refresh, start, end } = command {
+        let incremental = commands::run::incremental::IncrementalOptions::parse(full_refresh, start, end)?;
+        return commands::run::command(&project, &load, &select, fail_fast, &incremental, &global).await;
     }
     tokio::select! {
         outcome = other_command(command, &project, &load) => outcome,
@@ -60,6 +61,7 @@ async fn other_command(command: Command, project: &std::path::Path, load: &LoadO
         Command::Lineage { column, downstream, format } => {
             commands::lineage::command(config::load(project, load)?, &column, downstream, format).await
         }
+        Command::State { command } => commands::state::command(&config::load(project, load)?, command).await,
         Command::Runs { limit, format } => commands::runs::command(&config::load(project, load)?, limit, format),
         Command::Query { sql, format, connection } => {
             commands::query::command(&config::load(project, load)?, &sql, format, connection.as_deref())

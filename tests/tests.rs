@@ -11,6 +11,7 @@ mod data_tests;
 mod demo;
 mod duckdb_modes;
 mod functions;
+mod incremental;
 mod layers;
 mod lineage;
 mod memory;

@@ -13,7 +13,12 @@
 //! - `targets`: per target: model, mode, status, rows, quarantined and dropped rows, seconds,
 //!   strategy, estimate, error;
 //! - `drift`: each change found: relation, change, column, before, after, policy, outcome;
-//! - `tests`: each data test: relation, test, outcome (`pass`, `warn`, `fail`), failures, message.
+//! - `tests`: each data test: relation, test, outcome (`pass`, `warn`, `fail`), failures, message;
+//! - `loads`: each committed load of an incremental output: target, load id, kind, state (JSON:
+//!   complete windows, the cursor mark, the files read), definition. The target holds the same
+//!   record (its `_dfpipe_loads` table, committed with the rows): a run that finds the two apart
+//!   (a crash between the target's commit and this record) brings the catalog in line with the
+//!   target.
 //!
 //! The connection is opened per operation and closed at once, so readers (`dfpipe schema`,
 //! `dfpipe runs`, a DuckDB client) are only locked out for milliseconds; an open waits a
@@ -34,4 +39,4 @@ pub mod results;
 mod store;
 
 pub use crate::schema::Kind;
-pub use store::{CATALOG_FILE, Catalog, RunRecord, SchemaRecord};
+pub use store::{CATALOG_FILE, Catalog, LoadRecord, RunRecord, SchemaRecord};

@@ -46,6 +46,9 @@ pub struct TargetResult {
     pub estimate_bytes: Option<u64>,
     /// The error, for a failed target.
     pub error: Option<String>,
+    /// What an incremental output loaded (`3 window(s) […)`, `no new files in source …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<String>,
 }
 
 /// The whole run, as written to `run_results.json`.

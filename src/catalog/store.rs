@@ -37,6 +37,9 @@ ALTER TABLE targets ADD COLUMN IF NOT EXISTS dropped BIGINT;
 CREATE TABLE IF NOT EXISTS tests (
     run_id BIGINT, relation VARCHAR, test VARCHAR, outcome VARCHAR, failures BIGINT, message VARCHAR);
 CREATE TABLE IF NOT EXISTS catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS loads (
+    target VARCHAR, load_id VARCHAR, kind VARCHAR, state VARCHAR, definition VARCHAR, run_id BIGINT,
+    recorded_at TIMESTAMP);
 CREATE TABLE IF NOT EXISTS drift (
     run_id BIGINT, kind VARCHAR, name VARCHAR, change VARCHAR, column_name VARCHAR,
     before VARCHAR, after VARCHAR, policy VARCHAR, outcome VARCHAR);
@@ -432,6 +435,64 @@ impl Catalog {
             })
             .map_err(|e| self.fail(e))?;
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.fail(e))
+    }
+}
+
+/// One incremental load of a target, as the catalog records it (the target's own marker is
+/// the original: see the catalog's module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadRecord {
+    /// Unique per load.
+    pub load_id: String,
+    /// `time`, `cursor` or `files`.
+    pub kind: String,
+    /// What it completed, as JSON.
+    pub state: String,
+    /// The fingerprint of the definition it was built with.
+    pub definition: String,
+}
+
+impl Catalog {
+    /// The loads recorded for target `target` (its label), oldest first.
+    pub fn loads(&self, target: &str) -> Result<Vec<LoadRecord>> {
+        let Some(conn) = self.read()? else { return Ok(vec![]) };
+        let exists: bool = conn
+            .query_row("SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = 'loads'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.fail(e))?;
+        if !exists {
+            return Ok(vec![]);
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT load_id, kind, state, definition FROM loads WHERE target = ? ORDER BY recorded_at, load_id",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![target], |r| {
+                Ok(LoadRecord { load_id: r.get(0)?, kind: r.get(1)?, state: r.get(2)?, definition: r.get(3)? })
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| self.fail(e))
+    }
+
+    /// Records loads of `target` that run `run_id` committed; with `replace`, they become its only
+    /// loads (a full refresh, or the catalog brought in line with the target).
+    pub fn record_loads(&self, run_id: i64, target: &str, loads: &[LoadRecord], replace: bool) -> Result<()> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction().map_err(|e| self.fail(e))?;
+        if replace {
+            tx.execute("DELETE FROM loads WHERE target = ?", params![target]).map_err(|e| self.fail(e))?;
+        }
+        for l in loads {
+            tx.execute(
+                "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+                params![target, l.load_id, l.kind, l.state, l.definition, run_id, stamp(chrono::Utc::now())],
+            )
+            .map_err(|e| self.fail(e))?;
+        }
+        tx.commit().map_err(|e| self.fail(e))
     }
 }
 

@@ -176,6 +176,18 @@ pub enum Command {
         /// Stop at the first failed target and skip the rest.
         #[arg(short = 'x', long)]
         fail_fast: bool,
+        /// Incremental outputs: rebuild from `begin` (time), from every file (files) or without a
+        /// mark (cursor), and swap the result in with the state reset, in one commit. A failure
+        /// leaves the old table and the old state.
+        #[arg(long)]
+        full_refresh: bool,
+        /// `by: time` outputs: restate the windows from this instant (UTC, on a grain boundary,
+        /// e.g. 2024-03-01 or 2024-03-01T06:00:00); needs --end.
+        #[arg(long, requires = "end", value_name = "T")]
+        start: Option<String>,
+        /// `by: time` outputs: restate the windows up to this instant (excluded); needs --start.
+        #[arg(long, requires = "start", value_name = "T")]
+        end: Option<String>,
     },
     /// Run the data tests (`tests:` in dfpipe.yml) of the selected models and their sources.
     ///
@@ -195,6 +207,15 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: SchemaCommand,
+    },
+    /// The state of incremental outputs: complete windows, cursor marks, loaded files.
+    ///
+    /// The state is read from each target (its `_dfpipe_loads` table, committed with the rows),
+    /// so it is what the next run will act on.
+    State {
+        /// What to do.
+        #[command(subcommand)]
+        command: StateCommand,
     },
     /// List recent runs from the catalog: status, strategy, rows, time, peak memory.
     Runs {
@@ -268,6 +289,26 @@ pub enum SchemaCommand {
         /// Sources or models.
         #[arg(required = true)]
         names: Vec<String>,
+    },
+}
+
+/// `dfpipe state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Per incremental output (all, or those whose target or model is named): its kind, loads,
+    /// complete windows and gaps, cursor mark, or loaded files.
+    Show {
+        /// Targets (e.g. warehouse.events) or models.
+        targets: Vec<String>,
+    },
+    /// Make loaded files of a `by: files` output load again at the next run.
+    Forget {
+        /// The target (e.g. warehouse.events) or its model.
+        target: String,
+        /// Files to forget: a glob matched against each file's path relative to the project, its
+        /// full location, and its name (e.g. 'data/2024-01-*.csv').
+        #[arg(long, value_name = "GLOB")]
+        files: String,
     },
 }
 

@@ -10,5 +10,5 @@ pub mod logging;
 
 pub use args::{
     Cli, Command, DEMO_ORDERS, GlobalArgs, LineageFormat, LogFormat, QueryFormat, RunsFormat, SchemaCommand,
-    SelectArgs, parse_pairs, parse_vars,
+    SelectArgs, StateCommand, parse_pairs, parse_vars,
 };

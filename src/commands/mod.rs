@@ -13,6 +13,7 @@ pub mod query;
 pub mod run;
 pub mod runs;
 pub mod schema;
+pub mod state;
 pub mod test;
 
 use crate::cli::SelectArgs;

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use datafusion::common::TableReference;
 
 use super::prepare;
+use super::run::incremental::{self, Increment, IncrementalOptions};
 use crate::cli::SelectArgs;
 use crate::config::Config;
 use crate::engine::pipeline::Pipeline;
@@ -15,12 +16,16 @@ use crate::util::fmt::human_bytes;
 /// `dfpipe plan`: prepares the selected outputs (checking everything `run` checks) and prints
 /// their plans.
 pub async fn command(config: Config, select: &SelectArgs) -> Result<u8> {
-    print!("{}", render(&prepare(config, select).await?).await?);
+    let catalog = crate::catalog::Catalog::new(&config.state_dir);
+    let pipeline = prepare(config, select).await?;
+    // What incremental outputs would load now (the catalog is only read).
+    let increments = incremental::plan(&pipeline, &catalog, None, &IncrementalOptions::default()).await?;
+    print!("{}", render(&pipeline, &increments).await?);
     Ok(EXIT_OK)
 }
 
-/// Renders the plan of every selected output.
-pub async fn render(pipeline: &Pipeline) -> Result<String> {
+/// Renders the plan of every selected output (`increments`: what each incremental one loads).
+pub async fn render(pipeline: &Pipeline, increments: &[Option<Increment>]) -> Result<String> {
     let project = &pipeline.project;
     let config = &project.config;
     let mut out = String::new();
@@ -64,9 +69,17 @@ pub async fn render(pipeline: &Pipeline) -> Result<String> {
     if pipeline.outputs.is_empty() {
         let _ = writeln!(out, "\nno targets selected");
     }
-    for output in &pipeline.outputs {
+    for (i, output) in pipeline.outputs.iter().enumerate() {
         let label = output.target.label(&config.project_dir);
         let _ = writeln!(out, "\ntarget {label} <- model {} (mode {})", output.model, output.mode.name());
+        if let Some(Some(increment)) = increments.get(i) {
+            let _ = writeln!(
+                out,
+                "  incremental (by: {}): a run now loads {}",
+                increment.load_kind(),
+                increment.describe()
+            );
+        }
         let (estimate, decision) = pipeline.decide(output).await?;
         for line in estimate.describe() {
             let _ = writeln!(out, "  {line}");

@@ -358,6 +358,14 @@ impl Checker<'_> {
                     "outputs[{first}] and outputs[{i}] both write {described}; give one of them another `table:`"
                 )));
             }
+            let incremental = match &out.incremental {
+                None => None,
+                Some(incremental) => {
+                    let at = self.incremental_at(outputs, i);
+                    let place = format!("{at}{what}");
+                    Some(self.check_incremental(&place, raw, incremental, mode, &unique_key, &target)?)
+                }
+            };
             checked.push(OutputConfig {
                 model: out.model.clone(),
                 target,
@@ -365,9 +373,115 @@ impl Checker<'_> {
                 unique_key,
                 on_schema_change: out.on_schema_change,
                 on_invalid: out.on_invalid.unwrap_or_default(),
+                incremental,
             });
         }
         Ok(checked)
+    }
+
+    /// `line:col: ` of the `incremental:` key of output `i` (the n-th such key in the file).
+    fn incremental_at(&self, outputs: &[raw::RawOutput], i: usize) -> String {
+        let nth = outputs[..i].iter().filter(|o| o.incremental.is_some()).count();
+        let in_comment = |offset: usize| {
+            let line_start = self.text[..offset].rfind('\n').map_or(0, |nl| nl + 1);
+            self.text[line_start..offset].contains('#')
+        };
+        let Some(offset) = self.text.match_indices("incremental").map(|(o, _)| o).filter(|&o| !in_comment(o)).nth(nth)
+        else {
+            return String::new();
+        };
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        format!("{line}:{column}: ")
+    }
+
+    /// The rules of `incremental:` that span the output: modes, keys, bounds (`place`: the
+    /// key's `line:col: ` and the output, for messages).
+    fn check_incremental(
+        &self,
+        place: &str,
+        raw_config: &RawConfig,
+        raw: &incremental::Incremental,
+        mode: Mode,
+        unique_key: &[String],
+        target: &Target,
+    ) -> Result<incremental::IncrementalSpec> {
+        use incremental::{Incremental, IncrementalSpec, OnFileChange};
+        let err = |msg: String| Error::Config(format!("{}:{place}: incremental: {msg}", self.label));
+        if mode == Mode::Replace {
+            return Err(err(format!(
+                "`by: {}` loads only new data, which `mode: replace` would throw away with the rest; use \
+                 `mode: append` or `mode: merge` (and `dfpipe run --full-refresh` to rebuild)",
+                raw.kind()
+            )));
+        }
+        if matches!(target, Target::Parquet { .. }) {
+            return Err(err(
+                "incremental loads commit their rows and a record of the load in one transaction, which a \
+                 Parquet output cannot: write to a duckdb or postgres connection"
+                    .to_string(),
+            ));
+        }
+        Ok(match raw {
+            Incremental::Time { column, grain, begin, lookback, batch } => {
+                let start = incremental::parse_instant(begin).ok_or_else(|| {
+                    err(format!(
+                        "begin `{begin}` is not a date or timestamp; write e.g. 2024-01-01 or 2024-01-01T06:00:00"
+                    ))
+                })?;
+                if incremental::truncate(start, *grain) != start {
+                    return Err(err(format!(
+                        "begin `{begin}` is not the start of a {}; windows start on {} boundaries (UTC)",
+                        grain.name(),
+                        grain.name()
+                    )));
+                }
+                IncrementalSpec::Time {
+                    column: column.clone(),
+                    grain: *grain,
+                    begin: start,
+                    lookback: *lookback,
+                    batch: batch.get(),
+                }
+            }
+            Incremental::Cursor { column, lag, on_null_cursor } => {
+                if mode != Mode::Merge {
+                    return Err(err(format!(
+                        "`by: cursor` loads changed rows again (an updated row's cursor moves past the mark, and \
+                         `lag` reads back before it), so it needs `mode: merge` with `unique_key` (not `mode: {}`) \
+                         to keep each row once",
+                        mode.name()
+                    )));
+                }
+                let lag =
+                    match lag {
+                        None => None,
+                        Some(text) => Some(humantime::parse_duration(text.trim()).map_err(|e| {
+                            err(format!("lag `{text}` is not a duration ({e}); write e.g. `10m` or `2h`"))
+                        })?),
+                    };
+                IncrementalSpec::Cursor { column: column.clone(), lag, on_null_cursor: *on_null_cursor }
+            }
+            Incremental::Files { source, on_file_change } => {
+                if let Some(name) = source
+                    && !raw_config.sources.contains_key(name)
+                {
+                    return Err(err(format!(
+                        "source `{name}` is not a source of this project{}",
+                        did_you_mean(name, raw_config.sources.keys().map(String::as_str))
+                    )));
+                }
+                if *on_file_change == OnFileChange::Reload && (mode != Mode::Merge || unique_key.is_empty()) {
+                    return Err(err(
+                        "`on_file_change: reload` loads a changed file's rows again, which needs `mode: merge` \
+                         and `unique_key` so they replace the rows loaded before"
+                            .to_string(),
+                    ));
+                }
+                IncrementalSpec::Files { source: source.clone(), on_file_change: *on_file_change }
+            }
+        })
     }
 
     /// The paths a Parquet output must keep clear of: each local source, the models, the state

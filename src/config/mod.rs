@@ -16,6 +16,7 @@
 
 pub mod check;
 pub mod data_tests;
+pub mod incremental;
 pub mod interpolate;
 mod load;
 pub mod params;
@@ -246,6 +247,8 @@ pub struct OutputConfig {
     pub on_schema_change: Option<Policy>,
     /// What happens to rows failing the model's row-level tests.
     pub on_invalid: OnInvalid,
+    /// What a run loads when only new data is to be read.
+    pub incremental: Option<incremental::IncrementalSpec>,
 }
 
 /// Memory settings.

@@ -295,6 +295,9 @@ pub struct RawOutput {
     /// What happens to rows failing the model's row-level tests (default `fail`).
     #[serde(default)]
     pub on_invalid: Option<OnInvalid>,
+    /// Load only what is new: by time windows, a cursor column, or new files.
+    #[serde(default)]
+    pub incremental: Option<super::incremental::Incremental>,
 }
 
 /// `memory:` settings.

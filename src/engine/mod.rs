@@ -10,7 +10,9 @@
 
 pub mod clean;
 pub mod functions;
+pub mod incremental;
 pub mod lineage;
+pub mod new_files;
 pub mod object_stores;
 pub mod observe;
 pub mod params;

@@ -87,28 +87,33 @@ pub async fn schema_of(pipeline: &Pipeline, name: &str) -> Result<Snapshot> {
 pub async fn source_files(pipeline: &Pipeline) -> Result<Vec<(String, Vec<FileIdentity>)>> {
     let mut out = Vec::new();
     for name in pipeline.needed_sources() {
-        let fail =
-            |e: datafusion::error::DataFusionError| Error::Source(format!("source `{name}`: {}", df_message(&e)));
-        let df = pipeline.ctx.table(TableReference::bare(name.as_str())).await.map_err(fail)?;
-        let plan: Arc<dyn ExecutionPlan> = df.create_physical_plan().await.map_err(fail)?;
-        let mut scans = Vec::new();
-        crate::memory::estimate::collect_scans(&plan, &mut scans);
-        let mut files: BTreeMap<String, FileIdentity> = BTreeMap::new();
-        for scan in &scans {
-            for file in scan.file_groups.iter().flat_map(|g| g.files()) {
-                let meta = &file.object_meta;
-                let path = format!("{}{}", scan.object_store_url.as_str(), meta.location);
-                files.entry(path.clone()).or_insert(FileIdentity {
-                    path,
-                    size: meta.size,
-                    modified: meta.last_modified.to_rfc3339(),
-                    etag: meta.e_tag.clone(),
-                });
-            }
-        }
-        out.push((name, files.into_values().collect()));
+        let files = files_of(pipeline, &name).await?;
+        out.push((name, files));
     }
     Ok(out)
+}
+
+/// The files source `name` reads now (listed afresh), by location.
+pub async fn files_of(pipeline: &Pipeline, name: &str) -> Result<Vec<FileIdentity>> {
+    let fail = |e: datafusion::error::DataFusionError| Error::Source(format!("source `{name}`: {}", df_message(&e)));
+    let df = pipeline.ctx.table(TableReference::bare(name)).await.map_err(fail)?;
+    let plan: Arc<dyn ExecutionPlan> = df.create_physical_plan().await.map_err(fail)?;
+    let mut scans = Vec::new();
+    crate::memory::estimate::collect_scans(&plan, &mut scans);
+    let mut files: BTreeMap<String, FileIdentity> = BTreeMap::new();
+    for scan in &scans {
+        for file in scan.file_groups.iter().flat_map(|g| g.files()) {
+            let meta = &file.object_meta;
+            let path = format!("{}{}", scan.object_store_url.as_str(), meta.location);
+            files.entry(path.clone()).or_insert(FileIdentity {
+                path,
+                size: meta.size,
+                modified: meta.last_modified.to_rfc3339(),
+                etag: meta.e_tag.clone(),
+            });
+        }
+    }
+    Ok(files.into_values().collect())
 }
 
 /// A file a source read.

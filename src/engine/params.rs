@@ -14,13 +14,17 @@ use crate::config::params::{Param, ParamValue};
 use crate::engine::sources::sql_type_to_arrow;
 use crate::error::{Error, Result, df_message};
 
+/// The placeholders dfpipe binds itself in the model of an incremental output.
+pub const RUN_BOUND: [&str; 3] = ["start", "end", "last"];
+
 /// Binds the placeholders of `df`, the plan of model `model` (file `file`); returns the bound
-/// plan and the names it used. A placeholder without a value, or a value that does not fit
+/// plan and the names it used (`bound`: values dfpipe sets for this model, over `params`). A placeholder without a value, or a value that does not fit
 /// where the placeholder stands, is an error naming the file and the parameter.
 pub async fn bind(
     ctx: &SessionContext,
     df: DataFrame,
     params: &BTreeMap<String, Param>,
+    bound: &HashMap<String, ScalarValue>,
     model: &str,
     file: &Path,
 ) -> Result<(DataFrame, BTreeSet<String>)> {
@@ -32,7 +36,25 @@ pub async fn bind(
     let mut values: HashMap<String, ScalarValue> = HashMap::new();
     for (id, wanted) in &wanted {
         let name = id.trim_start_matches('$');
+        if let Some(value) = bound.get(name) {
+            let value = match wanted {
+                Some(wanted) if value.is_null() => ScalarValue::try_from(wanted).map_err(|e| fail(df_message(&e)))?,
+                Some(wanted) if value.data_type() != *wanted => fit(value, wanted).ok_or_else(|| {
+                    fail(format!("`${name}` ({value}) does not fit where it stands, a value of type {wanted}"))
+                })?,
+                _ => value.clone(),
+            };
+            values.insert(name.to_string(), value);
+            continue;
+        }
         let Some(param) = params.get(name) else {
+            if RUN_BOUND.contains(&name) {
+                return Err(fail(format!(
+                    "`${name}` is bound by dfpipe only in the model of an output with `incremental:` ({}), \
+                     and this model is not one",
+                    if name == "last" { "by: cursor" } else { "by: time" }
+                )));
+            }
             let known: Vec<&str> = params.keys().map(String::as_str).collect();
             return Err(fail(format!(
                 "parameter `${name}` has no value: set it under `params:` in the config or pass --param {name}=VALUE{}",

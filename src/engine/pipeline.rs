@@ -2,7 +2,9 @@
 //! listing tables and their models become views, in dependency order, so that each output is a
 //! single logical plan from the files to the sink.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use datafusion::common::ScalarValue;
 
 use datafusion::common::TableReference;
 use datafusion::execution::context::SQLOptions;
@@ -30,6 +32,8 @@ pub struct Pipeline {
     pub ctx: SessionContext,
     /// The view SQL of each source with `clean:` options.
     pub cleaned: std::collections::BTreeMap<String, String>,
+    /// Values dfpipe binds per model (`$start`/`$end`/`$last` of incremental outputs).
+    bound: std::sync::Mutex<BTreeMap<String, HashMap<String, ScalarValue>>>,
 }
 
 impl Pipeline {
@@ -53,7 +57,8 @@ impl Pipeline {
         if !functions.is_empty() {
             tracing::debug!("SQL functions: {}", functions.join(", "));
         }
-        let pipeline = Pipeline { project, outputs, budget, ctx, cleaned };
+        let bound = std::sync::Mutex::new(run_bound(&outputs, crate::util::fault::now()));
+        let pipeline = Pipeline { project, outputs, budget, ctx, cleaned, bound };
         pipeline.register_models(&BTreeSet::new()).await?;
         Ok(pipeline)
     }
@@ -107,7 +112,49 @@ impl Pipeline {
             .sql_with_options(&model.sql, options)
             .await
             .map_err(|e| Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e))))?;
-        params::bind(ctx, df, &self.project.config.params, name, &model.file).await
+        let bound = self.bound.lock().expect("bound values").get(name).cloned().unwrap_or_default();
+        params::bind(ctx, df, &self.project.config.params, &bound, name, &model.file).await
+    }
+
+    /// Model `name` planned in `ctx` with `$start`/`$end`/`$last` set to `values` (one window
+    /// or mark of an incremental output); the views upstream stay as registered.
+    pub async fn model_with(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        values: HashMap<String, ScalarValue>,
+    ) -> Result<datafusion::prelude::DataFrame> {
+        self.bound.lock().expect("bound values").insert(name.to_string(), values);
+        Ok(self.model_frame(ctx, name).await?.0)
+    }
+
+    /// Sets the run-wide `$start`/`$end`/`$last` of incremental outputs' models (the whole span
+    /// the run loads) and plans the views again with them.
+    pub async fn bind_run_values(&self, values: BTreeMap<String, HashMap<String, ScalarValue>>) -> Result<()> {
+        self.bound.lock().expect("bound values").extend(values);
+        self.register_models(&BTreeSet::new()).await
+    }
+
+    /// Narrows source `name` to the files in `keep` (full locations) and plans the views that
+    /// read it again ([`crate::engine::new_files`]).
+    pub async fn narrow_source(&self, name: &str, keep: BTreeSet<String>) -> Result<()> {
+        let fail =
+            |e: datafusion::error::DataFusionError| Error::Source(format!("source `{name}`: {}", df_message(&e)));
+        let cleaned = self.cleaned.get(name);
+        let table = match cleaned {
+            Some(_) => crate::engine::clean::raw_table(name),
+            None => name.to_string(),
+        };
+        let provider = self.ctx.table_provider(TableReference::bare(table.as_str())).await.map_err(fail)?;
+        let narrowed = std::sync::Arc::new(crate::engine::new_files::FilesOnly::new(provider, keep));
+        self.ctx.deregister_table(TableReference::bare(table.as_str())).map_err(fail)?;
+        self.ctx.register_table(TableReference::bare(table.as_str()), narrowed).map_err(fail)?;
+        if let Some(sql) = cleaned {
+            let view = self.ctx.sql(sql).await.map_err(fail)?.into_view();
+            self.ctx.deregister_table(TableReference::bare(name)).map_err(fail)?;
+            self.ctx.register_table(TableReference::bare(name), view).map_err(fail)?;
+        }
+        self.register_models(&BTreeSet::new()).await
     }
 
     /// The needed models' logical plans as the SQL planner builds them, parameters bound, in
@@ -218,6 +265,24 @@ impl Pipeline {
     pub async fn materialize(&self, models: &BTreeSet<String>) -> Result<()> {
         if models.is_empty() { Ok(()) } else { self.register_models(models).await }
     }
+}
+
+/// The values of `$start`/`$end` (the span from `begin` to the end of the current grain) and
+/// `$last` (NULL) each incremental output's model is first planned with.
+fn run_bound(outputs: &[OutputConfig], now: chrono::NaiveDateTime) -> BTreeMap<String, HashMap<String, ScalarValue>> {
+    use crate::config::incremental::{IncrementalSpec, step, truncate};
+    let mut out = BTreeMap::new();
+    for o in outputs {
+        let values = match &o.incremental {
+            Some(IncrementalSpec::Time { grain, begin, .. }) => {
+                crate::engine::incremental::window_params(*begin, step(truncate(now, *grain), *grain, 1))
+            }
+            Some(IncrementalSpec::Cursor { .. }) => HashMap::from([("last".to_string(), ScalarValue::Null)]),
+            _ => continue,
+        };
+        out.insert(o.model.clone(), values);
+    }
+    out
 }
 
 /// The sources the outputs' models (and everything upstream) read, by name.

@@ -125,6 +125,7 @@ impl Project {
                         unique_key: vec![],
                         on_schema_change: None,
                         on_invalid: Default::default(),
+                        incremental: None,
                     }
                 })
                 .collect(),
@@ -150,6 +151,27 @@ impl Project {
             }
         }
         Ok(Project { config, models, order, outputs })
+    }
+
+    /// The sources model `name` reads, directly or through the models upstream of it.
+    pub fn sources_upstream(&self, name: &str) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut sources = BTreeSet::new();
+        let mut stack = vec![name.to_string()];
+        while let Some(model) = stack.pop() {
+            if let Some(m) = self.models.get(&model)
+                && seen.insert(model)
+            {
+                sources.extend(m.source_deps.iter().cloned());
+                stack.extend(m.model_deps.iter().cloned());
+            }
+        }
+        sources.into_iter().collect()
+    }
+
+    /// Whether model `name` reads source `source`, directly or upstream.
+    pub fn reads(&self, name: &str, source: &str) -> bool {
+        self.sources_upstream(name).iter().any(|s| s == source)
     }
 
     /// The outputs whose models the selection keeps, in dependency order of their models.

@@ -36,15 +36,12 @@ impl Snapshot {
     /// A fingerprint of names, types (in their stored form, so stable across Arrow releases)
     /// and nullability: FNV-1a, 64 bits, hex.
     pub fn fingerprint(&self) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut bytes = Vec::new();
         for c in &self.columns {
             let data_type = type_value(&c.data_type).to_string();
-            for byte in c.name.bytes().chain([0]).chain(data_type.bytes()).chain([0, c.nullable as u8, 0xff]) {
-                hash ^= byte as u64;
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
+            bytes.extend(c.name.bytes().chain([0]).chain(data_type.bytes()).chain([0, c.nullable as u8, 0xff]));
         }
-        format!("{hash:016x}")
+        format!("{:016x}", crate::util::fnv1a(&bytes))
     }
 }
 

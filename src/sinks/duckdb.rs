@@ -36,6 +36,7 @@ use duckdb::OptionalExt;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::marker::{LOADS_TABLE, LoadExtras, LoadMarker, TargetLoads, create_loads_sql};
 use super::{missing_column_message, null_key_message};
 use crate::config::{DuckDbTarget, Mode};
 use crate::schema::{Evolution, logical_type, widens};
@@ -53,6 +54,7 @@ pub struct DuckDbSink {
     counter: RowCounter,
     memory_limit: Option<u64>,
     evolution: Evolution,
+    extras: LoadExtras,
 }
 
 impl DuckDbSink {
@@ -64,7 +66,23 @@ impl DuckDbSink {
         unique_key: Vec<String>,
         counter: RowCounter,
     ) -> Self {
-        DuckDbSink { target, schema, mode, unique_key, counter, memory_limit: None, evolution: Evolution::default() }
+        DuckDbSink {
+            target,
+            schema,
+            mode,
+            unique_key,
+            counter,
+            memory_limit: None,
+            evolution: Evolution::default(),
+            extras: LoadExtras::default(),
+        }
+    }
+
+    /// An incremental load: delete the restated window first and record the load's marker, in
+    /// the load's transaction.
+    pub fn with_extras(mut self, extras: LoadExtras) -> Self {
+        self.extras = extras;
+        self
     }
 
     /// `on_schema_change: evolve`: before appending or merging into an existing table, apply
@@ -111,6 +129,7 @@ impl DataSink for DuckDbSink {
             schema: self.schema.clone(),
             memory_limit: self.memory_limit,
             evolution: self.evolution.clone(),
+            extras: self.extras.clone(),
         };
         let (tx, rx) = mpsc::channel::<Message>(2);
         let loader = tokio::task::spawn_blocking(move || job.run(rx));
@@ -157,6 +176,7 @@ struct LoadJob {
     schema: SchemaRef,
     memory_limit: Option<u64>,
     evolution: Evolution,
+    extras: LoadExtras,
 }
 
 impl LoadJob {
@@ -255,6 +275,11 @@ impl LoadJob {
         if self.mode == Mode::Merge {
             self.check_unique_key(conn, &staging)?;
         }
+        if existing.is_some()
+            && let Some(range) = &self.extras.delete
+        {
+            exec(&format!("DELETE FROM {target} WHERE {}", range.predicate()))?;
+        }
         let rename = format!("ALTER TABLE {staging} RENAME TO {}", quote(&name));
         match (self.mode, existing.is_some()) {
             (Mode::Replace, true) => exec(&format!("DROP TABLE {target}; {rename}"))?,
@@ -276,7 +301,30 @@ impl LoadJob {
                 ))?;
             }
         }
+        self.record_marker(conn, &schema)?;
         Ok(true)
+    }
+
+    /// Records the load's marker (forgetting the earlier ones on a full refresh).
+    fn record_marker(&self, conn: &duckdb::Connection, schema: &str) -> Result<(), String> {
+        if self.extras.marker.is_none() && !self.extras.reset {
+            return Ok(());
+        }
+        let loads = format!("{schema}.{}", quote(LOADS_TABLE));
+        conn.execute_batch(&create_loads_sql(&loads)).map_err(|e| e.to_string())?;
+        let key = self.table.to_lowercase();
+        if self.extras.reset {
+            conn.execute(&format!("DELETE FROM {loads} WHERE target = ?"), [&key]).map_err(|e| e.to_string())?;
+        }
+        if let Some(marker) = &self.extras.marker {
+            let m = marker()?;
+            conn.execute(
+                &format!("INSERT INTO {loads} (target, load_id, kind, state, definition) VALUES (?, ?, ?, ?, ?)"),
+                [&key, &m.load_id, &m.kind, &m.state, &m.definition],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Merging: the new rows' key must be unique and not NULL (on every merge, into a new
@@ -371,6 +419,71 @@ impl LoadJob {
         }
         Ok(())
     }
+}
+
+/// What `target` holds of its incremental loads (its markers, whether it exists and has rows).
+pub fn read_loads(target: &DuckDbTarget) -> Result<TargetLoads, String> {
+    if !target.path.exists() {
+        return Ok(TargetLoads::default());
+    }
+    let conn = duckdb_file::open(&target.path, true, duckdb_file::lock_wait())?;
+    let schema = target.table.schema.clone().unwrap_or_else(|| "main".into());
+    let lookup = |name: &str| -> Result<Option<String>, String> {
+        conn.query_row(
+            "SELECT table_name FROM information_schema.tables \
+             WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
+            [&schema, name],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())
+    };
+    let mut loads = TargetLoads::default();
+    if let Some(name) = lookup(&target.table.name)? {
+        loads.exists = true;
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {}.{})", quote(&schema), quote(&name));
+        loads.has_rows = conn.query_row(&sql, [], |row| row.get(0)).map_err(|e| e.to_string())?;
+    }
+    if lookup(LOADS_TABLE)?.is_some() {
+        let sql = format!(
+            "SELECT target, load_id, kind, state, definition FROM {}.{} WHERE target = ? ORDER BY loaded_at, load_id",
+            quote(&schema),
+            quote(LOADS_TABLE)
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([target.table.name.to_lowercase()], |r| {
+                Ok(LoadMarker {
+                    target: r.get(0)?,
+                    load_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    state: r.get(3)?,
+                    definition: r.get(4)?,
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        loads.markers = rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    }
+    Ok(loads)
+}
+
+/// Rewrites the markers of `target` to `markers` in one transaction (`dfpipe state forget`).
+pub fn rewrite_loads(target: &DuckDbTarget, markers: &[LoadMarker]) -> Result<(), String> {
+    let mut conn = duckdb_file::open(&target.path, false, duckdb_file::lock_wait())?;
+    let schema = target.table.schema.clone().unwrap_or_else(|| "main".into());
+    let loads = format!("{}.{}", quote(&schema), quote(LOADS_TABLE));
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    tx.execute_batch(&create_loads_sql(&loads)).map_err(|e| e.to_string())?;
+    tx.execute(&format!("DELETE FROM {loads} WHERE target = ?"), [target.table.name.to_lowercase()])
+        .map_err(|e| e.to_string())?;
+    for m in markers {
+        tx.execute(
+            &format!("INSERT INTO {loads} (target, load_id, kind, state, definition) VALUES (?, ?, ?, ?, ?)"),
+            [&m.target, &m.load_id, &m.kind, &m.state, &m.definition],
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    tx.commit().map_err(|e| e.to_string())
 }
 
 /// The DuckDB column type for a column of the model's Arrow type.

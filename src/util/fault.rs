@@ -1,4 +1,7 @@
-//! A pause point for fault tests: kill, interrupt or race a run while a load is in progress.
+//! Hooks for fault tests, inert unless a test sets their variable: a pause point (kill,
+//! interrupt or race a run while a load is in progress), a crash point (`DFPIPE_TEST_CRASH_AT`:
+//! abort between an incremental load's commit and its catalog record), and a pinned clock
+//! (`DFPIPE_TEST_NOW`: which time windows are complete).
 //!
 //! When `DFPIPE_TEST_PAUSE_MID_LOAD` names a file, a sink that has written its first batch into
 //! its open transaction creates that file and waits there until the test removes the file, the
@@ -45,4 +48,24 @@ pub async fn pause_mid_load_async() {
     while path.exists() && start.elapsed() < LONGEST {
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Ends the process at once (no cleanup, as a kill would) when `DFPIPE_TEST_CRASH_AT` names
+/// this point; only tests set it.
+pub fn crash_point(name: &str) {
+    if std::env::var("DFPIPE_TEST_CRASH_AT").is_ok_and(|at| at == name) {
+        eprintln!("crash point {name}: aborting");
+        std::process::abort();
+    }
+}
+
+/// The current UTC time, as incremental runs judge which windows are complete;
+/// `DFPIPE_TEST_NOW` (tests only: a day or a timestamp) pins it.
+pub fn now() -> chrono::NaiveDateTime {
+    let pinned = std::env::var("DFPIPE_TEST_NOW").ok().and_then(|t| {
+        chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S")
+            .ok()
+            .or_else(|| chrono::NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+    });
+    pinned.unwrap_or_else(|| chrono::Utc::now().naive_utc())
 }

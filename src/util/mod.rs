@@ -10,3 +10,14 @@ pub mod fmt;
 pub mod progress;
 pub mod sql;
 pub mod suggest;
+
+/// FNV-1a, 64 bits: a fingerprint that stays the same across builds and platforms (the
+/// standard library's hasher does not promise that).
+pub fn fnv1a<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= *byte as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}

@@ -3,6 +3,7 @@
 //! error-level data tests; then the targets ([`targets`]), the catalog records and the summary
 //! ([`summary`]).
 
+pub mod incremental;
 mod summary;
 pub mod targets;
 
@@ -22,6 +23,7 @@ use crate::error::{EXIT_OK, Error, Result};
 use crate::schema::Snapshot;
 use crate::util::duckdb_file;
 
+use incremental::IncrementalOptions;
 pub use summary::summary;
 pub use targets::{RunOptions, run};
 
@@ -33,6 +35,7 @@ pub async fn command(
     load: &LoadOptions,
     select: &SelectArgs,
     fail_fast: bool,
+    incremental: &IncrementalOptions,
     global: &GlobalArgs,
 ) -> Result<u8> {
     let started_at = chrono::Utc::now();
@@ -47,6 +50,7 @@ pub async fn command(
             Error::Drift(_) => "drift",
             Error::Contract(_) => "contract",
             Error::Test(_) => "test",
+            Error::State(_) => "state",
             Error::Interrupted => "interrupted",
             _ => "error",
         };
@@ -60,7 +64,7 @@ pub async fn command(
     };
     let run_id = catalog.begin_run(&name, "run", started_at).map_err(|e| stopped(e, None))?;
     let outcome = tokio::select! {
-        outcome = check_and_write(config, select, fail_fast, global, &catalog, run_id) => outcome,
+        outcome = check_and_write(config, select, fail_fast, incremental, global, &catalog, run_id) => outcome,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
     };
     let (pipeline, results) = outcome.map_err(|e| stopped(e, Some(run_id)))?;
@@ -94,15 +98,25 @@ async fn check_and_write(
     config: config::Config,
     select: &SelectArgs,
     fail_fast: bool,
+    incremental: &IncrementalOptions,
     global: &GlobalArgs,
     catalog: &Catalog,
     run_id: i64,
 ) -> Result<(Pipeline, RunResults)> {
     let pipeline = super::prepare(config, select).await?;
     warehouses_free(&pipeline)?;
+    // Incremental outputs: state read and reconciled, new files narrowed, before any check
+    // reads the sources (so checks see what the run loads).
+    let increments = incremental::plan(&pipeline, catalog, Some(run_id), incremental).await?;
     let drift = checks(&pipeline, catalog, run_id).await?;
     let progress = !global.quiet && global.log_format == LogFormat::Text && std::io::stderr().is_terminal();
-    let options = RunOptions { fail_fast, progress, evolutions: drift.evolutions() };
+    let options = RunOptions {
+        fail_fast,
+        progress,
+        evolutions: drift.evolutions(),
+        increments,
+        catalog: Some((catalog.clone(), run_id)),
+    };
     let results = run(&pipeline, &options).await?;
     Ok((pipeline, results))
 }

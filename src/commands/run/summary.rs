@@ -46,6 +46,9 @@ pub fn summary(results: &RunResults) -> String {
     rows.insert(0, header.map(String::from).to_vec());
     // Figures (from `rows` on) align right.
     let mut out = table(&rows, 5);
+    for t in results.targets.iter().filter(|t| t.incremental.is_some()) {
+        out.push_str(&format!("{}: {}\n", t.target, t.incremental.as_deref().unwrap_or_default()));
+    }
     let ok = results.targets.iter().filter(|t| t.status == Status::Success).count();
     let rows_total: u64 = results.targets.iter().map(|t| t.rows).sum();
     let rejected: u64 = results.targets.iter().map(|t| t.quarantined + t.dropped).sum();

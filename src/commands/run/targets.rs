@@ -12,16 +12,28 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::{DataFrame, SessionContext};
 
+use std::collections::HashMap;
+
+use datafusion::common::ScalarValue;
+use futures::StreamExt;
+
+use super::incremental::{Increment, Load, marker, new_load_id, record_of};
+use crate::catalog::Catalog;
 use crate::catalog::results::{RunResults, Status, TargetResult, write_results};
 use crate::checks::quarantine::{RowFilter, quarantine_target};
 use crate::checks::split;
+use crate::config::incremental::OnNullCursor;
 use crate::config::{Mode, OnInvalid, OutputConfig, Policy, Strategy, Target};
+use crate::engine::incremental::{
+    CursorWatch, MarkerState, StoredMark, column_type, filter_cursor, filter_window, instant_text, window_params,
+};
 use crate::engine::pipeline::Pipeline;
 use crate::error::{Result, df_message};
 use crate::memory::peak_rss;
 use crate::memory::strategy::{Decision, out_of_memory_hint};
 use crate::schema::Evolution;
 use crate::sinks;
+use crate::sinks::marker::{DeleteRange, LoadExtras};
 use crate::util::fmt::{group_digits, human_bytes};
 use crate::util::progress::RowCounter;
 
@@ -34,6 +46,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// The allowed drift of each model, applied to existing tables of outputs under `evolve`.
     pub evolutions: std::collections::BTreeMap<String, Evolution>,
+    /// What each output loads when it is incremental (one entry per output, in order).
+    pub increments: Vec<Option<Increment>>,
+    /// Where each committed incremental load is recorded, with the run's id.
+    pub catalog: Option<(Catalog, i64)>,
 }
 
 /// Runs every output of `pipeline`.
@@ -58,7 +74,8 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
     let strategies: Vec<Strategy> = decisions.iter().map(|d| d.strategy).collect();
     pipeline.materialize(&pipeline.shared_in_memory(&strategies)).await?;
     let mut stop = false;
-    for (output, decision) in pipeline.outputs.iter().zip(&decisions) {
+    for (i, (output, decision)) in pipeline.outputs.iter().zip(&decisions).enumerate() {
+        let increment = options.increments.get(i).cloned().flatten();
         let label = output.target.label(&pipeline.project.config.project_dir);
         if stop {
             targets.push(TargetResult {
@@ -74,6 +91,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                 strategy: Some(decision.strategy),
                 estimate_bytes: Some(decision.estimate),
                 error: None,
+                incremental: None,
             });
             continue;
         }
@@ -87,7 +105,17 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                     Policy::Evolve => options.evolutions.get(&output.model).cloned().unwrap_or_default(),
                     _ => Evolution::default(),
                 };
-                write_output(pipeline, &ctx, decision, output, evolution, &counter).await
+                match &increment {
+                    None => {
+                        let plain =
+                            Frame { relation: output.model.clone(), mode: output.mode, extras: LoadExtras::default() };
+                        write_output(pipeline, &ctx, decision, output, plain, evolution, &counter).await
+                    }
+                    Some(inc) if inc.is_empty() => Ok(Written::default()),
+                    Some(inc) => {
+                        write_increments(pipeline, &ctx, decision, output, inc, evolution, &counter, options).await
+                    }
+                }
             }
             Err(e) => Err(e.to_string()),
         };
@@ -135,6 +163,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             strategy: Some(decision.strategy),
             estimate_bytes: Some(decision.estimate),
             error,
+            incremental: increment.as_ref().map(Increment::describe),
         });
     }
     let failed = targets.iter().any(|t| t.status != Status::Success);
@@ -171,17 +200,19 @@ async fn write_output(
     ctx: &SessionContext,
     decision: &Decision,
     output: &OutputConfig,
+    load: Frame,
     evolution: Evolution,
     counter: &RowCounter,
 ) -> std::result::Result<Written, String> {
     let model = output.model.as_str();
+    let Frame { relation, mode, extras } = load;
     let filter = match output.on_invalid {
         OnInvalid::Fail => RowFilter::default(),
         OnInvalid::Drop | OnInvalid::Quarantine => RowFilter::for_model(&pipeline.project.config.tests, model),
     };
-    let spec = WriteSpec { mode: output.mode, unique_key: output.unique_key.clone(), evolution };
+    let spec = WriteSpec { mode, unique_key: output.unique_key.clone(), evolution, extras };
     if filter.is_empty() {
-        let df = ctx.table(TableReference::bare(model)).await.map_err(|e| df_message(&e))?;
+        let df = ctx.table(TableReference::bare(relation.as_str())).await.map_err(|e| df_message(&e))?;
         let rows = write_frame(pipeline, ctx, decision, df, &output.target, spec, counter).await?;
         return Ok(Written { rows, ..Written::default() });
     }
@@ -191,7 +222,7 @@ async fn write_output(
     if spill.is_some() {
         std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
     }
-    let annotated = ctx.sql(&filter.annotated_sql(model)).await.map_err(|e| df_message(&e))?;
+    let annotated = ctx.sql(&filter.annotated_sql(&relation)).await.map_err(|e| df_message(&e))?;
     let stream = annotated.execute_stream().await.map_err(|e| df_message(&e))?;
     let (valid, mut rejected) = split::split(stream, spill.as_deref())?;
     let valid = ctx.read_table(Arc::new(split::one_shot_table(valid).map_err(|e| df_message(&e))?));
@@ -209,7 +240,10 @@ async fn write_output(
             .read_arrow(path.to_string_lossy().as_ref(), ArrowReadOptions::default())
             .await
             .map_err(|e| df_message(&e))?;
-        let plain = WriteSpec { mode: Mode::Replace, unique_key: vec![], evolution: Evolution::default() };
+        // An incremental output's quarantine gains each load's rejects.
+        let mode = if output.incremental.is_some() { Mode::Append } else { Mode::Replace };
+        let plain =
+            WriteSpec { mode, unique_key: vec![], evolution: Evolution::default(), extras: LoadExtras::default() };
         write_frame(pipeline, ctx, decision, rejects, &target, plain, &RowCounter::hidden()).await
     }
     .await;
@@ -228,11 +262,161 @@ async fn write_output(
     }
 }
 
-/// How a frame is written: mode, merge key, and the schema evolution to apply.
+/// How a frame is written: mode, merge key, the schema evolution to apply, and what an
+/// incremental load does besides.
 struct WriteSpec {
     mode: Mode,
     unique_key: Vec<String>,
     evolution: Evolution,
+    extras: LoadExtras,
+}
+
+/// What one load of an output reads (a table of the session) and how it writes.
+struct Frame {
+    relation: String,
+    mode: Mode,
+    extras: LoadExtras,
+}
+
+/// One transaction of an incremental output: the values of `$start`/`$end`/`$last`, the
+/// window (time), and what its marker records.
+struct Step {
+    values: HashMap<String, ScalarValue>,
+    window: Option<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
+    state: MarkerState,
+}
+
+/// Writes an incremental output: each window (or the one increment) in its own transaction,
+/// with its marker; each committed load is recorded in the catalog at once. A failing load
+/// stops the output; the loads before it stay committed.
+#[allow(clippy::too_many_arguments)]
+async fn write_increments(
+    pipeline: &Pipeline,
+    ctx: &SessionContext,
+    decision: &Decision,
+    output: &OutputConfig,
+    increment: &Increment,
+    evolution: Evolution,
+    counter: &RowCounter,
+    options: &RunOptions,
+) -> std::result::Result<Written, String> {
+    let mode = if increment.full_refresh { Mode::Replace } else { output.mode };
+    let relation = format!("__dfpipe_increment_{}", output.model);
+    let label = output.target.label(&pipeline.project.config.project_dir);
+    let mut total = Written::default();
+    let steps: Vec<Step> = match &increment.load {
+        Load::Windows { windows, .. } => windows
+            .iter()
+            .map(|w| {
+                let complete = w.complete.map(|(a, b)| vec![(instant_text(a), instant_text(b))]).unwrap_or_default();
+                Step {
+                    values: window_params(w.start, w.end),
+                    window: Some((w.start, w.end)),
+                    state: MarkerState { complete, ..Default::default() },
+                }
+            })
+            .collect(),
+        Load::Cursor { floor, .. } => vec![Step {
+            values: HashMap::from([("last".to_string(), floor.clone().unwrap_or(ScalarValue::Null))]),
+            window: None,
+            state: MarkerState::default(),
+        }],
+        Load::Files { files, .. } => vec![Step {
+            values: HashMap::new(),
+            window: None,
+            state: MarkerState { files: files.clone(), ..Default::default() },
+        }],
+    };
+    for (seq, Step { values, window, state }) in steps.into_iter().enumerate() {
+        let df = if values.is_empty() {
+            ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| df_message(&e))?
+        } else {
+            pipeline.model_with(ctx, &output.model, values).await.map_err(|e| e.to_string())?
+        };
+        let mut delete = None;
+        let mut watch = None;
+        let df = match (&increment.load, window) {
+            (Load::Windows { column, .. }, Some((start, end))) => {
+                let data_type = column_type(&df, column)?;
+                let df = filter_window(df, column, start, end)?;
+                if !increment.full_refresh {
+                    delete = Some(DeleteRange { column: column.clone(), data_type, start, end });
+                }
+                df
+            }
+            (Load::Cursor { column, floor, .. }, _) => {
+                let df = filter_cursor(df, column, floor.as_ref())?;
+                let index = df.schema().as_arrow().index_of(column).map_err(|e| e.to_string())?;
+                let w = CursorWatch::new(index, &column_type(&df, column)?)?;
+                let stream = df.execute_stream().await.map_err(|e| df_message(&e))?;
+                let schema = stream.schema();
+                let seen = w.clone();
+                let observed = stream.map(move |batch| batch.and_then(|b| seen.observe(&b).map(|()| b)));
+                let observed =
+                    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, observed));
+                watch = Some(w);
+                let table = crate::checks::split::one_shot_table(observed).map_err(|e| df_message(&e))?;
+                ctx.read_table(std::sync::Arc::new(table)).map_err(|e| df_message(&e))?
+            }
+            _ => df,
+        };
+        let (kind, before) = (increment.load_kind(), counter.rows());
+        let (inc, rows_counter, load_id) = (increment.clone(), counter.clone(), new_load_id(seq));
+        let marker_fn = move || {
+            let mut state = state.clone();
+            state.rows = rows_counter.rows() - before;
+            if let (Some(w), Load::Cursor { mark, on_null_cursor, column, .. }) = (&watch, &inc.load) {
+                let (max, nulls) = w.result()?;
+                if nulls > 0 && *on_null_cursor == OnNullCursor::Error {
+                    return Err(format!(
+                        "{nulls} row(s) have a NULL cursor `{column}`; a NULL cursor never passes a mark, so they \
+                         would load on every run: filter or COALESCE them in the model, or set \
+                         `on_null_cursor: warn` to load them (a merge keeps each once)"
+                    ));
+                }
+                let new_mark = match (mark, max) {
+                    (Some(old), Some(new)) if new.partial_cmp(old) == Some(std::cmp::Ordering::Less) => {
+                        Some(old.clone())
+                    }
+                    (_, Some(new)) => Some(new),
+                    (old, None) => old.clone(),
+                };
+                state.mark = new_mark.as_ref().map(StoredMark::store).transpose()?;
+                if nulls > 0 {
+                    tracing::warn!("{nulls} row(s) with a NULL cursor `{column}` loaded (on_null_cursor: warn)");
+                }
+            }
+            Ok(marker(&inc, load_id.clone(), &state, kind))
+        };
+        let recorded: std::sync::Arc<std::sync::Mutex<Option<crate::sinks::marker::LoadMarker>>> = Default::default();
+        let keep = recorded.clone();
+        let extras = LoadExtras {
+            delete,
+            marker: Some(std::sync::Arc::new(move || {
+                let m = marker_fn()?;
+                *keep.lock().expect("marker") = Some(m.clone());
+                Ok(m)
+            })),
+            reset: increment.full_refresh,
+        };
+        ctx.register_table(TableReference::bare(relation.as_str()), df.into_view()).map_err(|e| df_message(&e))?;
+        let load = Frame { relation: relation.clone(), mode, extras };
+        let written = write_output(pipeline, ctx, decision, output, load, evolution.clone(), counter).await;
+        ctx.deregister_table(TableReference::bare(relation.as_str())).map_err(|e| df_message(&e))?;
+        let written = written?;
+        total.rows += written.rows;
+        total.quarantined += written.quarantined;
+        total.dropped += written.dropped;
+        // Committed: the catalog follows (a failure here is repaired from the target next run).
+        crate::util::fault::crash_point(&format!("after-commit-{seq}"));
+        let committed = recorded.lock().expect("marker").take();
+        if let (Some((catalog, run_id)), Some(m)) = (&options.catalog, committed)
+            && let Err(e) = catalog.record_loads(*run_id, &label, &[record_of(&m)], increment.full_refresh)
+        {
+            tracing::warn!(target = %label, "load committed, but not recorded in the catalog (the next run will): {e}");
+        }
+    }
+    Ok(total)
 }
 
 /// Writes `df` to `target`; returns the rows written or a message saying why not.
@@ -246,7 +430,8 @@ async fn write_frame(
     counter: &RowCounter,
 ) -> std::result::Result<u64, String> {
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let WriteSpec { mode, unique_key: key, evolution } = spec;
+    let before = counter.rows();
+    let WriteSpec { mode, unique_key: key, evolution, extras } = spec;
     let sink: Arc<dyn DataSink> = match target {
         Target::DuckDb(target) => {
             // DuckDB's buffers live outside DataFusion's pool: a quarter of the budget when it is bounded.
@@ -254,7 +439,8 @@ async fn write_frame(
             Arc::new(
                 sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())
                     .with_memory_limit(limit)
-                    .with_evolution(evolution),
+                    .with_evolution(evolution)
+                    .with_extras(extras),
             )
         }
         Target::Postgres { table, dsn, copy_streams, swap_timeout, .. } => Arc::new(
@@ -270,7 +456,8 @@ async fn write_frame(
                 key,
                 counter.clone(),
             )
-            .with_evolution(evolution),
+            .with_evolution(evolution)
+            .with_extras(extras),
         ),
         Target::Parquet { location, single_file, compression } => {
             let rows = sinks::parquet::write(df, location, *single_file, compression, mode).await?;
@@ -286,5 +473,5 @@ async fn write_frame(
     let written = df.write_table("__dfpipe_sink", DataFrameWriteOptions::new().with_insert_operation(op)).await;
     ctx.deregister_table(sink_name).map_err(|e| df_message(&e))?;
     written.map_err(|e| df_message(&e))?;
-    Ok(counter.rows())
+    Ok(counter.rows() - before)
 }

@@ -44,15 +44,18 @@ impl PostgresSink {
             }
             (Mode::Append, true) => {
                 self.evolve_table(&tx, &target).await?;
+                self.delete_range(tx.client(), &target).await?;
                 let types = self.existing_types(&tx, &target).await?;
                 self.copier(&target, &column_list, types)?.copy(&tx, batches(data)).await?
             }
             (Mode::Merge, true) => {
                 self.evolve_table(&tx, &target).await?;
+                self.delete_range(tx.client(), &target).await?;
                 let types = self.existing_types(&tx, &target).await?;
                 self.merge(&tx, &target, &column_list, types, data).await?
             }
         };
+        self.record_marker(tx.client()).await?;
         tx.commit().await?;
         Ok(rows)
     }

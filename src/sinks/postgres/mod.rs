@@ -28,6 +28,7 @@ mod copy;
 pub mod encode;
 mod evolve;
 mod load;
+pub mod loads;
 mod merge;
 pub mod numeric;
 mod parallel;
@@ -46,6 +47,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 
+use super::marker::{LOADS_TABLE, LoadExtras, create_loads_sql};
 use crate::config::{Mode, Secret, TableName};
 use crate::schema::Evolution;
 use crate::util::progress::RowCounter;
@@ -79,6 +81,7 @@ pub struct PostgresSink {
     swap_timeout: Duration,
     /// The hidden table `replace` fills, unique to this load (see [`swap`]).
     hidden: String,
+    extras: LoadExtras,
 }
 
 impl PostgresSink {
@@ -102,7 +105,15 @@ impl PostgresSink {
             unique_key,
             counter,
             evolution: Evolution::default(),
+            extras: LoadExtras::default(),
         }
+    }
+
+    /// An incremental load: delete the restated window first and record the load's marker, in
+    /// the load's transaction.
+    pub fn with_extras(mut self, extras: LoadExtras) -> Self {
+        self.extras = extras;
+        self
     }
 
     /// `on_schema_change: evolve`: before appending or merging into an existing table, apply
@@ -194,6 +205,39 @@ impl PostgresSink {
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(columns.join(", "))
+    }
+
+    /// Records the load's marker in the target's schema (forgetting the earlier ones on a full
+    /// refresh), inside the load's transaction.
+    async fn record_marker(&self, client: &tokio_postgres::Client) -> Result<(), Failure> {
+        if self.extras.marker.is_none() && !self.extras.reset {
+            return Ok(());
+        }
+        let loads = qualified(self.table.schema.as_deref(), LOADS_TABLE);
+        client.batch_execute(&create_loads_sql(&loads)).await?;
+        if self.extras.reset {
+            client.execute(&format!("DELETE FROM {loads} WHERE target = $1"), &[&self.table.name]).await?;
+        }
+        if let Some(marker) = &self.extras.marker {
+            let m = marker()?;
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {loads} (target, load_id, kind, state, definition) VALUES ($1, $2, $3, $4, $5)"
+                    ),
+                    &[&self.table.name, &m.load_id, &m.kind, &m.state, &m.definition],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the restated window from the existing `target`.
+    async fn delete_range(&self, client: &tokio_postgres::Client, target: &str) -> Result<(), tokio_postgres::Error> {
+        if let Some(range) = &self.extras.delete {
+            client.batch_execute(&format!("DELETE FROM {target} WHERE {}", range.predicate())).await?;
+        }
+        Ok(())
     }
 
     /// The types batches are cast to for a table dfpipe created: dictionaries unpacked.

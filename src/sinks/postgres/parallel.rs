@@ -49,6 +49,7 @@ impl PostgresSink {
         let rows = self.copy_in_parallel(config, &copier, data).await?;
         let tx = main.transaction().await?;
         self.swap(&tx, &schema).await?;
+        self.record_marker(tx.client()).await?;
         tx.commit().await?;
         Ok(rows)
     }
