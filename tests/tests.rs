@@ -12,6 +12,7 @@ mod demo;
 mod duckdb_modes;
 mod functions;
 mod incremental;
+mod incremental_postgres;
 mod layers;
 mod lineage;
 mod memory;
