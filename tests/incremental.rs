@@ -468,3 +468,31 @@ fn incremental_config_errors_name_file_line_and_column() {
         assert!(stderr(&out).starts_with(&format!("error: {message}")), "{incremental}:\n{}", stderr(&out));
     }
 }
+
+#[test]
+fn schema_changes_add_columns_or_stop_with_a_full_refresh_hint() {
+    let p = time_project(DAILY);
+    assert_success(&run_at(&p, "2024-01-02T12:00:00", &["-q"]));
+    // A new column: added to the table, NULL for the rows loaded before.
+    p.write(
+        "sql/events.sql",
+        "SELECT id, CAST(ts AS TIMESTAMP) AS ts, amount, 'x' AS tag FROM events_raw WHERE CAST(ts AS TIMESTAMP) >= $start AND CAST(ts AS TIMESTAMP) < $end\n",
+    );
+    assert_success(&run_at(&p, "2024-01-03T12:00:00", &["-q"]));
+    assert_eq!(
+        p.duckdb("SELECT CAST(id AS VARCHAR), coalesce(tag, 'NULL') FROM events ORDER BY id"),
+        [["1", "NULL"], ["2", "NULL"], ["3", "x"], ["4", "x"]]
+    );
+    // A retyped column stops the run, pointing at --full-refresh.
+    p.write(
+        "sql/events.sql",
+        "SELECT id, CAST(ts AS TIMESTAMP) AS ts, CAST(amount AS VARCHAR) AS amount, 'x' AS tag FROM events_raw WHERE CAST(ts AS TIMESTAMP) >= $start AND CAST(ts AS TIMESTAMP) < $end\n",
+    );
+    let out = run_at(&p, "2024-01-03T12:00:00", &["-q"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("incremental outputs keep the rows loaded before, which have the old columns: after accepting the change, rebuild them with `dfpipe run --full-refresh -s events`"),
+        "{}",
+        stderr(&out)
+    );
+}

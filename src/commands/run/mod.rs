@@ -174,7 +174,21 @@ async fn preflight(pipeline: &Pipeline, catalog: &Catalog, run_id: i64) -> Resul
         }
     }
     if report.refused() {
-        return Err(report.error());
+        let refused: Vec<&str> = report
+            .findings
+            .iter()
+            .filter(|f| !f.refused.is_empty())
+            .map(|f| f.observed.name.as_str())
+            .filter(|name| pipeline.outputs.iter().any(|o| o.incremental.is_some() && o.model == *name))
+            .collect();
+        return match (report.error(), refused.is_empty()) {
+            (Error::Drift(text), false) => Err(Error::Drift(format!(
+                "{text}\nincremental outputs keep the rows loaded before, which have the old columns: after \
+                 accepting the change, rebuild them with `dfpipe run --full-refresh -s {}`",
+                refused.join(" -s ")
+            ))),
+            (e, _) => Err(e),
+        };
     }
     contracts::check(pipeline, &observed).await?;
     Ok(report)
