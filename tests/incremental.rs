@@ -496,3 +496,81 @@ fn schema_changes_add_columns_or_stop_with_a_full_refresh_hint() {
         stderr(&out)
     );
 }
+
+/// The time project written to a local Parquet directory.
+fn parquet_project(incremental: &str) -> Project {
+    let p = time_project(incremental);
+    let yml = std::fs::read_to_string(p.file("dfpipe.yml"))
+        .unwrap()
+        .replace("    mode: append\n", "    to: out/events/\n    mode: append\n");
+    p.write("dfpipe.yml", &yml);
+    p
+}
+
+/// The ids in the Parquet directory, sorted (duplicates kept).
+fn parquet_ids(p: &Project) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(p.file("out/events")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".parquet") {
+            for batch in read_parquet(&entry.path()) {
+                let column = batch.column_by_name("id").unwrap();
+                let column =
+                    datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Int64).unwrap();
+                let values = column.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap();
+                ids.extend(values.iter().flatten());
+            }
+        }
+    }
+    ids.sort();
+    ids
+}
+
+#[test]
+fn parquet_directories_take_windows_restates_and_crashes_without_duplicates() {
+    let p = parquet_project("{ by: time, column: ts, grain: day, begin: 2024-01-01, batch: 3 }");
+    assert_success(&run_at(&p, "2024-01-04T12:00:00", &["-q"]));
+    // Windows [1,4) and [4,5): rows 1–5.
+    assert_eq!(parquet_ids(&p), [1, 2, 3, 4, 5]);
+    assert_eq!(std::fs::read_dir(p.file("out/events/_dfpipe_loads")).unwrap().count(), 2);
+
+    // Restating day 2 rewrites the first load without day 2 and adds day 2 afresh.
+    let late = std::fs::read_to_string(p.file("data/events.csv")).unwrap() + "8,2024-01-02 09:00:00,29\n";
+    p.write("data/events.csv", &late);
+    assert_success(&run_at(&p, "2024-01-04T12:00:00", &["-q", "--start", "2024-01-02", "--end", "2024-01-03"]));
+    assert_eq!(parquet_ids(&p), [1, 2, 3, 4, 5, 8]);
+    assert_success(&run_at(&p, "2024-01-04T12:00:00", &["-q", "--start", "2024-01-01", "--end", "2024-01-04"]));
+    assert_eq!(parquet_ids(&p), [1, 2, 3, 4, 5, 8]);
+
+    // A crash after a load's files are in place but before its marker: they never count.
+    let crashed = p.dfpipe_env(
+        &["run", "-q"],
+        &[("DFPIPE_TEST_NOW", "2024-01-05T12:00:00"), ("DFPIPE_TEST_CRASH_AT", "before-marker")],
+    );
+    assert!(stderr(&crashed).contains("crash point before-marker"), "{}", stderr(&crashed));
+    assert_eq!(parquet_ids(&p), [1, 2, 3, 4, 5, 5, 6, 8]); // day 4's files are there, uncommitted
+    assert_success(&run_at(&p, "2024-01-05T12:00:00", &["-q"]));
+    assert_eq!(parquet_ids(&p), [1, 2, 3, 4, 5, 6, 8]);
+
+    // A full refresh swaps in a directory of one load.
+    assert_success(&run_at(&p, "2024-01-05T12:00:00", &["-q", "--full-refresh"]));
+    assert_eq!(parquet_ids(&p), [1, 2, 3, 4, 5, 6, 8]);
+    assert_eq!(std::fs::read_dir(p.file("out/events/_dfpipe_loads")).unwrap().count(), 1);
+}
+
+#[test]
+fn parquet_directories_take_new_files() {
+    let p = files_project("to: out/facts/\n    mode: append", "");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    p.write("data/c.csv", "id,v\n3,30\n");
+    let out = p.dfpipe(&["run"]);
+    assert!(stdout(&out).contains("out/facts: 1 new file(s) of source `raw`"), "{}", stdout(&out));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let rows: usize = std::fs::read_dir(p.file("out/facts"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+        .map(|e| read_parquet(&e.path()).iter().map(|b| b.num_rows()).sum::<usize>())
+        .sum();
+    assert_eq!(rows, 3);
+}

@@ -416,12 +416,22 @@ impl Checker<'_> {
                 raw.kind()
             )));
         }
-        if matches!(target, Target::Parquet { .. }) {
-            return Err(err(
-                "incremental loads commit their rows and a record of the load in one transaction, which a \
-                 Parquet output cannot: write to a duckdb or postgres connection"
-                    .to_string(),
-            ));
+        if let Target::Parquet { location, single_file, .. } = target {
+            if *single_file || location.contains("://") {
+                return Err(err(
+                    "an incremental Parquet output is a local directory (a path ending in /): each load adds \
+                     its files and a marker file there; on object storage, write to a duckdb or postgres \
+                     connection"
+                        .to_string(),
+                ));
+            }
+            if matches!(raw, incremental::Incremental::Cursor { .. }) {
+                return Err(err(
+                    "`by: cursor` needs `mode: merge`, which Parquet outputs do not support; write to a duckdb \
+                     or postgres connection"
+                        .to_string(),
+                ));
+            }
         }
         Ok(match raw {
             Incremental::Time { column, grain, begin, lookback, batch } => {

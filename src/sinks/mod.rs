@@ -11,6 +11,7 @@
 pub mod duckdb;
 pub mod marker;
 pub mod parquet;
+pub mod parquet_increment;
 pub mod postgres;
 
 use std::sync::Arc;

@@ -82,7 +82,9 @@ pub async fn write(
     Ok(rows)
 }
 
-fn written(result: datafusion::error::Result<Vec<datafusion::arrow::array::RecordBatch>>) -> Result<u64, String> {
+pub(super) fn written(
+    result: datafusion::error::Result<Vec<datafusion::arrow::array::RecordBatch>>,
+) -> Result<u64, String> {
     let batches = result.map_err(|e| df_message(&e))?;
     Ok(batches
         .iter()
@@ -92,7 +94,7 @@ fn written(result: datafusion::error::Result<Vec<datafusion::arrow::array::Recor
 }
 
 /// `.NAME.dfpipe-KIND-PID` beside `target`.
-fn hidden(target: &Path, kind: &str, pid: u32) -> PathBuf {
+pub(super) fn hidden(target: &Path, kind: &str, pid: u32) -> PathBuf {
     let name = target.file_name().unwrap_or_default().to_string_lossy();
     target.with_file_name(format!(".{name}.dfpipe-{kind}-{pid}"))
 }
@@ -147,7 +149,7 @@ fn alive(pid: u32) -> bool {
 /// Puts `staging` where `target` is. A file replaces a file in one rename; a directory is
 /// exchanged atomically where the system can, else moved aside and replaced (see the module
 /// docs for the recovery).
-fn swap_into_place(staging: &Path, target: &Path) -> Result<(), String> {
+pub(super) fn swap_into_place(staging: &Path, target: &Path) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot move the new output into {}: {e}", target.display());
     let parent = target.parent().unwrap_or(Path::new("."));
     if target.is_dir() {
@@ -192,7 +194,7 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 }
 
 /// Flushes every file under `path` (or the file itself) and the directories holding them.
-fn sync_tree(path: &Path) -> Result<(), String> {
+pub(super) fn sync_tree(path: &Path) -> Result<(), String> {
     let fail = |p: &Path, e: std::io::Error| format!("cannot sync {} to disk: {e}", p.display());
     for entry in walkdir::WalkDir::new(path).contents_first(true) {
         let entry = entry.map_err(|e| format!("cannot sync {} to disk: {e}", path.display()))?;
@@ -202,11 +204,11 @@ fn sync_tree(path: &Path) -> Result<(), String> {
 }
 
 /// Flushes a directory's entries (renames in it) to disk.
-fn sync_dir(dir: &Path) -> Result<(), String> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), String> {
     std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| format!("cannot sync {}: {e}", dir.display()))
 }
 
-fn remove(path: &Path) {
+pub(super) fn remove(path: &Path) {
     if path.is_dir() {
         let _ = std::fs::remove_dir_all(path);
     } else if path.exists() {

@@ -157,7 +157,7 @@ pub async fn read_target_loads(target: &Target) -> Result<TargetLoads> {
         Target::Postgres { dsn, table, .. } => {
             crate::sinks::postgres::loads::read_loads(dsn.as_ref(), table).await.map_err(Error::Run)
         }
-        Target::Parquet { .. } => Ok(TargetLoads::default()),
+        Target::Parquet { location, .. } => crate::sinks::parquet_increment::read_loads(location).map_err(Error::Run),
     }
 }
 
@@ -168,7 +168,9 @@ pub async fn rewrite_target_loads(target: &Target, markers: &[LoadMarker]) -> Re
         Target::Postgres { dsn, table, .. } => {
             crate::sinks::postgres::loads::rewrite_loads(dsn.as_ref(), table, markers).await.map_err(Error::Run)
         }
-        Target::Parquet { .. } => Ok(()),
+        Target::Parquet { location, .. } => {
+            crate::sinks::parquet_increment::rewrite_loads(location, markers).map_err(Error::Run)
+        }
     }
 }
 

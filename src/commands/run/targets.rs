@@ -459,6 +459,9 @@ async fn write_frame(
             .with_evolution(evolution)
             .with_extras(extras),
         ),
+        Target::Parquet { location, compression, .. } if extras.marker.is_some() => {
+            return sinks::parquet_increment::write_increment(df, location, compression, &extras, counter).await;
+        }
         Target::Parquet { location, single_file, compression } => {
             let rows = sinks::parquet::write(df, location, *single_file, compression, mode).await?;
             counter.add(rows);
