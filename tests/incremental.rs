@@ -202,6 +202,46 @@ fn a_run_killed_mid_window_redoes_that_window() {
 }
 
 #[test]
+fn ctrl_c_in_a_later_window_keeps_the_committed_windows_and_records_nothing_half_done() {
+    let p = time_project(DAILY);
+    assert_success(&run_at(&p, "2024-01-02T12:00:00", &["-q"]));
+    let before = checksum(&p, "");
+    // Day 2 gains enough rows that its load is still streaming when paused.
+    let mut csv = std::fs::read_to_string(p.file("data/events.csv")).unwrap();
+    for i in 100..60_100 {
+        csv.push_str(&format!("{i},2024-01-02 01:00:00,1\n"));
+    }
+    p.write("data/events.csv", &csv);
+    // Paused inside the first window of the next run (day 2 again), then interrupted.
+    let (child, _pause) = p.spawn_paused_mid_load(&[("DFPIPE_TEST_NOW", "2024-01-04T12:00:00")]);
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(checksum(&p, ""), before);
+    assert_eq!(markers(&p), 2);
+    assert_success(&run_at(&p, "2024-01-04T12:00:00", &["-q"]));
+    assert_eq!(
+        one(p.duckdb("SELECT CAST(count(*) AS VARCHAR) || '/' || CAST(count(DISTINCT id) AS VARCHAR) FROM events")),
+        "60005/60005"
+    );
+}
+
+#[test]
+fn a_changed_model_warns_that_earlier_windows_were_built_with_the_old_one() {
+    let p = time_project(DAILY);
+    assert_success(&run_at(&p, "2024-01-02T12:00:00", &["-q"]));
+    p.write("sql/events.sql", "SELECT id, CAST(ts AS TIMESTAMP) AS ts, amount * 2 AS amount FROM events_raw\n");
+    let out = run_at(&p, "2024-01-02T12:00:00", &[]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("model `events` or its incremental settings changed since earlier loads: the rows loaded before were built with the old definition"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_target_dropped_outside_dfpipe_is_refused_until_a_full_refresh() {
     let p = time_project(DAILY);
     assert_success(&run_at(&p, "2024-01-03T12:00:00", &[]));
