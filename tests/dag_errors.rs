@@ -35,7 +35,7 @@ fn unknown_reference_suggests_the_name() {
     assert_error(
         &p.dfpipe(&["plan"]),
         2,
-        "sql/mart.sql: `stgg` is neither a source nor a model (did you mean `stg`?); sources: raw; models: mart, stg",
+        "sql/mart.sql:1:26: `stgg` is neither a source nor a model (did you mean `stg`?); sources: raw; models: mart, stg",
     );
 }
 
@@ -62,16 +62,45 @@ fn models_must_be_select_queries() {
 }
 
 #[test]
-fn sql_errors_name_the_file() {
-    let p = project(&[("sql/a.sql", "SELECT FROM WHERE")]);
+fn sql_errors_point_at_the_line_and_every_broken_model_is_reported() {
+    let p = project(&[
+        ("sql/a.sql", "-- totals per id\nSELECT v,\n       idd * 2 AS doubled\nFROM raw\n"),
+        ("sql/b.sql", "SELECT id\n  FROM raw WHERE\n"),
+        ("sql/c.sql", "SELECT id + 'x' AS y FROM raw\n"),
+        ("sql/d.sql", "SELECT * FROM a\n"),
+        ("sql/e.sql", "SELECT id FROM raww\n"),
+    ]);
     let out = p.dfpipe(&["plan"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("error: sql/a.sql: "), "{}", stderr(&out));
-    let p = project(&[("sql/a.sql", "SELECT nope FROM raw")]);
+    // Parsing and references first: every broken file at once.
+    assert_eq!(
+        stderr(&out),
+        "error: 2 models are broken:\n\
+         sql/b.sql:2:17: Expected: an expression, found: EOF\n\
+         2 |   FROM raw WHERE\n\
+         \x20 |                 ^\n\
+         \n\
+         sql/e.sql:1:16: `raww` is neither a source nor a model (did you mean `raw`?); sources: raw; models: a, b, c, d, e\n\
+         1 | SELECT id FROM raww\n\
+         \x20 |                ^^^^\n"
+    );
+    std::fs::remove_file(p.file("sql/b.sql")).unwrap();
+    std::fs::remove_file(p.file("sql/e.sql")).unwrap();
+    // Then planning: each model that does not plan, before any data is read.
     let out = p.dfpipe(&["plan"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("error: model `a` (sql/a.sql): "), "{}", stderr(&out));
-    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "error: 2 models do not plan:\n\
+         sql/a.sql:3:8: column 'idd' not found (did you mean `id`?) (columns here: id, v)\n\
+         3 |        idd * 2 AS doubled\n\
+         \x20 |        ^^^\n\
+         \n\
+         sql/c.sql:1:8: expressions have incompatible types (has type Int64, has type Utf8)\n\
+         1 | SELECT id + 'x' AS y FROM raw\n\
+         \x20 |        ^^\n\
+         (not planned, as they read a broken model: d)\n"
+    );
 }
 
 #[test]

@@ -177,8 +177,9 @@ fn a_crash_between_the_target_commit_and_the_catalog_is_repaired_from_the_target
     assert!(!out.status.success());
     assert!(stderr(&out).contains("crash point after-commit-1"), "{}", stderr(&out));
     assert_eq!(ids(&p), ["1", "2", "3"]);
+    // The catalog records an output's loads when it is done: none yet.
     let recorded = duckdb_rows(&p.file(".dfpipe/catalog.duckdb"), "SELECT CAST(count(*) AS VARCHAR) FROM loads");
-    assert_eq!(one(recorded), "1");
+    assert_eq!(one(recorded), "0");
 
     // The next run takes the target's record: day 2 is not loaded twice.
     let next = run_at(&p, "2024-01-05T12:00:00", &[]);

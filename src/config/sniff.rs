@@ -3,19 +3,54 @@
 
 use super::Format;
 
-/// The format of the first data file in a local directory (hive layouts included), skipping
-/// hidden and `_`-prefixed entries such as `_SUCCESS`. Symbolic links are followed, loops are not.
+/// The format of a local directory's data files (hive layouts included), skipping hidden and
+/// `_`-prefixed entries such as `_SUCCESS`: the format most of its files have by extension
+/// (`.parquet`, `.csv`, `.tsv`, `.json`, `.ndjson`, `.jsonl`, compressed or not). Other files
+/// — a `README.txt`, notes — never decide it; files of another data format are reported, as
+/// the source will skip them. Symbolic links are followed, loops are not.
 pub fn sniff_directory(location: &str) -> Option<Format> {
     let hidden =
         |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_str().is_some_and(|n| n.starts_with(['.', '_']));
-    walkdir::WalkDir::new(location)
+    let mut counts: Vec<(Format, usize, String)> = Vec::new();
+    for entry in walkdir::WalkDir::new(location)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| !hidden(e))
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
-        .find_map(|e| infer_format(&e.path().to_string_lossy()))
+    {
+        let path = entry.path().to_string_lossy().into_owned();
+        let Some(format) = infer_format(&path).filter(|_| !is_text_file(&path)) else { continue };
+        match counts.iter_mut().find(|(f, _, _)| *f == format) {
+            Some((_, n, _)) => *n += 1,
+            None => counts.push((format, 1, path)),
+        }
+    }
+    // The most files win; on a tie, the first found (in name order).
+    let mut best: Option<&(Format, usize, String)> = None;
+    for c in &counts {
+        if best.is_none_or(|b| c.1 > b.1) {
+            best = Some(c);
+        }
+    }
+    let format = best?.0;
+    for (other, n, example) in counts.iter().filter(|(f, _, _)| *f != format) {
+        tracing::warn!(
+            "{location}: read as {} ({} is the format most of its files have); {n} {} file(s) there are skipped (e.g. {example}): \
+             set `format:` on the source, or `options.extension`, to choose",
+            format.name(),
+            format.name(),
+            other.name()
+        );
+    }
+    Some(format)
+}
+
+/// `.txt` files count as CSV when a source names one, never when a directory is sniffed.
+fn is_text_file(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    ["", ".gz", ".bz2", ".xz", ".zst"].iter().any(|c| lower.ends_with(&format!(".txt{c}")))
 }
 
 /// The format a path's extension implies (`.csv.gz` is csv).
@@ -44,5 +79,17 @@ mod tests {
         assert_eq!(infer_format("s3://b/x.csv.gz"), Some(Format::Csv));
         assert_eq!(infer_format("/d/x.ndjson"), Some(Format::Json));
         assert_eq!(infer_format("/d/orders/"), None);
+    }
+
+    #[test]
+    fn directories_take_the_format_of_most_data_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["README.txt", "a.parquet", "b.parquet", "notes.csv", "_SUCCESS"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(sniff_directory(&dir.path().to_string_lossy()), Some(Format::Parquet));
+        let only_text = tempfile::tempdir().unwrap();
+        std::fs::write(only_text.path().join("README.txt"), b"x").unwrap();
+        assert_eq!(sniff_directory(&only_text.path().to_string_lossy()), None);
     }
 }

@@ -69,12 +69,26 @@ impl Pipeline {
         let needed = needed_models(&self.project, &self.outputs);
         let params = &self.project.config.params;
         let mut used = BTreeSet::new();
+        // Every model that does not plan is reported, not only the first; a model reading one
+        // that failed is not planned.
+        let mut failed: BTreeMap<String, String> = BTreeMap::new();
+        let mut skipped: Vec<&str> = Vec::new();
         for name in self.project.order.iter().filter(|n| needed.contains(*n)) {
             let model = &self.project.models[name];
             let fail = |e: datafusion::error::DataFusionError| {
                 Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e)))
             };
-            let (mut df, names) = self.model_frame(&self.ctx, name).await?;
+            if model.model_deps.iter().any(|d| failed.contains_key(d)) {
+                skipped.push(name.as_str());
+                continue;
+            }
+            let (mut df, names) = match self.model_frame(&self.ctx, name).await {
+                Ok(planned) => planned,
+                Err(e) => {
+                    failed.insert(name.clone(), e.to_string());
+                    continue;
+                }
+            };
             used.extend(names);
             if cache.contains(name) {
                 tracing::info!(model = %name, "computing once for the targets that share it (in_memory)");
@@ -83,6 +97,16 @@ impl Pipeline {
             let table = TableReference::bare(name.as_str());
             self.ctx.deregister_table(table.clone()).map_err(fail)?;
             self.ctx.register_table(table, df.into_view()).map_err(fail)?;
+        }
+        if !failed.is_empty() {
+            let count = failed.len();
+            let all: Vec<String> = failed.into_values().collect();
+            let mut text =
+                if count == 1 { all.join("") } else { format!("{count} models do not plan:\n{}", all.join("\n\n")) };
+            if !skipped.is_empty() {
+                text.push_str(&format!("\n(not planned, as they read a broken model: {})", skipped.join(", ")));
+            }
+            return Err(Error::Project(text));
         }
         let unused: Vec<&String> = params
             .iter()
@@ -108,10 +132,11 @@ impl Pipeline {
     ) -> Result<(datafusion::prelude::DataFrame, BTreeSet<String>)> {
         let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let model = &self.project.models[name];
-        let df = ctx
-            .sql_with_options(&model.sql, options)
-            .await
-            .map_err(|e| Error::Project(format!("model `{name}` ({}): {}", model.file.display(), df_message(&e))))?;
+        let df = ctx.sql_with_options(&model.sql, options).await.map_err(|e| {
+            let relations: Vec<String> =
+                self.project.models.keys().chain(self.project.config.sources.keys()).cloned().collect();
+            Error::Project(crate::util::sql_errors::render(&model.file, &model.sql, &e, &relations))
+        })?;
         let bound = self.bound.lock().expect("bound values").get(name).cloned().unwrap_or_default();
         params::bind(ctx, df, &self.project.config.params, &bound, name, &model.file).await
     }

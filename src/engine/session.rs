@@ -15,6 +15,8 @@ use crate::memory::strategy::ExecSettings;
 /// from this one with its own strategy ([`ExecSettings::session`]).
 pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext> {
     let mut session = SessionConfig::new().with_information_schema(true);
+    // Planning errors then carry the line and column of the SQL they are about.
+    session.options_mut().sql_parser.collect_spans = true;
     settings.apply(&mut session, &config.datafusion)?;
     for (key, value) in &config.datafusion {
         session.options_mut().set(key, value).map_err(|e| {

@@ -93,8 +93,18 @@ impl Project {
 
         let model_names: BTreeSet<String> = models.keys().cloned().collect();
         let functions = table_functions();
+        // Every model whose SQL does not parse or reads an unknown name is reported, not only
+        // the first.
+        let mut broken = Vec::new();
         for model in models.values_mut() {
-            resolve_dependencies(model, &model_names, &functions, &config)?;
+            if let Err(e) = resolve_dependencies(model, &model_names, &functions, &config) {
+                broken.push(e.to_string());
+            }
+        }
+        match broken.len() {
+            0 => {}
+            1 => return Err(Error::Project(broken.remove(0))),
+            n => return Err(Error::Project(format!("{n} models are broken:\n{}", broken.join("\n\n")))),
         }
         let order = dag::topological_order(&models)?;
         let outputs = match &config.outputs {
@@ -220,7 +230,7 @@ fn resolve_dependencies(
 ) -> Result<()> {
     let file = model.file.display().to_string();
     let mut statements = DFParser::parse_sql(&model.sql)
-        .map_err(|e| Error::Project(format!("{file}: {}", crate::error::df_message(&e))))?;
+        .map_err(|e| Error::Project(crate::util::sql_errors::render(&model.file, &model.sql, &e, &[])))?;
     if statements.len() != 1 {
         return Err(Error::Project(format!(
             "{file}: a model must hold exactly one SELECT query, found {} statements",
@@ -254,12 +264,13 @@ fn resolve_dependencies(
         } else {
             let candidates: Vec<&str> =
                 models.iter().map(String::as_str).chain(config.sources.keys().map(String::as_str)).collect();
-            return Err(Error::Project(format!(
-                "{file}: `{reference}` is neither a source nor a model{}; sources: {}; models: {}",
+            let message = format!(
+                "`{reference}` is neither a source nor a model{}; sources: {}; models: {}",
                 did_you_mean(&name, candidates.iter().copied()),
                 list_or_none(config.sources.keys()),
                 list_or_none(models.iter())
-            )));
+            );
+            return Err(Error::Project(crate::util::sql_errors::at_word(&model.file, &model.sql, &name, &message)));
         }
     }
     Ok(())

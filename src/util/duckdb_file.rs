@@ -4,8 +4,14 @@
 //! warehouse or the catalog makes every other open fail with "Could not set lock on file". A
 //! dfpipe open waits for such a lock a bounded time, retrying with backoff, and when it gives
 //! up names the holder as DuckDB reports it (program and PID).
+//!
+//! [`hold`] keeps a file's database open in this process for a while (the windows of one
+//! incremental output): opens meanwhile share it instead of starting and checkpointing a
+//! database per load. Every open goes through [`open`], so one process never has two databases
+//! on one file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use duckdb::{AccessMode, Config, Connection};
@@ -34,6 +40,10 @@ pub fn lock_holder(error: &str) -> Option<String> {
 /// Opens `path` (read-only when asked), waiting up to `wait` while another process holds it.
 /// The error names the file, the holder and what to do.
 pub fn open(path: &Path, read_only: bool, wait: Duration) -> Result<Connection, String> {
+    let key = held_key(path);
+    if let Some((_, conn)) = HELD.lock().expect("held databases").iter().find(|(p, _)| *p == key) {
+        return conn.try_clone().map_err(|e| format!("cannot open {}: {e}", path.display()));
+    }
     let start = Instant::now();
     let mut pause = Duration::from_millis(50);
     let mut told = false;
@@ -61,6 +71,39 @@ pub fn open(path: &Path, read_only: bool, wait: Duration) -> Result<Connection, 
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Databases held open by [`hold`], by file.
+static HELD: Mutex<Vec<(PathBuf, Connection)>> = Mutex::new(Vec::new());
+
+fn held_key(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Keeps the database of a file open (see the module docs) until dropped.
+#[must_use]
+pub struct Hold {
+    key: PathBuf,
+}
+
+/// Opens `path` for writing (creating it) and keeps it open until the returned guard drops.
+pub fn hold(path: &Path, wait: Duration) -> Result<Hold, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let conn = open(path, false, wait)?;
+    let key = held_key(path);
+    HELD.lock().expect("held databases").push((key.clone(), conn));
+    Ok(Hold { key })
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().expect("held databases");
+        if let Some(i) = held.iter().position(|(p, _)| *p == self.key) {
+            held.remove(i);
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod fault;
 pub mod fmt;
 pub mod progress;
 pub mod sql;
+pub mod sql_errors;
 pub mod suggest;
 
 /// FNV-1a, 64 bits: a fingerprint that stays the same across builds and platforms (the

@@ -300,10 +300,44 @@ async fn write_increments(
     counter: &RowCounter,
     options: &RunOptions,
 ) -> std::result::Result<Written, String> {
-    let mode = if increment.full_refresh { Mode::Replace } else { output.mode };
-    let relation = format!("__dfpipe_increment_{}", output.model);
     let label = output.target.label(&pipeline.project.config.project_dir);
     let mut total = Written::default();
+    // One database for all the windows of a DuckDB target, not one per window.
+    let _held = match &output.target {
+        crate::config::Target::DuckDb(t) => {
+            Some(crate::util::duckdb_file::hold(&t.path, crate::util::duckdb_file::lock_wait())?)
+        }
+        _ => None,
+    };
+    // The catalog records the committed loads once, when the output is done or stops (the
+    // target's markers are the record; a crash before this is repaired from them).
+    let mut committed = Vec::new();
+    let written =
+        write_steps(pipeline, ctx, decision, output, increment, evolution, counter, &mut committed, &mut total).await;
+    if let (Some((catalog, run_id)), false) = (&options.catalog, committed.is_empty()) {
+        let records: Vec<_> = committed.iter().map(record_of).collect();
+        if let Err(e) = catalog.record_loads(*run_id, &label, &records, increment.full_refresh) {
+            tracing::warn!(target = %label, "loads committed, but not recorded in the catalog (the next run will): {e}");
+        }
+    }
+    written.map(|()| total)
+}
+
+/// The steps of [`write_increments`], each committed load's marker pushed to `committed`.
+#[allow(clippy::too_many_arguments)]
+async fn write_steps(
+    pipeline: &Pipeline,
+    ctx: &SessionContext,
+    decision: &Decision,
+    output: &OutputConfig,
+    increment: &Increment,
+    evolution: Evolution,
+    counter: &RowCounter,
+    committed: &mut Vec<crate::sinks::marker::LoadMarker>,
+    total: &mut Written,
+) -> std::result::Result<(), String> {
+    let mode = if increment.full_refresh { Mode::Replace } else { output.mode };
+    let relation = format!("__dfpipe_increment_{}", output.model);
     let steps: Vec<Step> = match &increment.load {
         Load::Windows { windows, .. } => windows
             .iter()
@@ -407,16 +441,10 @@ async fn write_increments(
         total.rows += written.rows;
         total.quarantined += written.quarantined;
         total.dropped += written.dropped;
-        // Committed: the catalog follows (a failure here is repaired from the target next run).
         crate::util::fault::crash_point(&format!("after-commit-{seq}"));
-        let committed = recorded.lock().expect("marker").take();
-        if let (Some((catalog, run_id)), Some(m)) = (&options.catalog, committed)
-            && let Err(e) = catalog.record_loads(*run_id, &label, &[record_of(&m)], increment.full_refresh)
-        {
-            tracing::warn!(target = %label, "load committed, but not recorded in the catalog (the next run will): {e}");
-        }
+        committed.extend(recorded.lock().expect("marker").take());
     }
-    Ok(total)
+    Ok(())
 }
 
 /// Writes `df` to `target`; returns the rows written or a message saying why not.
