@@ -21,4 +21,5 @@ mod params;
 mod postgres;
 mod postgres_tls;
 mod quarantine;
+mod read_errors;
 mod schema_drift;

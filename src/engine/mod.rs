@@ -9,6 +9,7 @@
 //! [`crate::util`]. Never the checks, the catalog, the sinks or the commands.
 
 pub mod clean;
+pub mod diagnose;
 pub mod functions;
 pub mod incremental;
 pub mod lineage;

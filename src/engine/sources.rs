@@ -147,7 +147,7 @@ fn extension_filter(source: &SourceConfig, url: &ListingTableUrl) -> String {
     }
 }
 
-async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -> Result<Arc<dyn TableProvider>> {
+pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -> Result<Arc<dyn TableProvider>> {
     let fail = |msg: String| source_error(source, &msg);
     let url =
         listing_url(&source.location).map_err(|e| fail(format!("not a valid path or URL: {}", df_message(&e))))?;

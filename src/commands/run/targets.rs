@@ -140,10 +140,22 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             }
             Err(message) => {
                 counter.finish("failed");
-                let message = match out_of_memory_hint(&message, &decision.settings) {
+                let mut message = match out_of_memory_hint(&message, &decision.settings) {
                     Some(hint) => format!("{hint}: {message}"),
                     None => message,
                 };
+                if crate::engine::diagnose::is_read_error(&message)
+                    && let Some((source, file, error)) =
+                        crate::engine::diagnose::unreadable_file(pipeline, &output.model).await
+                {
+                    let dir = pipeline.project.config.project_dir.to_string_lossy().into_owned();
+                    let local = file.strip_prefix("file://").unwrap_or(&file);
+                    let shown = local.strip_prefix(&format!("{dir}/")).unwrap_or(local);
+                    let detail = if message.contains(&error) { String::new() } else { format!(": {error}") };
+                    message.push_str(&format!(
+                        "\n  in file {shown} (source `{source}`){detail}; fix or remove that file and run again"
+                    ));
+                }
                 let message = format!("{label} (model `{}`): {message}", output.model);
                 tracing::error!(model = %output.model, target = %label, "{message}");
                 stop = options.fail_fast;

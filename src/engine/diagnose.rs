@@ -1,0 +1,106 @@
+//! After a target fails while reading its data: which file. DataFusion's decoders report what
+//! is wrong (`snappy: corrupt input`, a value that does not parse) but not where; each file of
+//! the sources the model reads is then read whole on its own until one fails, and for JSON the
+//! line where a key changed its type is found.
+
+use std::path::Path;
+
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use crate::config::{Format, SourceConfig};
+use crate::engine::observe::files_of;
+use crate::engine::pipeline::Pipeline;
+use crate::error::df_message;
+
+/// Whether `message` reads as a failure to decode data (worth finding the file for).
+pub fn is_read_error(message: &str) -> bool {
+    const SIGNS: [&str; 12] = [
+        "Parquet error",
+        "snappy",
+        "corrupt",
+        "Csv error",
+        "Json error",
+        "Parser error",
+        "whilst decoding",
+        "Invalid UTF8",
+        "zstd",
+        "gzip",
+        "unexpected end of file",
+        "Error parsing",
+    ];
+    SIGNS.iter().any(|s| message.to_lowercase().contains(&s.to_lowercase()))
+}
+
+/// The first file of the sources `model` reads (directly or upstream) that does not read whole:
+/// `(source, file, what fails)`.
+pub async fn unreadable_file(pipeline: &Pipeline, model: &str) -> Option<(String, String, String)> {
+    for name in pipeline.project.sources_upstream(model) {
+        let source = pipeline.project.config.sources.get(&name)?;
+        let Ok(files) = files_of(pipeline, &name).await else { continue };
+        for file in files {
+            if let Err(e) = read_whole(&pipeline.ctx, source, &file.path).await {
+                let e = match json_key_change(source, &file.path) {
+                    Some(detail) => format!("{e}; {detail}"),
+                    None => e,
+                };
+                return Some((name, file.path, e));
+            }
+        }
+    }
+    None
+}
+
+/// Reads one file of `source` to its end.
+async fn read_whole(ctx: &SessionContext, source: &SourceConfig, file: &str) -> Result<(), String> {
+    let single = SourceConfig { location: file.to_string(), clean: None, ..source.clone() };
+    let table = crate::engine::sources::listing_table(ctx, &single).await.map_err(|e| e.to_string())?;
+    let df = ctx.read_table(table).map_err(|e| df_message(&e))?;
+    let mut stream = df.execute_stream().await.map_err(|e| df_message(&e))?;
+    while let Some(batch) = stream.next().await {
+        batch.map_err(|e| df_message(&e))?;
+    }
+    Ok(())
+}
+
+/// For a local JSON file: the first line where a key holds another JSON type than where it
+/// first appeared.
+fn json_key_change(source: &SourceConfig, file: &str) -> Option<String> {
+    if source.format != Format::Json {
+        return None;
+    }
+    let path = Path::new(file.strip_prefix("file://")?);
+    let text = std::fs::read_to_string(path).ok()?;
+    let kind = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    };
+    let mut first: std::collections::BTreeMap<String, (&str, usize)> = Default::default();
+    for (i, line) in text.lines().enumerate() {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        for (key, value) in &map {
+            let k = kind(value);
+            if k == "null" {
+                continue;
+            }
+            match first.get(key) {
+                Some((was, at)) if *was != k => {
+                    return Some(format!(
+                        "line {}: key `{key}` holds {k}, but {was} on line {at}; make it one type, or read it as text \
+                         with `schema: {{ {key}: varchar }}` on the source",
+                        i + 1
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    first.insert(key.clone(), (k, i + 1));
+                }
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,99 @@
+//! Errors while reading data name the file (and for JSON the line); a directory's format is
+//! never guessed from a file that is not data.
+
+use crate::util::*;
+
+fn project_with(files: &[(&str, &[u8])]) -> Project {
+    let p = Project::new();
+    for (name, bytes) in files {
+        let path = p.file(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    p.write("dfpipe.yml", "name: r\nsources:\n  raw: { path: data/ }\n");
+    p.write("sql/m.sql", "SELECT * FROM raw\n");
+    p
+}
+
+/// A Parquet file (snappy) of `rows` rows: `id` and a text column.
+fn write_parquet(path: &std::path::Path, rows: i64) {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::file::properties::WriterProperties;
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("t", DataType::Utf8, false),
+    ]));
+    let batch = datafusion::arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(Int64Array::from_iter_values(0..rows)),
+            std::sync::Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("text {i}")))),
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_corrupt_parquet_file_is_named() {
+    let p = project_with(&[]);
+    write_parquet(&p.file("data/a-good.parquet"), 10);
+    write_parquet(&p.file("data/b-bad.parquet"), 200_000);
+    // Bytes in the middle of the second file's data pages.
+    let bad = p.file("data/b-bad.parquet");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 2000].fill(0xff);
+    std::fs::write(&bad, bytes).unwrap();
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("\n  in file data/b-bad.parquet (source `raw`); fix or remove that file and run again\n"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_json_key_that_changes_type_is_named_with_its_line() {
+    let mut json = String::new();
+    for i in 1..=1500 {
+        json.push_str(&format!("{{\"id\": {i}, \"tag\": \"t{i}\"}}\n"));
+    }
+    json.push_str("{\"id\": 1501, \"tag\": 7}\n");
+    let p = project_with(&[("data/events.json", json.as_bytes())]);
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "line 1501: key `tag` holds a number, but a string on line 1; make it one type, or read it as text with `schema: { tag: varchar }` on the source"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_readme_never_decides_a_directory_format_and_other_formats_are_reported() {
+    let p = project_with(&[("data/README.txt", b"what these files are\n"), ("data/notes.csv", b"a\n1\n")]);
+    for name in ["x.parquet", "y.parquet"] {
+        write_parquet(&p.file(&format!("data/{name}")), 1);
+    }
+    let out = p.dfpipe(&["run"]);
+    assert_success(&out);
+    assert_eq!(one(p.duckdb("SELECT CAST(count(*) AS VARCHAR) FROM m")), "2");
+    assert!(
+        stderr(&out).contains(
+            "read as parquet (parquet is the format most of its files have); 1 csv file(s) there are skipped"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
