@@ -17,6 +17,7 @@ mod layers;
 mod lineage;
 mod memory;
 mod object_store;
+mod openlineage;
 mod params;
 mod postgres;
 mod postgres_tls;

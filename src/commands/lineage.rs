@@ -1,7 +1,6 @@
 //! `dfpipe lineage MODEL.COLUMN`: where a column comes from (the tree down to source columns),
 //! or with `--downstream` everything that derives from it, up to the targets written.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde_json::{Value, json};
@@ -9,13 +8,10 @@ use serde_json::{Value, json};
 use super::{prepare, select_all};
 use crate::cli::LineageFormat;
 use crate::config::Config;
-use crate::engine::lineage::{ColumnRef, Edge, How, model_edges};
+use crate::engine::lineage::{ColumnRef, Edges, How, model_edges};
 use crate::engine::pipeline::Pipeline;
 use crate::error::{EXIT_OK, Error, Result};
 use crate::util::suggest::did_you_mean;
-
-/// Every model's columns and their one-hop edges, by model.
-type Edges = BTreeMap<String, Vec<(String, Vec<Edge>)>>;
 
 /// Prints the lineage of `column` (`relation.column`).
 pub async fn command(config: Config, column: &str, downstream: bool, format: LineageFormat) -> Result<u8> {

@@ -147,7 +147,49 @@ impl Checker<'_> {
             contracts: self.check_contracts(&raw)?,
             tests: self.check_tests(&raw)?,
             params: params::from_config(&raw.params).map_err(|e| self.err(e))?,
+            openlineage: self.check_openlineage(&raw)?,
         })
+    }
+
+    fn check_openlineage(&self, raw: &RawConfig) -> Result<Option<OpenLineageConfig>> {
+        let Some(ol) = raw.lineage.as_ref().and_then(|l| l.openlineage.as_ref()) else { return Ok(None) };
+        let sink = match (&ol.url, &ol.file) {
+            (Some(url), None) => {
+                let url = self.interpolate(url, "lineage.openlineage.url")?;
+                let parsed = url::Url::parse(&url).map_err(|e| {
+                    self.err(format!(
+                        "lineage.openlineage.url `{url}` is not a URL ({e}); write e.g. http://localhost:5000"
+                    ))
+                })?;
+                let url = if parsed.path().trim_matches('/').is_empty() {
+                    format!("{}/api/v1/lineage", url.trim_end_matches('/'))
+                } else {
+                    url
+                };
+                let api_key = match &ol.api_key {
+                    Some(k) => Some(Secret::new(self.interpolate(k, "lineage.openlineage.api_key")?)),
+                    None => None,
+                };
+                OpenLineageSink::Http { url, api_key }
+            }
+            (None, Some(file)) => {
+                OpenLineageSink::File(self.project_dir.join(self.interpolate(file, "lineage.openlineage.file")?))
+            }
+            _ => {
+                return Err(self
+                    .err("lineage.openlineage: set exactly one of `url` (an HTTP endpoint) and `file` (JSON lines)"));
+            }
+        };
+        let timeout = match &ol.timeout {
+            None => std::time::Duration::from_secs(5),
+            Some(t) => humantime::parse_duration(t.trim())
+                .map_err(|e| self.err(format!("lineage.openlineage.timeout `{t}` is not a duration ({e})")))?,
+        };
+        Ok(Some(OpenLineageConfig {
+            sink,
+            namespace: ol.namespace.clone().unwrap_or_else(|| raw.name.clone()),
+            timeout,
+        }))
     }
 
     fn check_tests(&self, raw: &RawConfig) -> Result<Vec<DataTest>> {

@@ -99,6 +99,33 @@ pub struct Config {
     pub tests: Vec<DataTest>,
     /// Values of `$name` placeholders: `params:`, with `--param` over them.
     pub params: BTreeMap<String, params::Param>,
+    /// Where OpenLineage run events go, when set.
+    pub openlineage: Option<OpenLineageConfig>,
+}
+
+/// Where OpenLineage events go.
+#[derive(Debug, Clone)]
+pub enum OpenLineageSink {
+    /// Posted to this URL (the full endpoint).
+    Http {
+        /// The endpoint.
+        url: String,
+        /// A bearer token.
+        api_key: Option<Secret>,
+    },
+    /// Appended to this file as JSON lines.
+    File(PathBuf),
+}
+
+/// `lineage.openlineage:`, checked.
+#[derive(Debug, Clone)]
+pub struct OpenLineageConfig {
+    /// Where the events go.
+    pub sink: OpenLineageSink,
+    /// The jobs' namespace.
+    pub namespace: String,
+    /// How long one post may take.
+    pub timeout: std::time::Duration,
 }
 
 /// One declared column of a source or model.

@@ -59,6 +59,34 @@ pub struct RawConfig {
     /// Values models read as `$name` placeholders (see [`super::params`]).
     #[serde(default)]
     pub params: BTreeMap<String, super::params::RawParam>,
+    /// Where run events go (OpenLineage).
+    #[serde(default)]
+    pub lineage: Option<RawLineage>,
+}
+
+/// `lineage:` settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLineage {
+    /// OpenLineage run events for each target.
+    pub openlineage: Option<RawOpenLineage>,
+}
+
+/// `lineage.openlineage:` — an HTTP endpoint (`url`) or a JSON-lines file (`file`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpenLineage {
+    /// The OpenLineage server (e.g. Marquez's `http://localhost:5000`); events are posted to
+    /// `/api/v1/lineage` under it unless the URL has a path.
+    pub url: Option<String>,
+    /// A file the events are appended to, one JSON object per line.
+    pub file: Option<String>,
+    /// The jobs' namespace (default: the project's name).
+    pub namespace: Option<String>,
+    /// A bearer token for the endpoint (use `${VAR}`).
+    pub api_key: Option<String>,
+    /// How long one post may take (default `5s`).
+    pub timeout: Option<String>,
 }
 
 /// One data test: exactly one rule key, and optionally `severity`.

@@ -51,7 +51,7 @@ impl How {
     }
 
     /// Two steps in a row: the stronger transformation wins; a row influence stays one.
-    fn then(self, next: How) -> How {
+    pub fn then(self, next: How) -> How {
         self.max(next)
     }
 }
@@ -72,6 +72,38 @@ pub struct Edge {
     pub from: ColumnRef,
     /// How.
     pub how: How,
+}
+
+/// Every model's columns and their one-hop edges, by model.
+pub type Edges = std::collections::BTreeMap<String, Vec<(String, Vec<Edge>)>>;
+
+/// The source columns `model.column` derives from (through every model between), each with
+/// how: the strongest transformation along its paths.
+pub fn source_columns(edges: &Edges, model: &str, column: &str) -> std::collections::BTreeMap<ColumnRef, How> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![(ColumnRef { relation: model.to_string(), column: column.to_string() }, None::<How>, 0usize)];
+    while let Some((at, how, depth)) = stack.pop() {
+        let Some(columns) = edges.get(&at.relation) else {
+            if let Some(how) = how {
+                let entry = out.entry(at).or_insert(how);
+                *entry = (*entry).max(how);
+            }
+            continue;
+        };
+        if depth > 64 {
+            continue;
+        }
+        for (_, hops) in columns.iter().filter(|(c, _)| *c == at.column) {
+            for e in hops {
+                let next = match how {
+                    Some(h) => h.then(e.how),
+                    None => e.how,
+                };
+                stack.push((e.from.clone(), Some(next), depth + 1));
+            }
+        }
+    }
+    out
 }
 
 /// For each output column of a model's `plan` (unanalyzed, as the SQL planner built it), the

@@ -4,6 +4,7 @@
 //! ([`summary`]).
 
 pub mod incremental;
+pub mod openlineage;
 mod summary;
 pub mod targets;
 
@@ -116,6 +117,10 @@ async fn check_and_write(
         evolutions: drift.evolutions(),
         increments,
         catalog: Some((catalog.clone(), run_id)),
+        openlineage: match &pipeline.project.config.openlineage {
+            Some(config) => Some(std::sync::Arc::new(openlineage::Emitter::new(&pipeline, config).await)),
+            None => None,
+        },
     };
     let results = run(&pipeline, &options).await?;
     Ok((pipeline, results))

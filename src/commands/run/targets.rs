@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub increments: Vec<Option<Increment>>,
     /// Where each committed incremental load is recorded, with the run's id.
     pub catalog: Option<(Catalog, i64)>,
+    /// OpenLineage events, when configured.
+    pub openlineage: Option<std::sync::Arc<super::openlineage::Emitter>>,
 }
 
 /// Runs every output of `pipeline`.
@@ -97,6 +99,9 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
         }
         let counter = if options.progress { RowCounter::with_bar(&label) } else { RowCounter::hidden() };
         tracing::debug!(model = %output.model, target = %label, "writing");
+        if let Some(emitter) = &options.openlineage {
+            emitter.start(pipeline, output).await;
+        }
         let begun = Instant::now();
         let outcome = match decision.settings.session(&pipeline.ctx, &pipeline.project.config.datafusion) {
             Ok(ctx) => {
@@ -177,6 +182,9 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             error,
             incremental: increment.as_ref().map(Increment::describe),
         });
+        if let (Some(emitter), Some(result)) = (&options.openlineage, targets.last()) {
+            emitter.finish(pipeline, output, result).await;
+        }
     }
     let failed = targets.iter().any(|t| t.status != Status::Success);
     let results = RunResults {
