@@ -61,6 +61,9 @@ async fn other_command(command: Command, project: &std::path::Path, load: &LoadO
         Command::Lineage { column, downstream, format } => {
             commands::lineage::command(config::load(project, load)?, &column, downstream, format).await
         }
+        Command::Docs { out, serve, port } => {
+            commands::docs::command(config::load(project, load)?, out.as_deref(), serve, port).await
+        }
         Command::State { command } => commands::state::command(&config::load(project, load)?, command).await,
         Command::Runs { limit, format } => commands::runs::command(&config::load(project, load)?, limit, format),
         Command::Query { sql, format, connection } => {

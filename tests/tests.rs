@@ -9,6 +9,7 @@ mod dag_errors;
 mod data_safety;
 mod data_tests;
 mod demo;
+mod docs;
 mod duckdb_modes;
 mod functions;
 mod incremental;

@@ -453,6 +453,39 @@ pub struct LoadRecord {
 }
 
 impl Catalog {
+    /// Rows of a read-only `sql` over the catalog's tables, as JSON objects (for `dfpipe docs`);
+    /// none when no run has written the catalog yet. Timestamps should be cast to VARCHAR.
+    pub fn rows_json(&self, sql: &str) -> Result<Vec<serde_json::Value>> {
+        let Some(conn) = self.read()? else { return Ok(vec![]) };
+        let mut stmt = conn.prepare(sql).map_err(|e| self.fail(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.fail(e))?;
+        let names: Vec<String> = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.fail(e))? {
+            let mut object = serde_json::Map::new();
+            for (i, name) in names.iter().enumerate() {
+                use duckdb::types::Value as V;
+                let value: V = row.get(i).map_err(|e| self.fail(e))?;
+                let json = match value {
+                    V::Null => serde_json::Value::Null,
+                    V::Boolean(b) => b.into(),
+                    V::TinyInt(n) => n.into(),
+                    V::SmallInt(n) => n.into(),
+                    V::Int(n) => n.into(),
+                    V::BigInt(n) => n.into(),
+                    V::HugeInt(n) => (n as f64).into(),
+                    V::Float(x) => (x as f64).into(),
+                    V::Double(x) => x.into(),
+                    V::Text(t) => t.into(),
+                    other => format!("{other:?}").into(),
+                };
+                object.insert(name.clone(), json);
+            }
+            out.push(serde_json::Value::Object(object));
+        }
+        Ok(out)
+    }
+
     /// The loads recorded for target `target` (its label), oldest first.
     pub fn loads(&self, target: &str) -> Result<Vec<LoadRecord>> {
         let Some(conn) = self.read()? else { return Ok(vec![]) };

@@ -208,6 +208,21 @@ pub enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Write the project's documentation: a static page (no network needed) with the DAG,
+    /// every source, model and target, column lineage, tests, schema history and runs.
+    ///
+    /// Open `<state_dir>/docs/index.html` (or `--out DIR`) in a browser; `--serve` serves it.
+    Docs {
+        /// Where to write the site (default `<state_dir>/docs`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Serve it on localhost after writing it.
+        #[arg(long)]
+        serve: bool,
+        /// The port `--serve` listens on.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// The state of incremental outputs: complete windows, cursor marks, loaded files.
     ///
     /// The state is read from each target (its `_dfpipe_loads` table, committed with the rows),

@@ -313,6 +313,7 @@ impl Checker<'_> {
             schema,
             on_schema_change: raw.on_schema_change,
             clean,
+            description: raw.description.clone(),
         })
     }
 

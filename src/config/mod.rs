@@ -158,6 +158,8 @@ pub struct SourceConfig {
     pub on_schema_change: Option<Policy>,
     /// Its `clean:` options, when set.
     pub clean: Option<CleanConfig>,
+    /// What it is (`description:`), for `dfpipe docs`.
+    pub description: Option<String>,
 }
 
 /// A source's checked `clean:` options.

@@ -229,6 +229,9 @@ pub struct RawSource {
     /// Cleaning compiled into the view models read the source through.
     #[serde(default)]
     pub clean: Option<RawClean>,
+    /// What the source is, for `dfpipe docs`.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// `clean:` options of a source.
