@@ -83,3 +83,42 @@ fn the_page_shows_every_node_lights_a_columns_lineage_and_the_last_run() {
     assert!(clicked.contains("<h3>Project runs</h3>") && clicked.contains("<td>success</td>"), "{clicked}");
     assert!(clicked.contains(&shown_rows), "{shown_rows} in {clicked}");
 }
+
+#[test]
+fn two_hundred_models_render_and_a_deep_column_lights_its_whole_chain() {
+    let p = Project::new();
+    p.write("data/raw.csv", "id,a\n1,2\n");
+    p.write("dfpipe.yml", "name: big\nsources:\n  raw: { path: data/raw.csv }\ncontracts:\n  m000:\n    - { name: a, description: the first a }\n");
+    p.write("sql/m000.sql", "SELECT id, a FROM raw\n");
+    for i in 1..200 {
+        p.write(
+            &format!("sql/m{i:03}.sql"),
+            &format!("-- model {i}\nSELECT id, a + {i} AS a FROM m{:03}\n", (i - 1) / 2),
+        );
+    }
+    assert_success(&p.dfpipe(&["docs", "--out", "site"]));
+    let page = p.file("site/index.html");
+    let shown = nodes(&dom(&page, ""));
+    assert_eq!(shown.iter().filter(|(c, _)| c.starts_with("node model")).count(), 200);
+    let clicked = dom(&page, "#column=model:m199.a");
+    let lit: Vec<String> =
+        nodes(&clicked).into_iter().filter(|(c, _)| c.split(' ').any(|c| c == "lit")).map(|(_, id)| id).collect();
+    // raw → m000 → m002 → m005 → m011 → m024 → m049 → m099 → m199 → its table.
+    assert_eq!(
+        lit,
+        [
+            "source:raw",
+            "model:m000",
+            "model:m002",
+            "model:m005",
+            "model:m011",
+            "model:m024",
+            "model:m049",
+            "model:m099",
+            "model:m199",
+            "target:warehouse.m199"
+        ]
+    );
+    let first = dom(&page, "#column=model:m000.a");
+    assert!(first.contains("<b>a</b> <span class=\"muted\">Int64</span> — the first a"), "{first}");
+}

@@ -217,6 +217,7 @@ impl Checker<'_> {
                     name: c.name.clone(),
                     sql_type: c.data_type.clone(),
                     not_null: c.not_null,
+                    description: c.description.clone(),
                 });
             }
             contracts.insert(name.clone(), checked);

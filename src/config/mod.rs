@@ -137,6 +137,8 @@ pub struct ColumnContract {
     pub sql_type: Option<String>,
     /// Whether it must hold no NULL.
     pub not_null: bool,
+    /// What it holds (`description:`), for `dfpipe docs`.
+    pub description: Option<String>,
 }
 
 /// One checked source.

@@ -206,6 +206,9 @@ pub struct RawColumnContract {
     /// Whether it must hold no NULL (default false).
     #[serde(default)]
     pub not_null: bool,
+    /// What the column holds, for `dfpipe docs`.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// One input table.

@@ -54,13 +54,24 @@ async fn collect(pipeline: &Pipeline, catalog: &Catalog) -> Result<Value> {
     let project = &pipeline.project;
     let config = &project.config;
     let edges: Edges = pipeline.lineage_plans().await?.into_iter().map(|(m, plan)| (m, model_edges(&plan))).collect();
+    // Column descriptions come from the contracts (`contracts: {orders: [{name, description}]}`).
     let columns = |name: String| async move {
+        let described = |column: &str| {
+            config
+                .contracts
+                .get(&name)
+                .and_then(|cs| cs.iter().find(|c| c.name == column))
+                .and_then(|c| c.description.clone())
+        };
         match pipeline.ctx.table(name.as_str()).await {
             Ok(df) => df
                 .schema()
                 .fields()
                 .iter()
-                .map(|f| json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
+                .map(|f| {
+                    json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable(),
+                           "description": described(f.name())})
+                })
                 .collect::<Vec<_>>(),
             Err(_) => vec![],
         }

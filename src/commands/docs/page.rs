@@ -191,7 +191,8 @@ function showNode(id) {
     const from = (n.lineage && n.lineage[c.name]) || [];
     const how = from.map(f => esc(f.how) + ' from ' + esc(f.node.split(':')[1]) + '.' + esc(f.column)).join('; ');
     return '<li class="col" data-node="' + esc(n.id) + '" data-column="' + esc(c.name) + '" data-key="' + esc(columnKey(n.id, c.name)) + '"><b>' +
-      esc(c.name) + '</b> <span class="muted">' + esc(c.type) + '</span>' + (how ? ' <span class="muted">← ' + how + '</span>' : '') + '</li>';
+      esc(c.name) + '</b> <span class="muted">' + esc(c.type) + '</span>' + (c.description ? ' — ' + esc(c.description) : '') +
+      (how ? ' <span class="muted">← ' + how + '</span>' : '') + '</li>';
   }).join('') + '</ul>';
   if (n.tests) {
     h += '<h3>Tests</h3>' + (n.tests.length ? '<ul>' + n.tests.map(t => '<li><code>' + esc(t) + '</code></li>').join('') + '</ul>' : '<p class="muted">none declared</p>');
