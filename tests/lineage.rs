@@ -9,7 +9,7 @@ fn project() -> Project {
     p.write(
         "dfpipe.yml",
         "name: l\nsources:\n  raw: { path: raw.csv }\n  other: { path: other.csv }\n\
-         outputs:\n  - model: chain\n  - model: joined\n  - model: totals\n  - model: shadow\n  - model: unioned\n  - model: ranked\n",
+         outputs:\n  - model: chain\n  - model: joined\n  - model: totals\n  - model: shadow\n  - model: unioned\n  - model: ranked\n  - model: netted\n",
     );
     p.write("sql/stg.sql", "SELECT id, k, amount AS amt, amount * 2 AS doubled FROM raw WHERE flag = 'y'\n");
     p.write("sql/chain.sql", "SELECT * FROM stg\n");
@@ -17,6 +17,9 @@ fn project() -> Project {
     p.write("sql/totals.sql", "SELECT k, sum(amt) AS total, count(*) AS n FROM chain GROUP BY k\n");
     // A CTE named like a model: it is the CTE that is read, not the model `stg`.
     p.write("sql/shadow.sql", "WITH stg AS (SELECT rid AS id FROM other) SELECT id FROM stg\n");
+    // A SQL-defined function is expanded: its argument is what the column derives from.
+    p.write("udfs/net.sql", "CREATE FUNCTION net(x BIGINT, rate DOUBLE) RETURNS DOUBLE RETURN $1 * (1 - $2);\n");
+    p.write("sql/netted.sql", "SELECT id, net(amount, 0.2) AS net_amount FROM raw\n");
     p.write("sql/unioned.sql", "SELECT id FROM raw UNION ALL SELECT rid FROM other\n");
     p.write(
         "sql/ranked.sql",
@@ -35,7 +38,8 @@ fn lineage(p: &Project, args: &[&str]) -> String {
 #[test]
 fn each_construct_has_its_exact_edges() {
     let p = project();
-    let cases: [(&str, &str); 8] = [
+    let cases: [(&str, &str); 9] = [
+        ("netted.net_amount", "netted.net_amount (model)\n└─ computed  raw.amount (source)\n"),
         (
             "chain.doubled",
             "chain.doubled (model)\n\

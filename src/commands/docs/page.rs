@@ -214,8 +214,13 @@ function runsTable() {
 document.getElementById('runs').outerHTML = runsTable();
 document.querySelectorAll('.node').forEach(g => g.addEventListener('click', () => { light(new Set()); showNode(g.dataset.id); }));
 const wanted = decodeURIComponent(location.hash.replace(/^#column=/, ''));
+// `#column=model:x.col` (a link to a column): open its node and click the column, as a person would.
 if (location.hash.startsWith('#column=')) {
   const cut = wanted.lastIndexOf('.');
-  selectColumn(wanted.slice(0, cut), wanted.slice(cut + 1));
+  const node = wanted.slice(0, cut), column = wanted.slice(cut + 1);
+  const g = [...document.querySelectorAll('.node')].find(g => g.dataset.id === node);
+  if (g) g.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+  const li = [...document.querySelectorAll('li.col')].find(li => li.dataset.key === columnKey(node, column));
+  if (li) li.dispatchEvent(new MouseEvent('click', {bubbles: true}));
 }
 "#;
