@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use object_store::ObjectStoreExt;
+use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::*;
@@ -235,5 +236,56 @@ async fn parquet_replace_on_s3_never_duplicates_rows() {
     assert_eq!(
         reader.duckdb("SELECT CAST(n AS VARCHAR), CAST(ids AS VARCHAR) FROM n"),
         vec![vec!["3000".to_string(), "3000".to_string()]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_parquet_on_s3_loads_new_files_and_drops_uncommitted_ones() {
+    let moto = Moto::start();
+    seed(moto.addr).await;
+    let env = aws_env(moto.addr);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!(
+            "name: s3\nsources:\n  orders: {{ path: \"s3://{BUCKET}/orders/*.csv\" }}\n\
+             outputs:\n  - model: copied\n    to: s3://{BUCKET}/inc/\n    mode: append\n    incremental: {{ by: files }}\n"
+        ),
+    );
+    p.write("sql/copied.sql", "SELECT * FROM orders\n");
+    let run = |extra: &[(&str, &str)]| {
+        let mut all = env.clone();
+        all.extend_from_slice(extra);
+        tokio::task::block_in_place(|| p.dfpipe_env(&["run"], &all))
+    };
+    assert_success(&run(&[]));
+    let store = store(moto.addr);
+    let mut csv = String::from("id,amount\n");
+    for id in 3000..4000 {
+        csv.push_str(&format!("{id},{}\n", id % 97));
+    }
+    store.put(&ObjectPath::from("orders/part-3.csv"), csv.into()).await.unwrap();
+    // Crashed after its files were copied in, before its marker: they never count.
+    let crashed = run(&[("DFPIPE_TEST_CRASH_AT", "before-marker")]);
+    assert!(stderr(&crashed).contains("crash point before-marker"), "{}", stderr(&crashed));
+    let out = run(&[]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("1 new file(s) of source `orders`"), "{}", stdout(&out));
+    let nothing = run(&[]);
+    assert!(stdout(&nothing).contains("no new files in source `orders`"), "{}", stdout(&nothing));
+
+    let markers: Vec<_> = store.list(Some(&ObjectPath::from("inc/_dfpipe_loads"))).try_collect().await.unwrap();
+    assert_eq!(markers.len(), 2);
+    let reader = Project::new();
+    reader.write(
+        "dfpipe.yml",
+        &format!("name: r\nsources:\n  out: {{ path: \"s3://{BUCKET}/inc/\", format: parquet }}\n"),
+    );
+    reader.write("sql/n.sql", "SELECT count(*) AS n, count(DISTINCT id) AS ids FROM out\n");
+    assert_success(&tokio::task::block_in_place(|| reader.dfpipe_env(&["run", "-q"], &env)));
+    assert_eq!(
+        reader.duckdb("SELECT CAST(n AS VARCHAR), CAST(ids AS VARCHAR) FROM n"),
+        vec![vec!["4000".to_string(), "4000".to_string()]]
     );
 }

@@ -48,11 +48,21 @@ fn grain_of(spec: &IncrementalSpec) -> Option<Grain> {
     }
 }
 
+/// A session with the project's object stores (Parquet targets on object storage).
+fn session(config: &Config) -> Result<datafusion::prelude::SessionContext> {
+    let budget = crate::memory::MemoryBudget::measure(&config.memory);
+    crate::engine::session::build(
+        config,
+        &crate::memory::strategy::ExecSettings::new(crate::config::Strategy::Spill, &budget),
+    )
+}
+
 async fn show(config: &Config, names: &[String]) -> Result<u8> {
+    let ctx = session(config)?;
     for output in incremental_outputs(config, names)? {
         let spec = output.incremental.as_ref().expect("an incremental output");
         let label = output.target.label(&config.project_dir);
-        let held = read_target_loads(&output.target).await?;
+        let held = read_target_loads(&output.target, &ctx).await?;
         let state = State::fold(held.markers.iter().map(|m| (m.state.as_str(), m.definition.as_str())), grain_of(spec))
             .map_err(|e| Error::State(format!("{label}: {e}")))?;
         println!(
@@ -121,6 +131,7 @@ fn shown_path(config: &Config, location: &str) -> String {
 }
 
 async fn forget(config: &Config, name: &str, pattern: &str) -> Result<u8> {
+    let ctx = session(config)?;
     let outputs = incremental_outputs(config, &[name.to_string()])?;
     let glob =
         glob::Pattern::new(pattern).map_err(|e| Error::Usage(format!("--files `{pattern}` is not a glob: {e}")))?;
@@ -130,7 +141,7 @@ async fn forget(config: &Config, name: &str, pattern: &str) -> Result<u8> {
             return Err(Error::Usage(format!("{label} is not loaded `by: files`; there are no files to forget")));
         }
         let _lock = crate::catalog::lock::ProjectLock::acquire(&config.state_dir, "state forget")?;
-        let mut markers = read_target_loads(&output.target).await?.markers;
+        let mut markers = read_target_loads(&output.target, &ctx).await?.markers;
         let mut forgotten = 0;
         for m in &mut markers {
             let mut state: MarkerState = serde_json::from_str(&m.state)
@@ -148,7 +159,7 @@ async fn forget(config: &Config, name: &str, pattern: &str) -> Result<u8> {
                 "no file loaded into {label} matches `{pattern}` (see `dfpipe state show {label}`)"
             )));
         }
-        rewrite_target_loads(&output.target, &markers).await?;
+        rewrite_target_loads(&output.target, &ctx, &markers).await?;
         let records: Vec<_> = markers.iter().map(record_of).collect();
         Catalog::new(&config.state_dir).record_loads(0, &label, &records, true)?;
         println!("{label}: {forgotten} file(s) forgotten; the next run loads them again");

@@ -461,13 +461,11 @@ impl Checker<'_> {
             )));
         }
         if let Target::Parquet { location, single_file, .. } = target {
-            if *single_file || location.contains("://") {
-                return Err(err(
-                    "an incremental Parquet output is a local directory (a path ending in /): each load adds \
-                     its files and a marker file there; on object storage, write to a duckdb or postgres \
-                     connection"
-                        .to_string(),
-                ));
+            if *single_file {
+                return Err(err(format!(
+                    "an incremental Parquet output is a directory (a path ending in /, not `{location}`): each \
+                     load adds its files and a marker file there"
+                )));
             }
             if matches!(raw, incremental::Incremental::Cursor { .. }) {
                 return Err(err(

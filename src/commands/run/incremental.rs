@@ -150,26 +150,32 @@ fn target_key(target: &Target) -> String {
     }
 }
 
-/// Reads `output`'s markers from its target.
-pub async fn read_target_loads(target: &Target) -> Result<TargetLoads> {
+/// Reads `output`'s markers from its target (`ctx` knows the object stores of Parquet ones).
+pub async fn read_target_loads(target: &Target, ctx: &datafusion::prelude::SessionContext) -> Result<TargetLoads> {
     match target {
         Target::DuckDb(t) => crate::sinks::duckdb::read_loads(t).map_err(Error::Run),
         Target::Postgres { dsn, table, .. } => {
             crate::sinks::postgres::loads::read_loads(dsn.as_ref(), table).await.map_err(Error::Run)
         }
-        Target::Parquet { location, .. } => crate::sinks::parquet_increment::read_loads(location).map_err(Error::Run),
+        Target::Parquet { location, .. } => {
+            crate::sinks::parquet_increment::read_loads(location, ctx).await.map_err(Error::Run)
+        }
     }
 }
 
 /// Rewrites `output`'s markers in its target.
-pub async fn rewrite_target_loads(target: &Target, markers: &[LoadMarker]) -> Result<()> {
+pub async fn rewrite_target_loads(
+    target: &Target,
+    ctx: &datafusion::prelude::SessionContext,
+    markers: &[LoadMarker],
+) -> Result<()> {
     match target {
         Target::DuckDb(t) => crate::sinks::duckdb::rewrite_loads(t, markers).map_err(Error::Run),
         Target::Postgres { dsn, table, .. } => {
             crate::sinks::postgres::loads::rewrite_loads(dsn.as_ref(), table, markers).await.map_err(Error::Run)
         }
         Target::Parquet { location, .. } => {
-            crate::sinks::parquet_increment::rewrite_loads(location, markers).map_err(Error::Run)
+            crate::sinks::parquet_increment::rewrite_loads(location, ctx, markers).await.map_err(Error::Run)
         }
     }
 }
@@ -195,7 +201,7 @@ pub async fn reconciled_state(
     full_refresh: bool,
 ) -> Result<(State, Vec<LoadMarker>)> {
     let label = output.target.label(&pipeline.project.config.project_dir);
-    let held = read_target_loads(&output.target).await?;
+    let held = read_target_loads(&output.target, &pipeline.ctx).await?;
     let recorded = catalog.loads(&label)?;
     let held_ids: BTreeSet<&str> = held.markers.iter().map(|m| m.load_id.as_str()).collect();
     let recorded_ids: BTreeSet<&str> = recorded.iter().map(|r| r.load_id.as_str()).collect();
