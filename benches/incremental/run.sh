@@ -46,6 +46,7 @@ measure "30 files, first load" "$dfpipe" run -q --project "$work/files"
 cp "$work/held/day-31.parquet" "$work/files/data/"
 measure "1 new file of 31" "$dfpipe" run -q --project "$work/files"
 measure "no new file (31 files)" "$dfpipe" run -q --project "$work/files"
+measure "31 files, --full-refresh (for scale)" "$dfpipe" run -q --full-refresh --project "$work/files"
 
 # 2. A source of 1,000 small files: the rerun with nothing new.
 mkdir -p "$work/many/sql"
@@ -66,3 +67,23 @@ rm -rf "$work/many/dfpipe.duckdb" "$work/many/.dfpipe"
 measure "1,000 files, first load" "$dfpipe" run -q --project "$work/many"
 measure "1,000 files, nothing new" "$dfpipe" run -q --project "$work/many"
 measure "process start-up (dfpipe --version)" "$dfpipe" --version
+
+# 3. Time windows: a daily model over three years of history (1,066 windows), first with one
+# window per transaction, then 30; then the rerun that redoes only the current day.
+mkdir -p "$work/days/sql" "$work/days/data"
+printf 'id,ts\n1,2024-01-01 10:00:00\n2,2025-06-01 12:00:00\n' > "$work/days/data/events.csv"
+echo 'SELECT id, CAST(ts AS TIMESTAMP) AS ts FROM events WHERE CAST(ts AS TIMESTAMP) >= $start AND CAST(ts AS TIMESTAMP) < $end' > "$work/days/sql/daily.sql"
+for batch in 1 30; do
+    cat > "$work/days/dfpipe.yml" <<YML
+name: days
+sources:
+  events: { path: data/events.csv }
+outputs:
+  - model: daily
+    mode: append
+    incremental: { by: time, column: ts, grain: day, begin: 2024-01-01, batch: $batch }
+YML
+    rm -rf "$work/days/dfpipe.duckdb" "$work/days/.dfpipe"
+    measure "time windows since 2024-01-01, batch $batch" env DFPIPE_TEST_NOW=2026-12-01T12:00:00 "$dfpipe" run -q --project "$work/days"
+done
+measure "time windows, rerun (current day only)" env DFPIPE_TEST_NOW=2026-12-01T12:00:00 "$dfpipe" run -q --project "$work/days"
