@@ -1,12 +1,17 @@
 //! `dfpipe run`: one run per project at a time (the lock), recorded in the catalog from its
-//! start. Before anything is written: schemas (drift against the baselines, contracts), then
-//! error-level data tests; then the targets ([`targets`]), the catalog records and the summary
+//! start. First what incremental outputs load ([`incremental`]: state read from the targets,
+//! reconciled with the catalog, new files narrowed); then, before anything is written, schemas
+//! (drift against the baselines, contracts) and error-level data tests; then the targets
+//! ([`targets`]: each through `write`, an incremental one window by window through
+//! `increments`, with [`openlineage`] events), the catalog records and the summary
 //! ([`summary`]).
 
 pub mod incremental;
+mod increments;
 pub mod openlineage;
 mod summary;
 pub mod targets;
+mod write;
 
 use std::io::IsTerminal;
 use std::path::Path;

@@ -22,6 +22,12 @@ pub struct Connection {
 impl Connection {
     /// Describes `e`, naming the server's reason when the connection was closed under us.
     pub async fn describe(&self, e: &tokio_postgres::Error) -> String {
+        // A FATAL error ends the session: the server sends it, then closes the connection. Which
+        // of the two the client sees first is a race; both are the same failure.
+        let fatal = e.as_db_error().is_some_and(|d| matches!(d.severity(), "FATAL" | "PANIC"));
+        if fatal {
+            return format!("the server closed the connection, so nothing was committed: {}", describe(e));
+        }
         if !e.is_closed() {
             return describe(e);
         }

@@ -1,0 +1,179 @@
+//! Writing one frame of an output to its sink: the model (or one increment of it) as
+//! `INSERT INTO <sink> SELECT …`, with the rows its row-level tests reject split off first and
+//! quarantined once the target's load has committed.
+
+use std::sync::Arc;
+
+use datafusion::common::TableReference;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
+use datafusion::datasource::sink::DataSink;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::prelude::{DataFrame, SessionContext};
+
+use crate::checks::quarantine::{RowFilter, quarantine_target};
+use crate::checks::split;
+use crate::config::{Mode, OnInvalid, OutputConfig, Target};
+use crate::engine::pipeline::Pipeline;
+use crate::error::df_message;
+use crate::memory::strategy::Decision;
+use crate::schema::Evolution;
+use crate::sinks;
+use crate::sinks::marker::LoadExtras;
+use crate::util::fmt::group_digits;
+use crate::util::progress::RowCounter;
+
+/// Rows an output wrote, and the rows its row filter (`on_invalid`) kept out.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Written {
+    pub(super) rows: u64,
+    pub(super) quarantined: u64,
+    pub(super) dropped: u64,
+}
+
+/// Writes one output in `ctx` (a session with the target's strategy): with `on_invalid: drop`
+/// or `quarantine`, the model is scanned once and split ([`split`]): the rows passing its
+/// row-level tests go to the target, the others are counted — and quarantined once the target's
+/// load has committed, so a failed load leaves the quarantine as it was.
+pub(super) async fn write_output(
+    pipeline: &Pipeline,
+    ctx: &SessionContext,
+    decision: &Decision,
+    output: &OutputConfig,
+    load: Frame,
+    evolution: Evolution,
+    counter: &RowCounter,
+) -> std::result::Result<Written, String> {
+    let model = output.model.as_str();
+    let Frame { relation, mode, extras } = load;
+    let filter = match output.on_invalid {
+        OnInvalid::Fail => RowFilter::default(),
+        OnInvalid::Drop | OnInvalid::Quarantine => RowFilter::for_model(&pipeline.project.config.tests, model),
+    };
+    let spec = WriteSpec { mode, unique_key: output.unique_key.clone(), evolution, extras };
+    if filter.is_empty() {
+        let df = ctx.table(TableReference::bare(relation.as_str())).await.map_err(|e| df_message(&e))?;
+        let rows = write_frame(pipeline, ctx, decision, df, &output.target, spec, counter).await?;
+        return Ok(Written { rows, ..Written::default() });
+    }
+    let quarantine = output.on_invalid == OnInvalid::Quarantine;
+    let state_dir = &pipeline.project.config.state_dir;
+    let spill = quarantine.then(|| state_dir.join(format!("quarantine-{model}-{}.arrow", std::process::id())));
+    if spill.is_some() {
+        std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    }
+    let annotated = ctx.sql(&filter.annotated_sql(&relation)).await.map_err(|e| df_message(&e))?;
+    let stream = annotated.execute_stream().await.map_err(|e| df_message(&e))?;
+    let (valid, mut rejected) = split::split(stream, spill.as_deref())?;
+    let valid = ctx.read_table(Arc::new(split::one_shot_table(valid).map_err(|e| df_message(&e))?));
+    let valid = valid.map_err(|e| df_message(&e))?;
+    let rows = write_frame(pipeline, ctx, decision, valid, &output.target, spec, counter).await?;
+    if !quarantine {
+        return Ok(Written { rows, dropped: rejected.rows(), ..Written::default() });
+    }
+    // The target committed; the quarantine follows from the spilled rows.
+    let target = quarantine_target(&output.target);
+    let label = target.label(&pipeline.project.config.project_dir);
+    let written = async {
+        let path = rejected.finish()?.expect("quarantine spills");
+        let rejects = ctx
+            .read_arrow(path.to_string_lossy().as_ref(), ArrowReadOptions::default())
+            .await
+            .map_err(|e| df_message(&e))?;
+        // An incremental output's quarantine gains each load's rejects.
+        let mode = if output.incremental.is_some() { Mode::Append } else { Mode::Replace };
+        let plain =
+            WriteSpec { mode, unique_key: vec![], evolution: Evolution::default(), extras: LoadExtras::default() };
+        write_frame(pipeline, ctx, decision, rejects, &target, plain, &RowCounter::hidden()).await
+    }
+    .await;
+    match written {
+        Ok(_) => Ok(Written { rows, quarantined: rejected.rows(), ..Written::default() }),
+        Err(e) => {
+            rejected.keep();
+            Err(format!(
+                "{} rows were written to the target, but its quarantine {label} could not be: {e}; the {} \
+                 rejected rows are kept in {}",
+                group_digits(rows),
+                group_digits(rejected.rows()),
+                spill.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// How a frame is written: mode, merge key, the schema evolution to apply, and what an
+/// incremental load does besides.
+struct WriteSpec {
+    mode: Mode,
+    unique_key: Vec<String>,
+    evolution: Evolution,
+    extras: LoadExtras,
+}
+
+/// What one load of an output reads (a table of the session) and how it writes.
+pub(super) struct Frame {
+    pub(super) relation: String,
+    pub(super) mode: Mode,
+    pub(super) extras: LoadExtras,
+}
+
+/// Writes `df` to `target`; returns the rows written or a message saying why not.
+async fn write_frame(
+    pipeline: &Pipeline,
+    ctx: &SessionContext,
+    decision: &Decision,
+    df: DataFrame,
+    target: &Target,
+    spec: WriteSpec,
+    counter: &RowCounter,
+) -> std::result::Result<u64, String> {
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let before = counter.rows();
+    let WriteSpec { mode, unique_key: key, evolution, extras } = spec;
+    let sink: Arc<dyn DataSink> = match target {
+        Target::DuckDb(target) => {
+            // DuckDB's buffers live outside DataFusion's pool: a quarter of the budget when it is bounded.
+            let limit = decision.settings.pool_bytes.map(|b| b / 4);
+            Arc::new(
+                sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())
+                    .with_memory_limit(limit)
+                    .with_evolution(evolution)
+                    .with_extras(extras),
+            )
+        }
+        Target::Postgres { table, dsn, copy_streams, swap_timeout, .. } => Arc::new(
+            sinks::postgres::PostgresSink::new(
+                sinks::postgres::PostgresTarget {
+                    dsn: dsn.clone(),
+                    table: table.clone(),
+                    copy_streams: *copy_streams,
+                    swap_timeout: *swap_timeout,
+                },
+                schema,
+                mode,
+                key,
+                counter.clone(),
+            )
+            .with_evolution(evolution)
+            .with_extras(extras),
+        ),
+        Target::Parquet { location, compression, .. } if extras.marker.is_some() => {
+            return sinks::parquet_increment::write_increment(df, location, compression, &extras, counter).await;
+        }
+        Target::Parquet { location, single_file, compression } => {
+            let rows = sinks::parquet::write(df, location, *single_file, compression, mode).await?;
+            counter.add(rows);
+            return Ok(rows);
+        }
+    };
+    // The target is `INSERT INTO <sink> SELECT * FROM <model>`, planned and run by DataFusion.
+    let table = sinks::SinkTable::new(sink, mode, target.label(&pipeline.project.config.project_dir));
+    let sink_name = TableReference::bare("__dfpipe_sink");
+    ctx.register_table(sink_name.clone(), Arc::new(table)).map_err(|e| df_message(&e))?;
+    let op = if mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
+    let written = df.write_table("__dfpipe_sink", DataFrameWriteOptions::new().with_insert_operation(op)).await;
+    ctx.deregister_table(sink_name).map_err(|e| df_message(&e))?;
+    written.map_err(|e| df_message(&e))?;
+    Ok(counter.rows() - before)
+}
