@@ -1,6 +1,6 @@
 //! Writing the targets: each selected output, one after another in dependency order, under its
-//! memory strategy, through its sink ([`super::write`]; an incremental one window by window,
-//! [`super::increments`]), with OpenLineage events around it; then `run_results.json` in the
+//! memory strategy, through its sink (`write`; an incremental one window by window,
+//! `increments`), with OpenLineage events around it; then `run_results.json` in the
 //! state directory.
 
 use std::time::Instant;
