@@ -615,3 +615,14 @@ fn parquet_directories_take_new_files() {
         .sum();
     assert_eq!(rows, 3);
 }
+
+#[test]
+fn with_no_new_files_the_source_tests_do_not_run_on_an_empty_input() {
+    let p = files_project("mode: append", "");
+    let yml = std::fs::read_to_string(p.file("dfpipe.yml")).unwrap() + "tests:\n  raw:\n    - row_count: { min: 1 }\n";
+    p.write("dfpipe.yml", &yml);
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let out = p.dfpipe(&["run"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("warehouse.facts: no new files in source `raw`"), "{}", stdout(&out));
+}

@@ -266,6 +266,18 @@ impl Pipeline {
         self.needed_sources().into_iter().chain(self.needed_models()).collect()
     }
 
+    /// The sources and models read by the selected outputs that write (`writes`, one flag per
+    /// output: an incremental output with nothing new writes nothing, so its inputs are not
+    /// tested).
+    pub fn relations_read_by(&self, writes: &[bool]) -> Vec<String> {
+        let outputs: Vec<OutputConfig> =
+            self.outputs.iter().zip(writes).filter(|(_, w)| **w).map(|(o, _)| o.clone()).collect();
+        let models = needed_models(&self.project, &outputs);
+        let mut relations = needed_sources(&self.project, &outputs);
+        relations.extend(self.project.order.iter().filter(|n| models.contains(*n)).cloned());
+        relations
+    }
+
     /// Whether every selected output of `model` filters rows by its row-level tests.
     pub fn filters_rows(&self, model: &str) -> bool {
         let mut outputs = self.outputs.iter().filter(|o| o.model == model).peekable();
