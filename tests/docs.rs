@@ -122,3 +122,37 @@ fn two_hundred_models_render_and_a_deep_column_lights_its_whole_chain() {
     let first = dom(&page, "#column=model:m000.a");
     assert!(first.contains("<b>a</b> <span class=\"muted\">Int64</span> — the first a"), "{first}");
 }
+
+#[test]
+fn serve_answers_the_page_on_localhost_and_nothing_outside_it() {
+    let p = Project::demo(100);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["docs", "--out", "site", "--serve", "--port", &port.to_string()])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).ok()?;
+        Some(reply)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let page = loop {
+        if let Some(reply) = get("/") {
+            break reply;
+        }
+        assert!(std::time::Instant::now() < deadline, "dfpipe docs --serve never answered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let outside = get("/../dfpipe.yml").unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK") && page.contains(" — dfpipe docs</title>"), "{page}");
+    assert!(outside.starts_with("HTTP/1.1 404"), "{outside}");
+}
