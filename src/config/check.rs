@@ -426,18 +426,8 @@ impl Checker<'_> {
     /// `line:col: ` of the `incremental:` key of output `i` (the n-th such key in the file).
     fn incremental_at(&self, outputs: &[raw::RawOutput], i: usize) -> String {
         let nth = outputs[..i].iter().filter(|o| o.incremental.is_some()).count();
-        let in_comment = |offset: usize| {
-            let line_start = self.text[..offset].rfind('\n').map_or(0, |nl| nl + 1);
-            self.text[line_start..offset].contains('#')
-        };
-        let Some(offset) = self.text.match_indices("incremental").map(|(o, _)| o).filter(|&o| !in_comment(o)).nth(nth)
-        else {
-            return String::new();
-        };
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
-        format!("{line}:{column}: ")
+        super::interpolate::locate_occurrence(self.text, "incremental", nth)
+            .map_or_else(String::new, |(line, column)| format!("{line}:{column}: "))
     }
 
     /// The rules of `incremental:` that span the output: modes, keys, bounds (`place`: the

@@ -93,16 +93,29 @@ fn closing_brace(text: &str) -> Option<usize> {
 /// The 1-based line and column of the first occurrence of `needle` in `text` outside a `#`
 /// comment (YAML and TOML comments both start with `#`), else of the first occurrence at all.
 pub fn locate(text: &str, needle: &str) -> Option<(usize, usize)> {
+    let offset = locate_nth(text, needle, 0).or_else(|| text.find(needle))?;
+    Some(line_column(text, offset))
+}
+
+/// The byte offset of the `n`-th (from 0) occurrence of `needle` in `text` outside a `#` comment.
+fn locate_nth(text: &str, needle: &str, n: usize) -> Option<usize> {
     let in_comment = |offset: usize| {
         let line_start = text[..offset].rfind('\n').map_or(0, |nl| nl + 1);
         text[line_start..offset].contains('#')
     };
-    let mut found = text.match_indices(needle).map(|(i, _)| i);
-    let offset = found.clone().find(|&i| !in_comment(i)).or_else(|| found.next())?;
+    text.match_indices(needle).map(|(i, _)| i).filter(|&i| !in_comment(i)).nth(n)
+}
+
+/// The 1-based line and column of the `n`-th (from 0) occurrence of `needle` outside a comment.
+pub fn locate_occurrence(text: &str, needle: &str, n: usize) -> Option<(usize, usize)> {
+    locate_nth(text, needle, n).map(|offset| line_column(text, offset))
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
-    Some((line, column))
+    (line, column)
 }
 
 #[cfg(test)]

@@ -153,16 +153,28 @@ impl Pipeline {
         Ok(self.model_frame(ctx, name).await?.0)
     }
 
-    /// Sets the run-wide `$start`/`$end`/`$last` of incremental outputs' models (the whole span
-    /// the run loads) and plans the views again with them.
-    pub async fn bind_run_values(&self, values: BTreeMap<String, HashMap<String, ScalarValue>>) -> Result<()> {
+    /// What a run of incremental outputs reads: each source in `narrowed` only from the files
+    /// kept (full locations, see [`crate::engine::new_files`]), and each model in `values` with
+    /// its run-wide `$start`/`$end`/`$last` (the whole span the run loads); the views are then
+    /// planned again, once.
+    pub async fn apply_increments(
+        &self,
+        narrowed: BTreeMap<String, BTreeSet<String>>,
+        values: BTreeMap<String, HashMap<String, ScalarValue>>,
+    ) -> Result<()> {
+        if narrowed.is_empty() && values.is_empty() {
+            return Ok(());
+        }
+        for (name, keep) in narrowed {
+            self.narrow_source(&name, keep).await?;
+        }
         self.bound.lock().expect("bound values").extend(values);
         self.register_models(&BTreeSet::new()).await
     }
 
-    /// Narrows source `name` to the files in `keep` (full locations) and plans the views that
-    /// read it again ([`crate::engine::new_files`]).
-    pub async fn narrow_source(&self, name: &str, keep: BTreeSet<String>) -> Result<()> {
+    /// Registers source `name` narrowed to the files in `keep` (behind its cleaning view, if
+    /// any); the views reading it still hold the whole source until planned again.
+    async fn narrow_source(&self, name: &str, keep: BTreeSet<String>) -> Result<()> {
         let fail =
             |e: datafusion::error::DataFusionError| Error::Source(format!("source `{name}`: {}", df_message(&e)));
         let cleaned = self.cleaned.get(name);
@@ -179,7 +191,7 @@ impl Pipeline {
             self.ctx.deregister_table(TableReference::bare(name)).map_err(fail)?;
             self.ctx.register_table(TableReference::bare(name), view).map_err(fail)?;
         }
-        self.register_models(&BTreeSet::new()).await
+        Ok(())
     }
 
     /// The needed models' logical plans as the SQL planner builds them, parameters bound, in

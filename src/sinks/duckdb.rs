@@ -36,7 +36,7 @@ use duckdb::OptionalExt;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::marker::{LOADS_TABLE, LoadExtras, LoadMarker, TargetLoads, create_loads_sql};
+use super::marker::{LOADS_TABLE, LoadExtras, LoadMarker, TargetLoads, create_loads_sql, insert_load_sql};
 use super::{missing_column_message, null_key_message};
 use crate::config::{DuckDbTarget, Mode};
 use crate::schema::{Evolution, logical_type, widens};
@@ -255,15 +255,7 @@ impl LoadJob {
 
         // DuckDB resolves table names without regard to case, quoted or not: `Orders` is the
         // table `orders`. Look the target up the same way, and keep its own spelling.
-        let existing: Option<String> = conn
-            .query_row(
-                "SELECT table_name FROM information_schema.tables \
-                 WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
-                [&self.schema_name, &self.table],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| e.to_string())?;
+        let existing = table_named(conn, &self.schema_name, &self.table)?;
         let name = existing.clone().unwrap_or_else(|| self.table.clone());
         let target = format!("{schema}.{}", quote(&name));
         if existing.is_some() && self.mode != Mode::Replace {
@@ -318,11 +310,8 @@ impl LoadJob {
         }
         if let Some(marker) = &self.extras.marker {
             let m = marker()?;
-            conn.execute(
-                &format!("INSERT INTO {loads} (target, load_id, kind, state, definition) VALUES (?, ?, ?, ?, ?)"),
-                [&key, &m.load_id, &m.kind, &m.state, &m.definition],
-            )
-            .map_err(|e| e.to_string())?;
+            conn.execute(&insert_load_sql(&loads), [&key, &m.load_id, &m.kind, &m.state, &m.definition])
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -421,6 +410,19 @@ impl LoadJob {
     }
 }
 
+/// The table `schema.name` as DuckDB resolves it (without regard to case, quoted or not), by
+/// its own spelling; `None` when there is none.
+fn table_named(conn: &duckdb::Connection, schema: &str, name: &str) -> Result<Option<String>, String> {
+    conn.query_row(
+        "SELECT table_name FROM information_schema.tables \
+         WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
+        [schema, name],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(|e| e.to_string())
+}
+
 /// What `target` holds of its incremental loads (its markers, whether it exists and has rows).
 pub fn read_loads(target: &DuckDbTarget) -> Result<TargetLoads, String> {
     if !target.path.exists() {
@@ -428,16 +430,7 @@ pub fn read_loads(target: &DuckDbTarget) -> Result<TargetLoads, String> {
     }
     let conn = duckdb_file::open(&target.path, true, duckdb_file::lock_wait())?;
     let schema = target.table.schema.clone().unwrap_or_else(|| "main".into());
-    let lookup = |name: &str| -> Result<Option<String>, String> {
-        conn.query_row(
-            "SELECT table_name FROM information_schema.tables \
-             WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?)",
-            [&schema, name],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(|e| e.to_string())
-    };
+    let lookup = |name: &str| table_named(&conn, &schema, name);
     let mut loads = TargetLoads::default();
     if let Some(name) = lookup(&target.table.name)? {
         loads.exists = true;
@@ -477,11 +470,8 @@ pub fn rewrite_loads(target: &DuckDbTarget, markers: &[LoadMarker]) -> Result<()
     tx.execute(&format!("DELETE FROM {loads} WHERE target = ?"), [target.table.name.to_lowercase()])
         .map_err(|e| e.to_string())?;
     for m in markers {
-        tx.execute(
-            &format!("INSERT INTO {loads} (target, load_id, kind, state, definition) VALUES (?, ?, ?, ?, ?)"),
-            [&m.target, &m.load_id, &m.kind, &m.state, &m.definition],
-        )
-        .map_err(|e| e.to_string())?;
+        tx.execute(&insert_load_sql(&loads), [&m.target, &m.load_id, &m.kind, &m.state, &m.definition])
+            .map_err(|e| e.to_string())?;
     }
     tx.commit().map_err(|e| e.to_string())
 }

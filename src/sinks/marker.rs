@@ -98,6 +98,12 @@ pub fn create_loads_sql(qualified: &str) -> String {
     )
 }
 
+/// The `INSERT` of one marker into the loads table (`qualified`), with parameters `$1`…`$5`
+/// for target, load id, kind, state and definition; the same SQL in DuckDB and PostgreSQL.
+pub fn insert_load_sql(qualified: &str) -> String {
+    format!("INSERT INTO {qualified} (target, load_id, kind, state, definition) VALUES ($1, $2, $3, $4, $5)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

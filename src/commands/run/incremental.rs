@@ -384,6 +384,7 @@ pub async fn plan(
         };
         out.push(Some(Increment { load, definition, full_refresh, target_key: target_key(&output.target) }));
     }
+    let mut keep = BTreeMap::new();
     for (source, model) in &narrowed {
         let readers: Vec<&str> = pipeline
             .outputs
@@ -402,12 +403,9 @@ pub async fn plan(
         else {
             continue;
         };
-        let keep: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
-        pipeline.narrow_source(source, keep).await?;
+        keep.insert(source.clone(), files.iter().map(|f| f.path.clone()).collect::<BTreeSet<String>>());
     }
-    if !run_values.is_empty() {
-        pipeline.bind_run_values(run_values).await?;
-    }
+    pipeline.apply_increments(keep, run_values).await?;
     Ok(out)
 }
 

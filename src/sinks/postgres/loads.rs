@@ -3,7 +3,7 @@
 
 use super::{connect, qualified};
 use crate::config::{Secret, TableName};
-use crate::sinks::marker::{LOADS_TABLE, LoadMarker, TargetLoads, create_loads_sql};
+use crate::sinks::marker::{LOADS_TABLE, LoadMarker, TargetLoads, create_loads_sql, insert_load_sql};
 
 /// What `table` holds of its incremental loads.
 pub async fn read_loads(dsn: Option<&Secret>, table: &TableName) -> Result<TargetLoads, String> {
@@ -50,12 +50,9 @@ pub async fn rewrite_loads(dsn: Option<&Secret>, table: &TableName, markers: &[L
     tx.batch_execute(&create_loads_sql(&loads)).await.map_err(fail)?;
     tx.execute(&format!("DELETE FROM {loads} WHERE target = $1"), &[&table.name]).await.map_err(fail)?;
     for m in markers {
-        tx.execute(
-            &format!("INSERT INTO {loads} (target, load_id, kind, state, definition) VALUES ($1, $2, $3, $4, $5)"),
-            &[&m.target, &m.load_id, &m.kind, &m.state, &m.definition],
-        )
-        .await
-        .map_err(fail)?;
+        tx.execute(&insert_load_sql(&loads), &[&m.target, &m.load_id, &m.kind, &m.state, &m.definition])
+            .await
+            .map_err(fail)?;
     }
     tx.commit().await.map_err(fail)
 }

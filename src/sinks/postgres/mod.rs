@@ -47,7 +47,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 
-use super::marker::{LOADS_TABLE, LoadExtras, create_loads_sql};
+use super::marker::{LOADS_TABLE, LoadExtras, create_loads_sql, insert_load_sql};
 use crate::config::{Mode, Secret, TableName};
 use crate::schema::Evolution;
 use crate::util::progress::RowCounter;
@@ -221,12 +221,7 @@ impl PostgresSink {
         if let Some(marker) = &self.extras.marker {
             let m = marker()?;
             client
-                .execute(
-                    &format!(
-                        "INSERT INTO {loads} (target, load_id, kind, state, definition) VALUES ($1, $2, $3, $4, $5)"
-                    ),
-                    &[&self.table.name, &m.load_id, &m.kind, &m.state, &m.definition],
-                )
+                .execute(&insert_load_sql(&loads), &[&self.table.name, &m.load_id, &m.kind, &m.state, &m.definition])
                 .await?;
         }
         Ok(())
