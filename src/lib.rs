@@ -36,6 +36,7 @@ pub async fn execute(cli: Cli) -> Result<u8> {
         params: cli::parse_pairs("--param", &cli.global.params)?,
         memory_limit: cli.global.memory_limit,
         strategy: cli.global.strategy,
+        cluster: cli.global.cluster.clone(),
     };
     let Cli { global, command } = cli;
     let project = global.project.clone();
@@ -68,6 +69,11 @@ async fn other_command(command: Command, project: &std::path::Path, load: &LoadO
         Command::Runs { limit, format } => commands::runs::command(&config::load(project, load)?, limit, format),
         Command::Query { sql, format, connection } => {
             commands::query::command(&config::load(project, load)?, &sql, format, connection.as_deref())
+        }
+        Command::Scheduler { bind, executor_timeout } => commands::cluster::scheduler(bind, executor_timeout).await,
+        Command::Executor { scheduler, slots, bind, external_host, work_dir } => {
+            let options = commands::cluster::ExecutorArgs { scheduler, slots, bind, external_host, work_dir };
+            commands::cluster::executor(options, load.memory_limit).await
         }
     }
 }

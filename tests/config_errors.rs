@@ -15,7 +15,7 @@ fn unknown_key_has_location_and_suggestion() {
     assert_error(&p.dfpipe(&["plan"]), 2, UNKNOWN_KEY);
 }
 
-const UNKNOWN_KEY: &str = "dfpipe.yml:2:1: unknown field `sourcs`, expected one of name, sources, models, functions, connections, outputs, memory, storage, state_dir, datafusion, environments, on_schema_change, contracts, tests, params, lineage (did you mean `sources`?)\n2 | sourcs:\n  | ^";
+const UNKNOWN_KEY: &str = "dfpipe.yml:2:1: unknown field `sourcs`, expected one of name, sources, models, functions, connections, outputs, memory, storage, state_dir, datafusion, environments, on_schema_change, contracts, tests, params, lineage, cluster (did you mean `sources`?)\n2 | sourcs:\n  | ^";
 
 #[test]
 fn unknown_nested_key() {

@@ -15,16 +15,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::*;
 
-const BUCKET: &str = "dfpipe-test";
+pub(crate) const BUCKET: &str = "dfpipe-test";
 
 /// A moto S3 server on a free loopback port, stopped on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -92,7 +92,7 @@ async fn flaky_proxy(upstream: SocketAddr, failures: usize) -> (SocketAddr, Arc<
     (addr, failed, forwarded)
 }
 
-fn aws_env(endpoint: SocketAddr) -> Vec<(&'static str, String)> {
+pub(crate) fn aws_env(endpoint: SocketAddr) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL", format!("http://{endpoint}")),
         ("AWS_ALLOW_HTTP", "true".into()),
@@ -103,7 +103,7 @@ fn aws_env(endpoint: SocketAddr) -> Vec<(&'static str, String)> {
 }
 
 /// A client of the test bucket on the moto server at `moto`.
-fn store(moto: SocketAddr) -> object_store::aws::AmazonS3 {
+pub(crate) fn store(moto: SocketAddr) -> object_store::aws::AmazonS3 {
     AmazonS3Builder::new()
         .with_endpoint(format!("http://{moto}"))
         .with_allow_http(true)
@@ -116,7 +116,7 @@ fn store(moto: SocketAddr) -> object_store::aws::AmazonS3 {
 }
 
 /// Creates the bucket and uploads three CSV files of 1,000 rows each.
-async fn seed(moto: SocketAddr) {
+pub(crate) async fn seed(moto: SocketAddr) {
     let mut s = tokio::net::TcpStream::connect(moto).await.unwrap();
     s.write_all(
         format!("PUT /{BUCKET} HTTP/1.1\r\nHost: {moto}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),

@@ -4,6 +4,7 @@ mod pg;
 mod util;
 
 mod cleaning;
+mod cluster;
 mod config_errors;
 mod dag_errors;
 mod data_safety;

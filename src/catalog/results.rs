@@ -49,6 +49,9 @@ pub struct TargetResult {
     /// What an incremental output loaded (`3 window(s) […)`, `no new files in source …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incremental: Option<String>,
+    /// What it took on the cluster (`--cluster`): scheduler, jobs, stages, tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::engine::cluster::ClusterWork>,
 }
 
 /// The whole run, as written to `run_results.json`.

@@ -85,6 +85,10 @@ pub struct GlobalArgs {
     /// in_memory (no spilling), spill (spilling pool), stream (small batches, spilling pool).
     #[arg(long, global = true, value_enum, value_name = "STRATEGY")]
     pub strategy: Option<Strategy>,
+    /// Run the outputs' queries on a Ballista cluster (`dfpipe scheduler` + `dfpipe executor`);
+    /// this process still writes the targets. Overrides `cluster:` in the config.
+    #[arg(long, global = true, value_name = "df://HOST:PORT", env = "DFPIPE_CLUSTER")]
+    pub cluster: Option<String>,
 }
 
 fn parse_memory_limit(s: &str) -> Result<u64, String> {
@@ -267,6 +271,46 @@ pub enum Command {
         /// The DuckDB connection to query (default: warehouse).
         #[arg(long, short, value_name = "NAME")]
         connection: Option<String>,
+    },
+    /// Start a Ballista scheduler for `dfpipe run --cluster df://HOST:PORT`.
+    ///
+    /// Runs until stopped. Executors (`dfpipe executor`) register with it; clients send it each
+    /// output's query, and it plans the query, cuts it into stages and hands tasks to the
+    /// executors. It reads object stores with the `AWS_*`/`GOOGLE_*`/`AZURE_*` credentials of its
+    /// environment. Example: dfpipe scheduler --bind 0.0.0.0:50050
+    Scheduler {
+        /// The address to listen on.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+        /// Seconds an executor may go silent before its tasks are run on others (more than 10:
+        /// dfpipe's executors send a heartbeat every 5 s).
+        #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+        executor_timeout: u64,
+    },
+    /// Start a Ballista executor that runs the tasks of a scheduler's jobs.
+    ///
+    /// Runs until stopped. It has dfpipe's functions, reads object stores with the credentials
+    /// of its environment, and bounds its tasks' memory by --memory-limit (default: the RAM
+    /// really available), split evenly between its slots. It serves shuffle data on --bind's
+    /// port and takes tasks on the next port.
+    /// Example: dfpipe executor --scheduler localhost:50050 --bind 0.0.0.0:50051 --slots 4
+    Executor {
+        /// The scheduler to register with.
+        #[arg(long, value_name = "HOST:PORT", default_value = "localhost:50050")]
+        scheduler: String,
+        /// Tasks run at once (default: one per core).
+        #[arg(long, value_name = "N")]
+        slots: Option<usize>,
+        /// The address to serve shuffle data on; tasks arrive on the next port.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50051")]
+        bind: std::net::SocketAddr,
+        /// The host name the scheduler, other executors and clients reach this one by (default:
+        /// --bind's address).
+        #[arg(long, value_name = "HOST")]
+        external_host: Option<String>,
+        /// Where shuffle files and spills go (default: a temporary directory).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
     },
 }
 

@@ -6,6 +6,7 @@
 //! [`crate::schema`], [`crate::catalog`], [`crate::sinks`], [`crate::util`]. Only `lib.rs`
 //! imports the commands.
 
+pub mod cluster;
 pub mod docs;
 pub mod init;
 pub mod lineage;

@@ -18,6 +18,7 @@ use crate::util::fmt::human_bytes;
 pub async fn command(config: Config, select: &SelectArgs) -> Result<u8> {
     let catalog = crate::catalog::Catalog::new(&config.state_dir);
     let pipeline = prepare(config, select).await?;
+    pipeline.check_cluster().await?;
     // What incremental outputs would load now (the catalog is only read).
     let increments = incremental::plan(&pipeline, &catalog, None, &IncrementalOptions::default()).await?;
     print!("{}", render(&pipeline, &increments).await?);
@@ -100,10 +101,22 @@ pub async fn render(pipeline: &Pipeline, increments: &[Option<Increment>]) -> Re
             .await
             .map_err(|e| Error::Project(format!("model `{}`: {}", output.model, df_message(&e))))?;
         let plan = df
+            .clone()
             .into_optimized_plan()
             .map_err(|e| Error::Project(format!("model `{}`: {}", output.model, df_message(&e))))?;
         for line in plan.display_indent().to_string().lines() {
             let _ = writeln!(out, "    {line}");
+        }
+        if let Some(cluster) = &pipeline.cluster {
+            // The scheduler's own cut of the query into stages, as a run would submit it.
+            let remote = cluster.session(&pipeline.ctx)?;
+            let fail = |e: String| Error::Run(format!("model `{}` on the cluster {}: {e}", output.model, cluster.url));
+            cluster.check_plan(&remote, &df).map_err(fail)?;
+            let stages = cluster.explain(&remote, df.clone()).await.map_err(fail)?;
+            let _ = writeln!(out, "  distributed plan (stages cut by the scheduler at {}):", cluster.url);
+            for line in stages.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
         }
     }
     Ok(out)

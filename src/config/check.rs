@@ -122,7 +122,12 @@ impl Checker<'_> {
                     );
                 }
             };
-            let key = if key.starts_with("datafusion.") { key.clone() } else { format!("datafusion.{key}") };
+            // `ballista.*` settings are Ballista's own (they apply on a cluster).
+            let key = if key.starts_with("datafusion.") || key.starts_with("ballista.") {
+                key.clone()
+            } else {
+                format!("datafusion.{key}")
+            };
             datafusion.push((key, value));
         }
 
@@ -138,8 +143,11 @@ impl Checker<'_> {
             duckdb_files,
             memory: MemoryConfig { os_margin, limit, spill_dir, strategy, in_memory_below, stream_above },
             storage: StorageConfig {
-                max_retries: raw.storage.max_retries.unwrap_or(10),
-                retry_timeout_secs: raw.storage.retry_timeout_secs.unwrap_or(180),
+                max_retries: raw.storage.max_retries.unwrap_or(StorageConfig::default().max_retries),
+                retry_timeout_secs: raw
+                    .storage
+                    .retry_timeout_secs
+                    .unwrap_or(StorageConfig::default().retry_timeout_secs),
             },
             state_dir,
             datafusion,
@@ -148,6 +156,10 @@ impl Checker<'_> {
             tests: self.check_tests(&raw)?,
             params: params::from_config(&raw.params).map_err(|e| self.err(e))?,
             openlineage: self.check_openlineage(&raw)?,
+            cluster: match &raw.cluster {
+                None => None,
+                Some(url) => Some(ClusterUrl::parse(&self.interpolate(url, "cluster")?).map_err(|e| self.err(e))?),
+            },
         })
     }
 

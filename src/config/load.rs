@@ -38,6 +38,9 @@ pub fn load(project_dir: &Path, options: &LoadOptions) -> Result<Config> {
     if let Some(limit) = options.memory_limit {
         config.memory.limit = Some(limit);
     }
+    if let Some(url) = &options.cluster {
+        config.cluster = Some(super::ClusterUrl::parse(url).map_err(Error::Usage)?);
+    }
     if options.strategy.is_some() {
         config.memory.strategy = options.strategy;
     }

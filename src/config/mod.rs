@@ -33,7 +33,8 @@ pub use load::{find_config_file, load, parse};
 pub use raw::{RawConfig, RawSourceOptions};
 pub use sniff::infer_format;
 pub use types::{
-    ConnectionKind, Format, Mode, Naming, OnInvalid, Policy, Secret, Severity, Strategy, TableName, parse_size,
+    ClusterUrl, ConnectionKind, Format, Mode, Naming, OnInvalid, Policy, Secret, Severity, Strategy, TableName,
+    parse_size,
 };
 
 /// File names dfpipe looks for in the project directory, in order.
@@ -60,6 +61,8 @@ pub struct LoadOptions {
     pub strategy: Option<Strategy>,
     /// `--param KEY=VALUE`, already split; wins over `params:`.
     pub params: BTreeMap<String, String>,
+    /// `--cluster df://HOST:PORT` (or `DFPIPE_CLUSTER`); wins over `cluster:`.
+    pub cluster: Option<String>,
 }
 
 /// The checked config of one project.
@@ -101,6 +104,8 @@ pub struct Config {
     pub params: BTreeMap<String, params::Param>,
     /// Where OpenLineage run events go, when set.
     pub openlineage: Option<OpenLineageConfig>,
+    /// The Ballista scheduler the outputs' queries run on, when set (`df://HOST:PORT`).
+    pub cluster: Option<ClusterUrl>,
 }
 
 /// Where OpenLineage events go.
@@ -319,4 +324,11 @@ pub struct StorageConfig {
     pub max_retries: usize,
     /// Total time a request may spend retrying.
     pub retry_timeout_secs: u64,
+}
+
+impl Default for StorageConfig {
+    /// 10 retries within 180 s.
+    fn default() -> Self {
+        StorageConfig { max_retries: 10, retry_timeout_secs: 180 }
+    }
 }

@@ -62,6 +62,9 @@ pub struct RawConfig {
     /// Where run events go (OpenLineage).
     #[serde(default)]
     pub lineage: Option<RawLineage>,
+    /// A Ballista scheduler (`df://HOST:PORT`) the outputs' queries run on.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 /// `lineage:` settings.

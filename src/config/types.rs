@@ -245,6 +245,64 @@ pub fn parquet_compression(name: &str) -> Option<String> {
     })
 }
 
+/// A Ballista scheduler's address, from `df://HOST[:PORT]` (port 50050 when omitted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUrl {
+    /// Host name or IP address.
+    pub host: String,
+    /// gRPC port.
+    pub port: u16,
+}
+
+impl ClusterUrl {
+    /// Ballista's default scheduler port.
+    pub const DEFAULT_PORT: u16 = 50050;
+
+    /// Parses `df://HOST[:PORT]`; the message says what a valid one looks like.
+    pub fn parse(text: &str) -> std::result::Result<ClusterUrl, String> {
+        let hint = "write the scheduler's address as df://HOST:PORT, e.g. df://localhost:50050";
+        let url = url::Url::parse(text).map_err(|e| format!("cluster `{text}` is not a URL ({e}); {hint}"))?;
+        if url.scheme() != "df" {
+            return Err(format!("cluster `{text}`: the scheme must be df://; {hint}"));
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("cluster `{text}` names no host; {hint}"))?;
+        if !(url.path().is_empty() || url.path() == "/") || url.query().is_some() {
+            return Err(format!("cluster `{text}`: only a host and a port are expected; {hint}"));
+        }
+        Ok(ClusterUrl {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port: url.port().unwrap_or(Self::DEFAULT_PORT),
+        })
+    }
+
+    /// The scheduler's gRPC endpoint, `http://HOST:PORT`.
+    pub fn endpoint(&self) -> String {
+        if self.host.contains(':') {
+            format!("http://[{}]:{}", self.host, self.port)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Whether the scheduler runs on this machine (its executors then may see local paths).
+    pub fn is_local(&self) -> bool {
+        self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+impl std::fmt::Display for ClusterUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "df://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "df://{}:{}", self.host, self.port)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +315,24 @@ mod tests {
         assert_eq!(parse_size("1024"), Some(1024));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(parse_size("12 parsecs"), None);
+    }
+
+    #[test]
+    fn cluster_urls() {
+        let url = ClusterUrl::parse("df://sched").unwrap();
+        assert_eq!((url.host.as_str(), url.port, url.to_string()), ("sched", 50050, "df://sched:50050".to_string()));
+        assert_eq!(url.endpoint(), "http://sched:50050");
+        assert!(!url.is_local());
+        assert!(ClusterUrl::parse("df://127.0.0.1:7000").unwrap().is_local());
+        assert!(ClusterUrl::parse("df://localhost:7000").unwrap().is_local());
+        let v6 = ClusterUrl::parse("df://[::1]:7000").unwrap();
+        assert_eq!((v6.endpoint(), v6.is_local()), ("http://[::1]:7000".to_string(), true));
+        assert_eq!(
+            ClusterUrl::parse("df://h:1/x").unwrap_err(),
+            "cluster `df://h:1/x`: only a host and a port are expected; write the scheduler's address as \
+             df://HOST:PORT, e.g. df://localhost:50050"
+        );
+        assert!(ClusterUrl::parse("sched:50050").is_err());
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! tables ([`sources`]) behind their cleaning views ([`clean`]); models as views, their `$name`
 //! placeholders bound ([`params`]); the prepared
 //! [`pipeline`] with each output's memory decision; what a run observes of it before
-//! writing ([`observe`]: schemas, files read); and column [`lineage`] read from the plans.
+//! writing ([`observe`]: schemas, files read); column [`lineage`] read from the plans; and the
+//! [`cluster`] path (outputs' queries run on Ballista, scheduler and executor set-up).
 //!
 //! May import: [`crate::config`], [`crate::project`], [`crate::memory`], [`crate::schema`],
 //! [`crate::util`]. Never the checks, the catalog, the sinks or the commands.
 
 pub mod clean;
+pub mod cluster;
 pub mod diagnose;
 pub mod functions;
 pub mod incremental;

@@ -32,6 +32,8 @@ pub struct Pipeline {
     pub ctx: SessionContext,
     /// The view SQL of each source with `clean:` options.
     pub cleaned: std::collections::BTreeMap<String, String>,
+    /// The Ballista cluster the outputs' queries run on (`--cluster`), if any.
+    pub cluster: Option<crate::engine::cluster::Cluster>,
     /// Values dfpipe binds per model (`$start`/`$end`/`$last` of incremental outputs).
     bound: std::sync::Mutex<BTreeMap<String, HashMap<String, ScalarValue>>>,
 }
@@ -58,9 +60,19 @@ impl Pipeline {
             tracing::debug!("SQL functions: {}", functions.join(", "));
         }
         let bound = std::sync::Mutex::new(run_bound(&outputs, crate::util::fault::now()));
-        let pipeline = Pipeline { project, outputs, budget, ctx, cleaned, bound };
+        let cluster = crate::engine::cluster::Cluster::of(&project.config);
+        let pipeline = Pipeline { project, outputs, budget, ctx, cleaned, cluster, bound };
         pipeline.register_models(&BTreeSet::new()).await?;
         Ok(pipeline)
+    }
+
+    /// With a cluster: refuses sources its executors cannot read, then checks the scheduler
+    /// answers (within a bounded time). Nothing has run when this fails.
+    pub async fn check_cluster(&self) -> Result<()> {
+        let Some(cluster) = &self.cluster else { return Ok(()) };
+        let sources = self.needed_sources();
+        cluster.check_sources(sources.iter().map(|name| &self.project.config.sources[name]))?;
+        cluster.check_reachable().await
     }
 
     /// Registers the needed models as views in dependency order; those in `cache` are computed

@@ -18,7 +18,13 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
     // Planning errors then carry the line and column of the SQL they are about.
     session.options_mut().sql_parser.collect_spans = true;
     settings.apply(&mut session, &config.datafusion)?;
-    for (key, value) in &config.datafusion {
+    if config.cluster.is_some() {
+        // Sources take their scan partitions from this session: on a cluster, as many as its
+        // jobs have, not this machine's cores (the project's own setting below still wins).
+        session = session.with_target_partitions(crate::engine::cluster::remote::CLUSTER_PARTITIONS);
+    }
+    // `ballista.*` settings exist only in a cluster's session ([`super::cluster`]).
+    for (key, value) in config.datafusion.iter().filter(|(k, _)| !k.starts_with("ballista.")) {
         session.options_mut().set(key, value).map_err(|e| {
             Error::Config(format!(
                 "{}: datafusion setting `{key}: {value}`: {}",

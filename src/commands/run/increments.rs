@@ -114,6 +114,7 @@ async fn write_steps(
         };
         let mut delete = None;
         let mut watch = None;
+        let mut cursor_job = None;
         let df = match (&increment.load, window) {
             (Load::Windows { column, .. }, Some((start, end))) => {
                 let data_type = column_type(&df, column)?;
@@ -127,7 +128,8 @@ async fn write_steps(
                 let df = filter_cursor(df, column, floor.as_ref())?;
                 let index = df.schema().as_arrow().index_of(column).map_err(|e| e.to_string())?;
                 let w = CursorWatch::new(index, &column_type(&df, column)?)?;
-                let stream = df.execute_stream().await.map_err(|e| df_message(&e))?;
+                let (stream, job) = super::write::stream_of(pipeline, ctx, df).await?;
+                cursor_job = job;
                 let schema = stream.schema();
                 let seen = w.clone();
                 let observed = stream.map(move |batch| batch.and_then(|b| seen.observe(&b).map(|()| b)));
@@ -139,6 +141,7 @@ async fn write_steps(
             }
             _ => df,
         };
+        let computed = watch.is_some();
         let (kind, before) = (increment.load_kind(), counter.rows());
         let (inc, rows_counter, load_id) = (increment.clone(), counter.clone(), new_load_id(seq));
         let marker_fn = move || {
@@ -179,13 +182,14 @@ async fn write_steps(
             reset: increment.full_refresh,
         };
         ctx.register_table(TableReference::bare(relation.as_str()), df.into_view()).map_err(|e| df_message(&e))?;
-        let load = Frame { relation: relation.clone(), mode, extras };
+        let load = Frame { relation: relation.clone(), mode, extras, computed };
         let written = write_output(pipeline, ctx, decision, output, load, evolution.clone(), counter).await;
         ctx.deregister_table(TableReference::bare(relation.as_str())).map_err(|e| df_message(&e))?;
-        let written = written?;
-        total.rows += written.rows;
-        total.quarantined += written.quarantined;
-        total.dropped += written.dropped;
+        let mut written = written?;
+        if let Some(job) = cursor_job {
+            super::write::add_work(&mut written.cluster, job.work().await);
+        }
+        total.add(written);
         crate::util::fault::crash_point(&format!("after-commit-{seq}"));
         committed.extend(recorded.lock().expect("marker").take());
     }

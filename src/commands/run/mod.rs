@@ -110,6 +110,7 @@ async fn check_and_write(
     run_id: i64,
 ) -> Result<(Pipeline, RunResults)> {
     let pipeline = super::prepare(config, select).await?;
+    pipeline.check_cluster().await?;
     warehouses_free(&pipeline)?;
     // Incremental outputs: state read and reconciled, new files narrowed, before any check
     // reads the sources (so checks see what the run loads).

@@ -49,6 +49,11 @@ pub fn summary(results: &RunResults) -> String {
     for t in results.targets.iter().filter(|t| t.incremental.is_some()) {
         out.push_str(&format!("{}: {}\n", t.target, t.incremental.as_deref().unwrap_or_default()));
     }
+    for t in &results.targets {
+        if let Some(work) = &t.cluster {
+            out.push_str(&format!("{}: computed on the cluster: {}\n", t.target, work.describe()));
+        }
+    }
     let ok = results.targets.iter().filter(|t| t.status == Status::Success).count();
     let rows_total: u64 = results.targets.iter().map(|t| t.rows).sum();
     let rejected: u64 = results.targets.iter().map(|t| t.quarantined + t.dropped).sum();

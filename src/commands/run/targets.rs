@@ -11,7 +11,7 @@ use crate::catalog::Catalog;
 use crate::catalog::results::{RunResults, Status, TargetResult, write_results};
 use crate::config::{Policy, Strategy};
 use crate::engine::pipeline::Pipeline;
-use crate::error::Result;
+use crate::error::{Error, Result, df_message};
 use crate::memory::peak_rss;
 use crate::memory::strategy::out_of_memory_hint;
 use crate::schema::Evolution;
@@ -36,6 +36,17 @@ pub struct RunOptions {
     pub openlineage: Option<std::sync::Arc<super::openlineage::Emitter>>,
 }
 
+/// Before anything runs on a cluster: every output's query can travel there (a plan reading
+/// something only this process holds cannot), named if not.
+async fn preflight_cluster(pipeline: &Pipeline, cluster: &crate::engine::cluster::Cluster) -> Result<()> {
+    let remote = cluster.session(&pipeline.ctx)?;
+    for output in &pipeline.outputs {
+        let df = pipeline.ctx.table(output.model.as_str()).await.map_err(|e| Error::Run(df_message(&e)))?;
+        cluster.check_plan(&remote, &df).map_err(|e| Error::Run(format!("model `{}`: {e}", output.model)))?;
+    }
+    Ok(())
+}
+
 /// Runs every output of `pipeline`.
 pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults> {
     let started_at = chrono::Utc::now();
@@ -55,8 +66,14 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
         );
         decisions.push(decision);
     }
-    let strategies: Vec<Strategy> = decisions.iter().map(|d| d.strategy).collect();
-    pipeline.materialize(&pipeline.shared_in_memory(&strategies)).await?;
+    if let Some(cluster) = &pipeline.cluster {
+        preflight_cluster(pipeline, cluster).await?;
+    } else {
+        // Models several in-memory outputs read are computed once, here (on a cluster every
+        // output's query runs there whole).
+        let strategies: Vec<Strategy> = decisions.iter().map(|d| d.strategy).collect();
+        pipeline.materialize(&pipeline.shared_in_memory(&strategies)).await?;
+    }
     let mut stop = false;
     for (i, (output, decision)) in pipeline.outputs.iter().zip(&decisions).enumerate() {
         let increment = options.increments.get(i).cloned().flatten();
@@ -76,6 +93,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                 estimate_bytes: Some(decision.estimate),
                 error: None,
                 incremental: None,
+                cluster: None,
             });
             continue;
         }
@@ -94,8 +112,12 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                 };
                 match &increment {
                     None => {
-                        let plain =
-                            Frame { relation: output.model.clone(), mode: output.mode, extras: LoadExtras::default() };
+                        let plain = Frame {
+                            relation: output.model.clone(),
+                            mode: output.mode,
+                            extras: LoadExtras::default(),
+                            computed: false,
+                        };
                         write_output(pipeline, &ctx, decision, output, plain, evolution, &counter).await
                     }
                     Some(inc) if inc.is_empty() => Ok(Written::default()),
@@ -165,6 +187,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             estimate_bytes: Some(decision.estimate),
             error,
             incremental: increment.as_ref().map(Increment::describe),
+            cluster: written.cluster.clone(),
         });
         if let (Some(emitter), Some(result)) = (&options.openlineage, targets.last()) {
             emitter.finish(pipeline, output, result).await;

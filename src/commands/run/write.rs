@@ -8,12 +8,14 @@ use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::datasource::sink::DataSink;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::checks::quarantine::{RowFilter, quarantine_target};
 use crate::checks::split;
 use crate::config::{Mode, OnInvalid, OutputConfig, Target};
+use crate::engine::cluster::{ClusterWork, RemoteJob};
 use crate::engine::pipeline::Pipeline;
 use crate::error::df_message;
 use crate::memory::strategy::Decision;
@@ -23,12 +25,67 @@ use crate::sinks::marker::LoadExtras;
 use crate::util::fmt::group_digits;
 use crate::util::progress::RowCounter;
 
-/// Rows an output wrote, and the rows its row filter (`on_invalid`) kept out.
-#[derive(Debug, Clone, Copy, Default)]
+/// Rows an output wrote, the rows its row filter (`on_invalid`) kept out, and what it cost on a
+/// cluster.
+#[derive(Debug, Clone, Default)]
 pub(super) struct Written {
     pub(super) rows: u64,
     pub(super) quarantined: u64,
     pub(super) dropped: u64,
+    pub(super) cluster: Option<ClusterWork>,
+}
+
+impl Written {
+    /// Adds another load's figures (a window of an incremental output).
+    pub(super) fn add(&mut self, other: Written) {
+        self.rows += other.rows;
+        self.quarantined += other.quarantined;
+        self.dropped += other.dropped;
+        add_work(&mut self.cluster, other.cluster);
+    }
+}
+
+/// Adds a job's figures to an output's.
+pub(super) fn add_work(total: &mut Option<ClusterWork>, work: Option<ClusterWork>) {
+    if let Some(work) = work {
+        total.get_or_insert_with(ClusterWork::default).add(&work);
+    }
+}
+
+/// The stream of `df`: on a cluster (`--cluster`), computed there and fetched from its
+/// executors, with the job to ask for its cost once consumed; else computed here.
+pub(super) async fn stream_of(
+    pipeline: &Pipeline,
+    ctx: &SessionContext,
+    df: DataFrame,
+) -> std::result::Result<(SendableRecordBatchStream, Option<RemoteJob>), String> {
+    match &pipeline.cluster {
+        None => Ok((df.execute_stream().await.map_err(|e| df_message(&e))?, None)),
+        Some(cluster) => {
+            let remote = cluster.session(ctx).map_err(|e| e.to_string())?;
+            let (stream, job) = cluster.execute(&remote, df).await?;
+            Ok((stream, Some(job)))
+        }
+    }
+}
+
+/// `df` as a sink reads it: on a cluster, a frame over the job's result stream.
+async fn computed(
+    pipeline: &Pipeline,
+    ctx: &SessionContext,
+    df: DataFrame,
+) -> std::result::Result<(DataFrame, Option<RemoteJob>), String> {
+    if pipeline.cluster.is_none() {
+        return Ok((df, None));
+    }
+    let (stream, job) = stream_of(pipeline, ctx, df).await?;
+    let table = split::one_shot_table(stream).map_err(|e| df_message(&e))?;
+    Ok((ctx.read_table(Arc::new(table)).map_err(|e| df_message(&e))?, job))
+}
+
+/// What the job cost, once its stream has been consumed.
+async fn work_of(job: Option<RemoteJob>) -> Option<ClusterWork> {
+    job?.work().await
 }
 
 /// Writes one output in `ctx` (a session with the target's strategy): with `on_invalid: drop`
@@ -45,7 +102,7 @@ pub(super) async fn write_output(
     counter: &RowCounter,
 ) -> std::result::Result<Written, String> {
     let model = output.model.as_str();
-    let Frame { relation, mode, extras } = load;
+    let Frame { relation, mode, extras, computed: already } = load;
     let filter = match output.on_invalid {
         OnInvalid::Fail => RowFilter::default(),
         OnInvalid::Drop | OnInvalid::Quarantine => RowFilter::for_model(&pipeline.project.config.tests, model),
@@ -53,8 +110,9 @@ pub(super) async fn write_output(
     let spec = WriteSpec { mode, unique_key: output.unique_key.clone(), evolution, extras };
     if filter.is_empty() {
         let df = ctx.table(TableReference::bare(relation.as_str())).await.map_err(|e| df_message(&e))?;
+        let (df, job) = if already { (df, None) } else { computed(pipeline, ctx, df).await? };
         let rows = write_frame(pipeline, ctx, decision, df, &output.target, spec, counter).await?;
-        return Ok(Written { rows, ..Written::default() });
+        return Ok(Written { rows, cluster: work_of(job).await, ..Written::default() });
     }
     let quarantine = output.on_invalid == OnInvalid::Quarantine;
     let state_dir = &pipeline.project.config.state_dir;
@@ -63,13 +121,18 @@ pub(super) async fn write_output(
         std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
     }
     let annotated = ctx.sql(&filter.annotated_sql(&relation)).await.map_err(|e| df_message(&e))?;
-    let stream = annotated.execute_stream().await.map_err(|e| df_message(&e))?;
+    let (stream, job) = if already {
+        (annotated.execute_stream().await.map_err(|e| df_message(&e))?, None)
+    } else {
+        stream_of(pipeline, ctx, annotated).await?
+    };
     let (valid, mut rejected) = split::split(stream, spill.as_deref())?;
     let valid = ctx.read_table(Arc::new(split::one_shot_table(valid).map_err(|e| df_message(&e))?));
     let valid = valid.map_err(|e| df_message(&e))?;
     let rows = write_frame(pipeline, ctx, decision, valid, &output.target, spec, counter).await?;
+    let cluster = work_of(job).await;
     if !quarantine {
-        return Ok(Written { rows, dropped: rejected.rows(), ..Written::default() });
+        return Ok(Written { rows, dropped: rejected.rows(), cluster, ..Written::default() });
     }
     // The target committed; the quarantine follows from the spilled rows.
     let target = quarantine_target(&output.target);
@@ -88,7 +151,7 @@ pub(super) async fn write_output(
     }
     .await;
     match written {
-        Ok(_) => Ok(Written { rows, quarantined: rejected.rows(), ..Written::default() }),
+        Ok(_) => Ok(Written { rows, quarantined: rejected.rows(), cluster, ..Written::default() }),
         Err(e) => {
             rejected.keep();
             Err(format!(
@@ -116,6 +179,8 @@ pub(super) struct Frame {
     pub(super) relation: String,
     pub(super) mode: Mode,
     pub(super) extras: LoadExtras,
+    /// The relation is already a result stream (computed on the cluster, when there is one).
+    pub(super) computed: bool,
 }
 
 /// Writes `df` to `target`; returns the rows written or a message saying why not.
