@@ -278,13 +278,18 @@ impl ClusterUrl {
         })
     }
 
+    /// `HOST:PORT`, an IPv6 host in brackets.
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
     /// The scheduler's gRPC endpoint, `http://HOST:PORT`.
     pub fn endpoint(&self) -> String {
-        if self.host.contains(':') {
-            format!("http://[{}]:{}", self.host, self.port)
-        } else {
-            format!("http://{}:{}", self.host, self.port)
-        }
+        format!("http://{}", self.authority())
     }
 
     /// Whether the scheduler runs on this machine (its executors then may see local paths).
@@ -295,11 +300,7 @@ impl ClusterUrl {
 
 impl std::fmt::Display for ClusterUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "df://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "df://{}:{}", self.host, self.port)
-        }
+        write!(f, "df://{}", self.authority())
     }
 }
 

@@ -67,6 +67,11 @@ macro_rules! configured {
     };
 }
 
+/// Whether `location` is a path on this machine's file system (no store needed).
+pub fn is_local(location: &str) -> bool {
+    !location.contains("://") || location.starts_with("file://")
+}
+
 /// The store serving `location` and the URL prefix it serves (`s3://bucket`), or `None` for a
 /// local path.
 pub fn build(
@@ -75,7 +80,7 @@ pub fn build(
     credentials: &Credentials,
     what: &str,
 ) -> Result<Option<(Url, Arc<dyn ObjectStore>)>> {
-    if !location.contains("://") || location.starts_with("file://") {
+    if is_local(location) {
         return Ok(None);
     }
     let url =

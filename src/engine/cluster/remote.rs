@@ -108,7 +108,7 @@ impl Cluster {
             return Ok(());
         }
         for source in sources {
-            if !source.location.contains("://") || source.location.starts_with("file://") {
+            if crate::engine::object_stores::is_local(&source.location) {
                 return Err(Error::Config(format!(
                     "source `{}` reads the local path {}, which the executors of the cluster at {} cannot see; put \
                      it on object storage (s3://, gs://, az://, https://) or run the cluster on this machine",
@@ -140,10 +140,9 @@ impl Cluster {
             .build()
             .upgrade_for_ballista(self.url.endpoint())
             .map_err(fail)?;
-        // Ballista's upgrade resets the functions to DataFusion's; dfpipe's come back.
+        // Ballista's upgrade resets the functions to DataFusion's; the local session's (dfpipe's,
+        // the cleaning ones, SQL-defined ones) come back.
         let ctx = SessionContext::new_with_state(state);
-        dfpipe_udfs::register_all(&ctx);
-        crate::engine::clean::register(&ctx);
         for udf in local.state().scalar_functions().values() {
             if ctx.state().scalar_functions().get(udf.name()).is_none() {
                 ctx.register_udf(udf.as_ref().clone());

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ballista_core::extension::SessionConfigExt;
-use ballista_core::extension::{ballista_aggregate_functions, ballista_window_functions};
+use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaCodec;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::{ConfigProducer, RuntimeProducer};
@@ -78,22 +78,24 @@ fn runtime(options: &ServerOptions, spill_dir: Option<PathBuf>) -> Result<Arc<Ru
         .map_err(|e| Error::Run(format!("cannot set up the query runtime: {e}")))
 }
 
-/// A session state with `config`, `runtime` and dfpipe's functions besides DataFusion's.
+/// A session state with `config`, `runtime` and dfpipe's functions besides DataFusion's (which
+/// are Ballista's too: its extra ones come only with its `spark-compat` feature).
 fn state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     dfpipe_udfs::register_all(&ctx);
     crate::engine::clean::register(&ctx);
-    for udaf in ballista_aggregate_functions() {
-        if ctx.state().aggregate_functions().get(udaf.name()).is_none() {
-            ctx.register_udaf(udaf.as_ref().clone());
-        }
-    }
-    for udwf in ballista_window_functions() {
-        if ctx.state().window_functions().get(udwf.name()).is_none() {
-            ctx.register_udwf(udwf.as_ref().clone());
-        }
-    }
     ctx.state()
+}
+
+/// An executor's runtime (one for all its tasks; Ballista adds each task's memory pool) and the
+/// functions its tasks resolve by name.
+fn executor_parts(
+    options: &ServerOptions,
+    spill_dir: Option<PathBuf>,
+) -> Result<(RuntimeProducer, BallistaFunctionRegistry)> {
+    let base = runtime(options, spill_dir)?;
+    let functions = (&state(SessionConfig::new_with_ballista(), base.clone())).into();
+    Ok((Arc::new(move |_| Ok(base.clone())), functions))
 }
 
 /// The scheduler's sessions: one runtime (and so one set of object-store clients) for all jobs.
@@ -133,9 +135,7 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<()> {
     if let Some(dir) = &work_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::Run(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let base = runtime(&options.server, work_dir.clone())?;
-    let functions = state(SessionConfig::new_with_ballista(), base.clone());
-    let producer: RuntimeProducer = Arc::new(move |_| Ok(base.clone()));
+    let (producer, functions) = executor_parts(&options.server, work_dir.clone())?;
     let config = ExecutorProcessConfig {
         bind_host: options.bind.ip().to_string(),
         external_host: options.external_host.clone(),
@@ -152,7 +152,7 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<()> {
         executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
         override_config_producer: Some(config_producer()),
         override_runtime_producer: Some(producer),
-        override_function_registry: Some(Arc::new((&functions).into())),
+        override_function_registry: Some(Arc::new(functions)),
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config)).await.map_err(|e| {
@@ -179,16 +179,14 @@ pub async fn start_in_process_executor(scheduler: SocketAddr, slots: usize, opti
     let client = SchedulerGrpcClient::connect(url.clone())
         .await
         .map_err(|e| Error::Run(format!("in-process executor: cannot reach the scheduler at {url}: {e}")))?;
-    let base = runtime(options, None)?;
-    let functions = state(SessionConfig::new_with_ballista(), base.clone());
-    let producer: RuntimeProducer = Arc::new(move |_| Ok(base.clone()));
+    let (producer, functions) = executor_parts(options, None)?;
     ballista_executor::new_standalone_executor_from_builder(
         client,
         slots,
         config_producer(),
         producer,
         BallistaCodec::default(),
-        (&functions).into(),
+        functions,
     )
     .await
     .map_err(|e| Error::Run(format!("in-process executor: {e}")))
