@@ -32,10 +32,15 @@ async fn in_process_cluster(executors: usize, env: Vec<(String, String)>) -> Soc
 
 /// Writes `files` Parquet files of 25,000 events each into `dir`.
 async fn write_events(dir: &Path, files: usize) {
+    write_events_of(dir, files, 25_000).await
+}
+
+/// Writes `files` Parquet files of `rows` events each into `dir` (ids 1, 2, … across them).
+async fn write_events_of(dir: &Path, files: usize, rows: usize) {
     std::fs::create_dir_all(dir).unwrap();
     let ctx = SessionContext::new();
     for i in 0..files {
-        let (from, to) = (i * 25_000 + 1, (i + 1) * 25_000);
+        let (from, to) = (i * rows + 1, (i + 1) * rows);
         let df = ctx
             .sql(&format!(
                 "SELECT value AS id, value % 13 AS k, CAST(CAST(value * 7 % 1000 AS DECIMAL(12, 2)) / 10 AS DECIMAL(12, 2)) AS amount, \
@@ -304,15 +309,14 @@ impl Drop for Servers {
     }
 }
 
-/// A free port whose next port is free too (an executor takes both).
-fn free_port_pair() -> u16 {
-    loop {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = first.local_addr().unwrap().port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
+/// A localhost port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server's log file `NAME.log` in `dir`.
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()
 }
 
 /// Waits until something listens on `port`.
@@ -331,23 +335,25 @@ impl Servers {
     /// A scheduler and `executors` one-slot executors, each with its own work directory.
     fn start(executors: usize) -> Servers {
         let work = tempfile::tempdir().unwrap();
-        let port = free_port_pair();
+        let port = free_port();
         let mut scheduler = Command::new(env!("CARGO_BIN_EXE_dfpipe"))
             .args(["scheduler", "--bind", &format!("127.0.0.1:{port}"), "--executor-timeout", "15"])
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file(work.path(), "scheduler"))
             .spawn()
             .unwrap();
         wait_for_port(port, "dfpipe scheduler", &mut scheduler);
         let mut servers = Servers { scheduler, executors: vec![], port, work };
         for i in 0..executors {
-            let bind = free_port_pair();
+            let bind = free_port();
             let dir = servers.work.path().join(format!("executor-{i}"));
             let mut child = Command::new(env!("CARGO_BIN_EXE_dfpipe"))
                 .args(["executor", "--scheduler", &format!("127.0.0.1:{port}"), "--bind", &format!("127.0.0.1:{bind}")])
                 .args(["--slots", "1", "--work-dir", dir.to_str().unwrap()])
+                .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log_file(servers.work.path(), &format!("executor-{i}")))
                 .spawn()
                 .unwrap();
             wait_for_port(bind, "dfpipe executor", &mut child);
@@ -358,6 +364,25 @@ impl Servers {
 
     fn url(&self) -> String {
         format!("df://127.0.0.1:{}", self.port)
+    }
+
+    /// What server `name` (`scheduler`, `executor-0`, …) logged.
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.work.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The last lines each server logged, to explain a failure.
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for name in
+            std::iter::once("scheduler".to_string()).chain((0..self.executors.len()).map(|i| format!("executor-{i}")))
+        {
+            let log = self.log(&name);
+            let lines: Vec<&str> = log.lines().collect();
+            text +=
+                &format!("--- {name}.log (last 40 lines)\n{}\n", lines[lines.len().saturating_sub(40)..].join("\n"));
+        }
+        text
     }
 
     /// Whether executor `i` has written shuffle output (a task of a job finished there).
@@ -380,4 +405,75 @@ async fn dfpipe_scheduler_and_executor_processes_run_the_project() {
     assert_success(&out);
     assert_eq!(results(&p, "remote.duckdb", &remote), results(&p, "local.duckdb", &local));
     assert!(servers.has_shuffle_output(0) && servers.has_shuffle_output(1), "both executors ran tasks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_mid_run_never_leaves_partial_or_doubled_rows() {
+    let mut servers = Servers::start(2);
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: k\nconnections:\n  warehouse: { kind: duckdb, path: \"${WH}\" }\n\
+         sources:\n  events: { path: events/, format: parquet }\n\
+         datafusion:\n  ballista.shuffle.force_remote_read: true\n\
+         outputs:\n  - model: groups\n",
+    );
+    p.write("sql/groups.sql", "SELECT id % 100003 AS g, count(*) AS n, sum(amount) AS total FROM events GROUP BY 1\n");
+    let groups = "SELECT g::VARCHAR, n::VARCHAR, total::VARCHAR FROM groups ORDER BY g";
+    // The target's previous contents: three of the four files.
+    write_events_of(&p.file("events"), 3, 1_000_000).await;
+    assert_success(&run(&p, &["run"], "wh.duckdb", "unused", &[]).await);
+    let old = duckdb_rows(&p.file("wh.duckdb"), groups);
+    write_events_of(&p.file("events"), 4, 1_000_000).await;
+    assert_success(&run(&p, &["run"], "expected.duckdb", "unused", &[]).await);
+    let expected = duckdb_rows(&p.file("expected.duckdb"), groups);
+    assert_ne!(old, expected);
+
+    let mut client = Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .args(["run", "--cluster", &servers.url(), "--vars", "WH=wh.duckdb"])
+        .current_dir(p.path())
+        .env_remove("RUST_LOG")
+        .stdout(log_file(p.path(), "client-out"))
+        .stderr(log_file(p.path(), "client-err"))
+        .spawn()
+        .unwrap();
+    // Executor 0 has finished a task of the job (its shuffle output is on its disk) and the
+    // run goes on: kill it there.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !servers.has_shuffle_output(0) {
+        assert!(client.try_wait().unwrap().is_none(), "the run ended before executor 0 finished a task");
+        assert!(Instant::now() < deadline, "executor 0 ran no task within 120s\n{}", servers.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    servers.executors[0].kill().unwrap();
+    servers.executors[0].wait().unwrap();
+    assert!(client.try_wait().unwrap().is_none(), "the run had ended when executor 0 was killed: make the job longer");
+
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = client.kill();
+            let out = std::fs::read_to_string(p.file("client-err.log")).unwrap_or_default();
+            panic!("the run did not end within 240s of the kill\nclient: {out}\n{}", servers.logs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = std::fs::read_to_string(p.file("client-out.log")).unwrap();
+    let err = std::fs::read_to_string(p.file("client-err.log")).unwrap();
+    let rows = duckdb_rows(&p.file("wh.duckdb"), groups);
+    assert!(
+        servers.log("scheduler").contains("heartbeat timed out"),
+        "the scheduler lost executor 0\n{}",
+        servers.logs()
+    );
+    if status.success() {
+        // Ballista reran the lost work on executor 1: every group exactly once.
+        assert_eq!(rows, expected, "{out}");
+    } else {
+        assert_eq!(status.code(), Some(1), "{out}{err}");
+        assert_eq!(rows, old, "a failed run keeps the previous contents");
+    }
 }

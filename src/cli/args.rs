@@ -282,8 +282,9 @@ pub enum Command {
         /// The address to listen on.
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
         bind: std::net::SocketAddr,
-        /// Seconds an executor may go silent before its tasks are run on others (more than 10:
-        /// dfpipe's executors send a heartbeat every 5 s).
+        /// Seconds an executor may go silent before its tasks are run on others (at least 10).
+        /// An executor whose slots are all busy is silent until a task ends: keep this above
+        /// the longest task, or its work is run twice (the result stays right).
         #[arg(long, value_name = "SECONDS", default_value_t = 180)]
         executor_timeout: u64,
     },
@@ -291,8 +292,8 @@ pub enum Command {
     ///
     /// Runs until stopped. It has dfpipe's functions, reads object stores with the credentials
     /// of its environment, and bounds its tasks' memory by --memory-limit (default: the RAM
-    /// really available), split evenly between its slots. It serves shuffle data on --bind's
-    /// port and takes tasks on the next port.
+    /// really available), split evenly between its slots. It asks the scheduler for tasks and
+    /// serves shuffle data to other executors and clients on --bind.
     /// Example: dfpipe executor --scheduler localhost:50050 --bind 0.0.0.0:50051 --slots 4
     Executor {
         /// The scheduler to register with.
@@ -301,7 +302,7 @@ pub enum Command {
         /// Tasks run at once (default: one per core).
         #[arg(long, value_name = "N")]
         slots: Option<usize>,
-        /// The address to serve shuffle data on; tasks arrive on the next port.
+        /// The address to serve shuffle data on.
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50051")]
         bind: std::net::SocketAddr,
         /// The host name the scheduler, other executors and clients reach this one by (default:

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaCodec;
@@ -26,9 +27,16 @@ use crate::config::StorageConfig;
 use crate::engine::object_stores::{Credentials, OnDemandStores};
 use crate::error::{Error, Result};
 
-/// How often a dfpipe executor tells the scheduler it is alive (Ballista's default is 60 s, which
-/// would let a scheduler with a short `--executor-timeout` drop live executors).
-pub const HEARTBEAT_SECONDS: u64 = 5;
+/// How tasks reach executors: they ask the scheduler for work (pull) rather than being sent it
+/// (push). Ballista 54.1's push scheduling does not offer again the tasks of an executor it
+/// declared lost, so a job whose other executors were idle waited forever (found by the
+/// executor-kill test; fixed upstream after 54.1, apache/datafusion-ballista#2202). Pulling
+/// executors ask every 50 ms while they have a free slot, and each request is their heartbeat.
+const SCHEDULING: TaskSchedulingPolicy = TaskSchedulingPolicy::PullStaged;
+
+/// The shortest `--executor-timeout`: an executor whose slots are all busy does not ask for
+/// work, so its silence must outlast a task (seconds).
+pub const MIN_EXECUTOR_TIMEOUT_SECONDS: u64 = 10;
 
 /// What a dfpipe server needs besides its address: how it reaches object stores.
 #[derive(Debug, Clone)]
@@ -44,8 +52,7 @@ pub struct ServerOptions {
 pub struct ExecutorOptions {
     /// The scheduler, `HOST:PORT`.
     pub scheduler: (String, u16),
-    /// Where the executor serves shuffle data (Arrow Flight); its task service listens on the
-    /// next port.
+    /// Where the executor serves shuffle data (Arrow Flight).
     pub bind: SocketAddr,
     /// The host name other executors and clients reach it by (default: the bind address).
     pub external_host: Option<String>,
@@ -105,20 +112,20 @@ fn session_builder(options: &ServerOptions) -> Result<SessionBuilder> {
 }
 
 /// Runs a scheduler on `bind` until the process ends. `executor_timeout` is how long an executor
-/// may miss heartbeats before its tasks are run elsewhere.
+/// may stay silent before its tasks are run elsewhere.
 pub async fn run_scheduler(bind: SocketAddr, executor_timeout: Option<u64>, options: &ServerOptions) -> Result<()> {
     let mut config = SchedulerConfig::default()
         .with_hostname(bind.ip().to_string())
         .with_port(bind.port())
         .with_override_config_producer(config_producer())
-        .with_override_session_builder(session_builder(options)?);
+        .with_override_session_builder(session_builder(options)?)
+        .with_scheduler_policy(SCHEDULING);
     config.bind_host = bind.ip().to_string();
     if let Some(seconds) = executor_timeout {
-        if seconds <= 2 * HEARTBEAT_SECONDS {
+        if seconds < MIN_EXECUTOR_TIMEOUT_SECONDS {
             return Err(Error::Usage(format!(
-                "--executor-timeout {seconds}: executors send a heartbeat every {HEARTBEAT_SECONDS}s; give them \
-                 more than {}s",
-                2 * HEARTBEAT_SECONDS
+                "--executor-timeout {seconds}: an executor with every slot busy is silent until a task ends; \
+                 give them at least {MIN_EXECUTOR_TIMEOUT_SECONDS}s (more than the longest task)"
             )));
         }
         config.executor_timeout_seconds = seconds;
@@ -140,16 +147,15 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<()> {
         bind_host: options.bind.ip().to_string(),
         external_host: options.external_host.clone(),
         port: options.bind.port(),
-        grpc_port: options.bind.port().checked_add(1).ok_or_else(|| {
-            Error::Usage(format!("--bind {}: the task service needs the next port too", options.bind))
-        })?,
+        // Only push scheduling serves tasks on this port; Ballista still wants one.
+        grpc_port: options.bind.port().saturating_add(1),
         scheduler_host: options.scheduler.0.clone(),
         scheduler_port: options.scheduler.1,
         scheduler_connect_timeout_seconds: 10,
         concurrent_tasks: options.slots,
         work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
         memory_pool_size: options.memory_bytes,
-        executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
+        task_scheduling_policy: SCHEDULING,
         override_config_producer: Some(config_producer()),
         override_runtime_producer: Some(producer),
         override_function_registry: Some(Arc::new(functions)),
@@ -161,7 +167,8 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<()> {
 }
 
 /// Starts a scheduler inside this process on a free localhost port; returns its address. The
-/// tests' cluster: Ballista's own standalone scheduler, with dfpipe's sessions.
+/// tests' cluster: Ballista's own standalone scheduler (pull scheduling, as `run_scheduler`), with
+/// dfpipe's sessions.
 pub async fn start_in_process_scheduler(options: &ServerOptions) -> Result<SocketAddr> {
     ballista_scheduler::standalone::new_standalone_scheduler_with_builder(
         session_builder(options)?,
