@@ -83,7 +83,7 @@ fn sinks(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 let df = ctx.table("src").await.unwrap();
-                sinks::parquet::write(df, &path, true, "zstd(3)", Mode::Replace).await.unwrap()
+                sinks::parquet::write(df, &path, true, "zstd(3)", Mode::Replace, None).await.unwrap()
             })
         })
     });

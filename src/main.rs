@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    dfpipe::memory::allocator::return_freed_memory();
     let cli = dfpipe::cli::Cli::parse();
     dfpipe::cli::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -325,3 +325,21 @@ fn nulls_stay_null_in_every_duckdb_column_type() {
     let want: Vec<(&str, &str)> = names.iter().copied().zip(expected).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_model_ending_in_order_by_keeps_its_order_in_the_table() {
+    // Unordered rows are inserted by DuckDB's threads at once; a model's ORDER BY is kept (a
+    // scan of the table returns its rows in that order, as DuckDB's own CTAS would).
+    let p = project("  - model: m\n  - model: sorted\n");
+    p.write("raw.csv", &rows_csv(1..=200_000, "a"));
+    p.write("sql/sorted.sql", "SELECT id, n FROM m ORDER BY n % 1000, n DESC\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM m")), "BigInt(200000)");
+    assert_eq!(one(p.duckdb("SELECT sum(n) FROM m")), "HugeInt(20000100000)");
+    let stored = p.duckdb("SELECT n FROM sorted ORDER BY rowid");
+    let mut expected: Vec<i64> = (1..=200_000).collect();
+    expected.sort_by_key(|n| (n % 1000, -n));
+    assert_eq!(stored.len(), expected.len());
+    let out_of_order = stored.iter().zip(&expected).position(|(row, n)| row[0] != format!("Int({n})"));
+    assert_eq!(out_of_order, None, "first row out of order: {:?}", out_of_order.map(|i| &stored[i]));
+}

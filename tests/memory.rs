@@ -1,14 +1,10 @@
 //! Memory strategies: a sort of data several times larger than the memory limit completes by
-//! spilling within the limit plus a fixed overhead; with spilling off it fails cleanly.
+//! spilling, the whole process within the limit; with spilling off it fails cleanly.
 
 use crate::util::*;
 
 /// Rows generated: ~8 M rows of (id, k, s) decode to ~0.6 GiB, over twice the 256 MiB limit.
 const ROWS: u64 = 8_000_000;
-
-/// What the process holds beyond DataFusion's pool: code and static data, DuckDB's buffers
-/// (capped at a quarter of the budget), Parquet decoding and the allocator's slack.
-const OVERHEAD: u64 = 256 << 20;
 
 const LIMIT: u64 = 256 << 20;
 
@@ -41,10 +37,14 @@ fn a_sort_larger_than_the_limit_spills_within_it_and_fails_cleanly_without_spill
     let text = stdout(&plan);
     assert!(text.contains("(1 file(s), ") && text.contains(", 8,000,000 rows): "), "{text}");
     assert!(text.contains("→ strategy stream (> 2 memory.stream_above)"), "{text}");
+    // The limit bounds the process: the pool gets what the process and DuckDB's share leave.
+    assert!(text.contains("  memory: limit 256.0 MiB = process "), "{text}");
     assert!(
-        text.contains("datafusion: fair spill pool of 256.0 MiB; spill to the system temp directory; batch size 2048"),
+        text.contains(" + DuckDB target (its memory_limit) 64.0 MiB + slack 25.6 MiB + DataFusion pool "),
         "{text}"
     );
+    assert!(text.contains("datafusion: fair spill pool of "), "{text}");
+    assert!(text.contains("; spill to the system temp directory; batch size 2048"), "{text}");
 
     let out = p.dfpipe(&["run", "--memory-limit", "256MiB"]);
     assert_success(&out);
@@ -56,7 +56,7 @@ fn a_sort_larger_than_the_limit_spills_within_it_and_fails_cleanly_without_spill
     let estimate = target["estimate_bytes"].as_u64().unwrap();
     assert!(estimate > 2 * LIMIT, "estimate {estimate}");
     let peak = results["peak_rss_bytes"].as_u64().unwrap();
-    assert!(peak < LIMIT + OVERHEAD, "peak RSS {} MiB over {} MiB", peak >> 20, (LIMIT + OVERHEAD) >> 20);
+    assert!(peak <= LIMIT, "peak RSS {} MiB over the {} MiB limit", peak >> 20, LIMIT >> 20);
 
     let sorted = "SELECT count(*), sum(id), count(*) FILTER (WHERE k < pk OR (k = pk AND id <= pid)) FROM \
                   (SELECT id, k, lag(k) OVER w AS pk, lag(id) OVER w AS pid FROM sorted WINDOW w AS (ORDER BY rowid))";
@@ -70,11 +70,11 @@ fn a_sort_larger_than_the_limit_spills_within_it_and_fails_cleanly_without_spill
     let err = stderr(&out);
     assert!(
         err.contains(
-            "error: warehouse.sorted (model `sorted`): not enough memory under the in_memory strategy \
-                      (greedy pool of 256.0 MiB (no spilling: exceeding it fails); spilling off; batch size 16384; "
-        ) && err.contains(
-            "try --strategy spill (sorts, aggregates and joins then spill to disk) or a larger --memory-limit: "
-        ),
+            "error: warehouse.sorted (model `sorted`): not enough memory under the in_memory strategy (greedy pool of "
+        ) && err.contains(" MiB (no spilling: exceeding it fails); spilling off; batch size 16384; ")
+            && err.contains(
+                "try --strategy spill (sorts, aggregates and joins then spill to disk) or a larger --memory-limit: "
+            ),
         "{err}"
     );
     assert_eq!(p.duckdb(sorted), expected);
@@ -95,14 +95,17 @@ fn plan_explains_each_targets_estimate_and_strategy() {
 
     let forced = stdout(&p.dfpipe(&["plan", "--strategy", "spill", "--memory-limit", "1GiB"]));
     assert!(
-        forced.contains(
-            "budget: 1.0 GiB; estimate / budget = 0.00 → strategy spill (forced by --strategy or memory.strategy)"
-        ),
+        forced.contains("; estimate / budget = 0.00 → strategy spill (forced by --strategy or memory.strategy)"),
         "{forced}"
     );
+    // The pool is what the 1 GiB leaves: the process, DuckDB's quarter and a tenth of slack aside.
+    let accounting = forced.lines().find(|l| l.starts_with("  memory: limit 1.0 GiB = process ")).expect(&forced);
+    assert!(accounting.contains(" + DuckDB target (its memory_limit) 256.0 MiB + slack 102.4 MiB + DataFusion pool "));
+    let pool = accounting.rsplit("DataFusion pool ").next().unwrap();
     assert!(
-        forced
-            .contains("datafusion: fair spill pool of 1.0 GiB; spill to the system temp directory; batch size 8192; "),
+        forced.contains(&format!(
+            "datafusion: fair spill pool of {pool}; spill to the system temp directory; batch size 8192; "
+        )),
         "{forced}"
     );
     assert!(forced.contains("joins: sort-merge (spills)"), "{forced}");
@@ -138,6 +141,33 @@ fn strategy_settings_are_checked() {
         2,
         "dfpipe.yml: memory.in_memory_below (3) must be above 0 and at most memory.stream_above (2)",
     );
+}
+
+#[test]
+fn a_limit_too_small_for_the_process_is_refused_before_anything_runs() {
+    let p = Project::demo(10);
+    for command in ["plan", "run"] {
+        let out = p.dfpipe(&[command, "--memory-limit", "100MiB"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("error: a memory limit of 100.0 MiB is too small for this target: the process holds "),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                " already, the DuckDB target (its memory_limit) needs 64.0 MiB, and DataFusion needs at least \
+                          32.0 MiB to sort, join or aggregate; the smallest workable limit is "
+            ),
+            "{err}"
+        );
+        if command == "plan" {
+            // The limit it names works.
+            let smallest = err.split("(--memory-limit ").nth(1).and_then(|rest| rest.split(')').next()).unwrap();
+            assert_success(&p.dfpipe(&["plan", "--memory-limit", smallest]));
+        }
+    }
+    assert!(!p.file("dfpipe.duckdb").exists(), "nothing was written");
 }
 
 #[test]

@@ -93,6 +93,9 @@ pub async fn render(pipeline: &Pipeline, increments: &[Option<Increment>]) -> Re
             decision.strategy.name(),
             decision.reason
         );
+        if let Some(accounting) = &decision.accounting {
+            let _ = writeln!(out, "  memory: {}", accounting.describe());
+        }
         let _ = writeln!(out, "  datafusion: {}", decision.settings.describe());
         let _ = writeln!(out, "  plan:");
         let df = pipeline

@@ -10,15 +10,29 @@ use datafusion::common::TableReference;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
-use crate::config::OutputConfig;
 use crate::config::Strategy;
 use crate::config::params::ParamOrigin;
+use crate::config::{OutputConfig, Target};
 use crate::engine::{params, session, sources};
 use crate::error::{Error, Result, df_message};
 use crate::memory::MemoryBudget;
+use crate::memory::accounting::{self, Accounting, Writer};
 use crate::memory::estimate::{Estimate, estimate};
 use crate::memory::strategy::{Decision, ExecSettings, decide};
 use crate::project::{Project, Selection};
+
+/// What `target`'s writer is, as far as memory goes; a Parquet row's size is the estimate's
+/// decoded bytes per row (100 bytes when no scan knows its rows).
+fn writer(target: &Target, estimate: &Estimate) -> Writer {
+    match target {
+        Target::Parquet { .. } => {
+            let rows: u64 = estimate.scans.iter().filter_map(|s| s.rows).sum();
+            Writer::Parquet { row_bytes: estimate.bytes.checked_div(rows).map_or(100, |b| b.max(1)) }
+        }
+        Target::DuckDb(_) => Writer::DuckDb,
+        Target::Postgres { copy_streams, .. } => Writer::Postgres { streams: *copy_streams },
+    }
+}
 
 /// A project ready to plan or run.
 pub struct Pipeline {
@@ -254,7 +268,20 @@ impl Pipeline {
         let df = self.ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| fail(df_message(&e)))?;
         let plan = df.create_physical_plan().await.map_err(|e| fail(df_message(&e)))?;
         let estimate = estimate(&self.ctx, &plan).await.map_err(fail)?;
-        let decision = decide(estimate.bytes, &self.budget, &self.project.config.memory);
+        // A fixed limit bounds the process: the pool gets what the process and the writer leave.
+        let accounting = match self.budget.fixed_limit {
+            Some(limit) => {
+                let process = accounting::resident().unwrap_or(0);
+                Some(Accounting::new(limit, process, writer(&output.target, &estimate)).map_err(Error::Usage)?)
+            }
+            None => None,
+        };
+        let mut budget = self.budget.clone();
+        if let Some(a) = &accounting {
+            (budget.budget, budget.fixed_limit) = (a.pool, Some(a.pool));
+        }
+        let mut decision = decide(estimate.bytes, &budget, &self.project.config.memory);
+        decision.accounting = accounting;
         Ok((estimate, decision))
     }
 

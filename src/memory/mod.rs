@@ -1,9 +1,13 @@
 //! Memory: the budget a run has ([`budget`]: the RAM really available, the cgroup, the
 //! margin, `--memory-limit`), the decoded size each target will read ([`estimate`]), and the
-//! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]).
+//! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
+//! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
+//! and the allocator's tuning that makes the split hold ([`allocator`]).
 //!
 //! May import: [`crate::config`] and [`crate::util`]; Arrow/DataFusion types only otherwise.
 
+pub mod accounting;
+pub mod allocator;
 pub mod budget;
 pub mod estimate;
 pub mod strategy;

@@ -26,6 +26,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::MemoryBudget;
+use super::accounting::Accounting;
 use crate::config::MemoryConfig;
 use crate::config::Strategy;
 use crate::error::{Error, Result};
@@ -46,6 +47,8 @@ pub struct Decision {
     pub reason: String,
     /// The DataFusion settings it maps to.
     pub settings: ExecSettings,
+    /// How a fixed limit is split between the process, the writer and the pool.
+    pub accounting: Option<Accounting>,
 }
 
 /// Decides the strategy for a target estimated at `estimate` bytes.
@@ -65,7 +68,15 @@ pub fn decide(estimate: u64, budget: &MemoryBudget, config: &MemoryConfig) -> De
         ),
         None => (Strategy::Stream, format!("> {} memory.stream_above", config.stream_above)),
     };
-    Decision { strategy, estimate, budget: budget.budget, ratio, reason, settings: ExecSettings::new(strategy, budget) }
+    Decision {
+        strategy,
+        estimate,
+        budget: budget.budget,
+        ratio,
+        reason,
+        settings: ExecSettings::new(strategy, budget),
+        accounting: None,
+    }
 }
 
 /// The DataFusion settings of a strategy.

@@ -1,5 +1,8 @@
 //! DuckDB target: [`DuckDbSink`], a DataFusion `DataSink` (behind [`super::SinkTable`]) that
-//! appends batch by batch through DuckDB's Arrow appender.
+//! loads the stream with `INSERT INTO staging SELECT * FROM <feed>()`, a table function over the
+//! stream's batches that DuckDB's threads scan and convert in parallel ([`super::duckdb_feed`]).
+//! A model ending in `ORDER BY` goes through DuckDB's Arrow appender instead, on one thread, so
+//! the table keeps its order.
 //!
 //! Every load runs in one DuckDB transaction, on a blocking thread fed by a small bounded
 //! channel (so memory does not grow with the table):
@@ -36,6 +39,7 @@ use duckdb::OptionalExt;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::duckdb_feed::{self, Feed, Message};
 use super::marker::{LOADS_TABLE, LoadExtras, LoadMarker, TargetLoads, create_loads_sql, insert_load_sql};
 use super::{missing_column_message, null_key_message};
 use crate::config::{DuckDbTarget, Mode};
@@ -43,6 +47,14 @@ use crate::schema::{Evolution, logical_type, widens};
 use crate::util::duckdb_file;
 use crate::util::progress::RowCounter;
 use crate::util::sql::quote;
+
+/// What a DuckDB load holds outside DuckDB's `memory_limit`: with the whole share as its limit,
+/// a sorted 8M-row load (tests/memory.rs) peaked 23 MiB above a 256 MiB process limit; with
+/// this much of the share kept aside, 200 MiB (debug build).
+const DUCKDB_UNMANAGED: u64 = 40 << 20;
+
+/// Numbers the table functions of this process's loads (each load registers its own).
+static FEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Streams record batches into a DuckDB table (see the module docs for the modes).
 #[derive(Debug)]
@@ -55,6 +67,7 @@ pub struct DuckDbSink {
     memory_limit: Option<u64>,
     evolution: Evolution,
     extras: LoadExtras,
+    ordered: bool,
 }
 
 impl DuckDbSink {
@@ -75,7 +88,15 @@ impl DuckDbSink {
             memory_limit: None,
             evolution: Evolution::default(),
             extras: LoadExtras::default(),
+            ordered: false,
         }
+    }
+
+    /// The rows arrive in an order the table must keep (the model ends with `ORDER BY`): they
+    /// are appended on one thread, in order, rather than inserted by DuckDB's threads at once.
+    pub fn with_ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
     }
 
     /// An incremental load: delete the restated window first and record the load's marker, in
@@ -105,13 +126,6 @@ impl DisplayAs for DuckDbSink {
     }
 }
 
-/// What the loader thread receives.
-enum Message {
-    Batch(RecordBatch),
-    /// The stream ended cleanly: finish and commit.
-    Commit,
-}
-
 #[async_trait]
 impl DataSink for DuckDbSink {
     fn schema(&self) -> &SchemaRef {
@@ -130,9 +144,11 @@ impl DataSink for DuckDbSink {
             memory_limit: self.memory_limit,
             evolution: self.evolution.clone(),
             extras: self.extras.clone(),
+            ordered: self.ordered,
         };
         let (tx, rx) = mpsc::channel::<Message>(2);
-        let loader = tokio::task::spawn_blocking(move || job.run(rx));
+        let storage_for_feed = storage.clone();
+        let loader = tokio::task::spawn_blocking(move || job.run(rx, storage_for_feed));
         let mut rows = 0u64;
         let mut stream_error = None;
         while let Some(batch) = data.next().await {
@@ -177,20 +193,25 @@ struct LoadJob {
     memory_limit: Option<u64>,
     evolution: Evolution,
     extras: LoadExtras,
+    /// Keep the rows' order (see [`DuckDbSink::with_ordered`]).
+    ordered: bool,
 }
 
 impl LoadJob {
-    fn run(self, mut rx: mpsc::Receiver<Message>) -> Result<(), String> {
+    fn run(self, rx: mpsc::Receiver<Message>, storage: SchemaRef) -> Result<(), String> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let conn = duckdb_file::open(&self.path, false, duckdb_file::lock_wait())?;
         let sql = |conn: &duckdb::Connection, sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
         if let Some(bytes) = self.memory_limit {
-            sql(&conn, &format!("SET memory_limit = '{}MiB'", (bytes >> 20).max(64)))?;
+            // DuckDB holds some memory outside its buffer manager (its catalog, the appender's and
+            // threads' chunks): that part of the share is not its `memory_limit`.
+            let managed = bytes.saturating_sub(DUCKDB_UNMANAGED) >> 20;
+            sql(&conn, &format!("SET memory_limit = '{}MiB'", managed.max(16)))?;
         }
         sql(&conn, "BEGIN TRANSACTION")?;
-        let result = self.load(&conn, &mut rx);
+        let result = self.load(&conn, rx, storage);
         match result {
             Ok(committed) if committed => sql(&conn, "COMMIT"),
             Ok(_) => {
@@ -205,7 +226,7 @@ impl LoadJob {
     }
 
     /// Loads inside the open transaction; `Ok(false)` when the stream stopped without a commit.
-    fn load(&self, conn: &duckdb::Connection, rx: &mut mpsc::Receiver<Message>) -> Result<bool, String> {
+    fn load(&self, conn: &duckdb::Connection, rx: mpsc::Receiver<Message>, storage: SchemaRef) -> Result<bool, String> {
         let schema = quote(&self.schema_name);
         let staging_name = match self.mode {
             Mode::Replace => format!("__dfpipe_new_{}", self.table),
@@ -228,27 +249,11 @@ impl LoadJob {
         }
         exec(&format!("DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} ({columns})"))?;
 
-        let mut committed = false;
-        {
-            let mut appender = conn.appender_to_db(&staging_name, &self.schema_name).map_err(|e| e.to_string())?;
-            let mut first = true;
-            while let Some(message) = rx.blocking_recv() {
-                match message {
-                    Message::Batch(batch) => {
-                        appender.append_record_batch(batch).map_err(|e| e.to_string())?;
-                        if std::mem::take(&mut first) {
-                            appender.flush().map_err(|e| e.to_string())?;
-                            crate::util::fault::pause_mid_load(|| rx.is_closed());
-                        }
-                    }
-                    Message::Commit => {
-                        committed = true;
-                        break;
-                    }
-                }
-            }
-            appender.flush().map_err(|e| e.to_string())?;
-        }
+        let committed = if self.ordered || std::env::var_os("DFPIPE_APPENDER").is_some() {
+            Self::append(conn, &staging_name, &self.schema_name, rx)?
+        } else {
+            Self::insert_from_feed(conn, &staging, rx, storage)?
+        };
         if !committed {
             return Ok(false);
         }
@@ -295,6 +300,56 @@ impl LoadJob {
         }
         self.record_marker(conn, &schema)?;
         Ok(true)
+    }
+
+    /// Appends the stream's batches to `staging` through DuckDB's appender, on this thread;
+    /// whether the stream ended with `Commit`.
+    fn append(
+        conn: &duckdb::Connection,
+        staging: &str,
+        schema: &str,
+        mut rx: mpsc::Receiver<Message>,
+    ) -> Result<bool, String> {
+        let mut appender = conn.appender_to_db(staging, schema).map_err(|e| e.to_string())?;
+        let mut first = true;
+        while let Some(message) = rx.blocking_recv() {
+            match message {
+                Message::Batch(batch) => {
+                    appender.append_record_batch(batch).map_err(|e| e.to_string())?;
+                    if std::mem::take(&mut first) {
+                        appender.flush().map_err(|e| e.to_string())?;
+                        crate::util::fault::pause_mid_load(|| rx.is_closed());
+                    }
+                }
+                Message::Commit => {
+                    appender.flush().map_err(|e| e.to_string())?;
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Inserts the stream's batches into `staging` with `INSERT … SELECT` from a table function
+    /// over them, on DuckDB's threads; whether the stream ended with `Commit`.
+    fn insert_from_feed(
+        conn: &duckdb::Connection,
+        staging: &str,
+        rx: mpsc::Receiver<Message>,
+        storage: SchemaRef,
+    ) -> Result<bool, String> {
+        let feed = Feed::new(storage, rx);
+        let function = format!("__dfpipe_feed_{}", FEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        duckdb_feed::register(conn, &function, &feed)?;
+        let inserted = conn.execute_batch(&format!(
+            "SET preserve_insertion_order = false; INSERT INTO {staging} SELECT * FROM {function}(); \
+             RESET preserve_insertion_order"
+        ));
+        match inserted {
+            Ok(()) => Ok(feed.committed()),
+            Err(_) if feed.cancelled() => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Records the load's marker (forgetting the earlier ones on a full refresh).

@@ -33,16 +33,25 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::config::Mode;
 use crate::error::df_message;
 
-/// Writes `df` to `location`; returns the number of rows written.
+/// Writes `df` to `location`; returns the number of rows written. The writer takes the
+/// session's `datafusion.execution.parquet.*` options, the target's compression, and
+/// `row_group_rows` (a memory limit's cap) unless the project set the row group size itself.
 pub async fn write(
     df: DataFrame,
     location: &str,
     single_file: bool,
     compression: &str,
     mode: Mode,
+    row_group_rows: Option<u64>,
 ) -> Result<u64, String> {
-    let mut options = TableParquetOptions::default();
+    let session = df.task_ctx().session_config().options().execution.parquet.clone();
+    let mut options = TableParquetOptions { global: session, ..TableParquetOptions::default() };
     options.global.compression = Some(compression.to_string());
+    if let Some(rows) = row_group_rows
+        && options.global.max_row_group_size == TableParquetOptions::default().global.max_row_group_size
+    {
+        options.global.max_row_group_size = rows as usize;
+    }
     // Always an append into a fresh location: replacing is done here.
     let write_options =
         DataFrameWriteOptions::new().with_single_file_output(single_file).with_insert_operation(InsertOp::Append);

@@ -8,7 +8,9 @@ use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::datasource::sink::DataSink;
+use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::{DataFrame, SessionContext};
 
@@ -183,6 +185,22 @@ pub(super) struct Frame {
     pub(super) computed: bool,
 }
 
+/// Whether `plan`'s rows come out sorted: its last step (under projections, filters, limits,
+/// aliases and views) is an `ORDER BY`.
+fn ends_sorted(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Sort(_) => true,
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::Limit(_) | LogicalPlan::SubqueryAlias(_) => {
+            plan.inputs().first().is_some_and(|input| ends_sorted(input))
+        }
+        LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
+            .ok()
+            .and_then(|provider| provider.get_logical_plan().map(|view| ends_sorted(&view)))
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
 /// Writes `df` to `target`; returns the rows written or a message saying why not.
 async fn write_frame(
     pipeline: &Pipeline,
@@ -198,10 +216,15 @@ async fn write_frame(
     let WriteSpec { mode, unique_key: key, evolution, extras } = spec;
     let sink: Arc<dyn DataSink> = match target {
         Target::DuckDb(target) => {
-            // DuckDB's buffers live outside DataFusion's pool: a quarter of the budget when it is bounded.
-            let limit = decision.settings.pool_bytes.map(|b| b / 4);
+            // DuckDB's buffers live outside DataFusion's pool: its share of a fixed limit, else a
+            // quarter of a bounded pool.
+            let limit = match &decision.accounting {
+                Some(accounting) => Some(accounting.writer),
+                None => decision.settings.pool_bytes.map(|b| b / 4),
+            };
             Arc::new(
                 sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())
+                    .with_ordered(ends_sorted(df.logical_plan()))
                     .with_memory_limit(limit)
                     .with_evolution(evolution)
                     .with_extras(extras),
@@ -227,7 +250,8 @@ async fn write_frame(
             return sinks::parquet_increment::write_increment(df, location, compression, &extras, counter).await;
         }
         Target::Parquet { location, single_file, compression } => {
-            let rows = sinks::parquet::write(df, location, *single_file, compression, mode).await?;
+            let row_groups = decision.accounting.as_ref().and_then(|a| a.row_group_rows);
+            let rows = sinks::parquet::write(df, location, *single_file, compression, mode, row_groups).await?;
             counter.add(rows);
             return Ok(rows);
         }
