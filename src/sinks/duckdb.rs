@@ -2,7 +2,7 @@
 //! loads the stream with `INSERT INTO staging SELECT * FROM <feed>()`, a table function over the
 //! stream's batches that DuckDB's threads scan and convert in parallel ([`super::duckdb_feed`]).
 //! A model ending in `ORDER BY` goes through DuckDB's Arrow appender instead, on one thread, so
-//! the table keeps its order.
+//! the table keeps its order (`DFPIPE_APPENDER=1` forces the appender, for benchmarks).
 //!
 //! Every load runs in one DuckDB transaction, on a blocking thread fed by a small bounded
 //! channel (so memory does not grow with the table):
@@ -341,10 +341,12 @@ impl LoadJob {
         let feed = Feed::new(storage, rx);
         let function = format!("__dfpipe_feed_{}", FEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         duckdb_feed::register(conn, &function, &feed)?;
-        let inserted = conn.execute_batch(&format!(
-            "SET preserve_insertion_order = false; INSERT INTO {staging} SELECT * FROM {function}(); \
-             RESET preserve_insertion_order"
-        ));
+        // Rows in any order is what lets DuckDB insert on all its threads at once.
+        conn.execute_batch("SET preserve_insertion_order = false").map_err(|e| e.to_string())?;
+        let inserted = conn.execute_batch(&format!("INSERT INTO {staging} SELECT * FROM {function}()"));
+        let _ = conn.execute_batch("RESET preserve_insertion_order");
+        // The function stays registered while the database is open: let go of the stream now.
+        feed.close();
         match inserted {
             Ok(()) => Ok(feed.committed()),
             Err(_) if feed.cancelled() => Ok(false),

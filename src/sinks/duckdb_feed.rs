@@ -33,8 +33,8 @@ pub(super) struct Feed {
     schema: SchemaRef,
     /// DuckDB's vector size: the most rows one call may return.
     vector_size: usize,
-    /// The channel, and the slices of the batch last taken from it.
-    queue: Mutex<(mpsc::Receiver<Message>, VecDeque<RecordBatch>)>,
+    /// The channel, and the slices of the batch last taken from it; `None` once closed.
+    queue: Mutex<Option<(mpsc::Receiver<Message>, VecDeque<RecordBatch>)>>,
     /// `Commit` arrived.
     committed: AtomicBool,
     /// The stream ended without `Commit`.
@@ -51,11 +51,12 @@ pub(super) const CANCELLED: &str = "dfpipe: the load's stream ended before it fi
 impl Feed {
     /// A feed of the batches of `schema` arriving on `rx`.
     pub(super) fn new(schema: SchemaRef, rx: mpsc::Receiver<Message>) -> Arc<Feed> {
+        // SAFETY: a constant of the linked DuckDB; no state involved.
         let vector_size = unsafe { duckdb::ffi::duckdb_vector_size() } as usize;
         Arc::new(Feed {
             schema,
             vector_size,
-            queue: Mutex::new((rx, VecDeque::new())),
+            queue: Mutex::new(Some((rx, VecDeque::new()))),
             committed: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             rows: AtomicU64::new(0),
@@ -73,6 +74,13 @@ impl Feed {
         self.cancelled.load(Ordering::SeqCst)
     }
 
+    /// Drops the channel and whatever it still held (the table function outlives the load).
+    pub(super) fn close(&self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+    }
+
     /// Rows handed to DuckDB so far.
     pub(super) fn rows(&self) -> u64 {
         self.rows.load(Ordering::SeqCst)
@@ -81,7 +89,9 @@ impl Feed {
     /// The next slice of at most one vector of rows; `None` at the end of the stream.
     fn next_slice(&self) -> Result<Option<RecordBatch>, String> {
         let mut queue = self.queue.lock().map_err(|_| "the load's feed was poisoned".to_string())?;
-        let (rx, slices) = &mut *queue;
+        let Some((rx, slices)) = queue.as_mut() else {
+            return Err(CANCELLED.to_string());
+        };
         if self.rows() > 0 && !self.paused.swap(true, Ordering::SeqCst) {
             // The first rows are in DuckDB's hands; hold the feed (so nothing more is read).
             crate::util::fault::pause_mid_load(|| rx.is_closed());
@@ -123,6 +133,8 @@ impl VTab for FeedScan {
     type BindData = ();
 
     fn bind(bind: &BindInfo) -> Result<(), Box<dyn std::error::Error>> {
+        // SAFETY: the extra info is the `Extra` given to `register`, kept by DuckDB while the
+        // function is registered.
         let feed = unsafe { &*bind.get_extra_info::<Extra>() };
         for field in feed.schema.fields() {
             bind.add_result_column(field.name(), to_duckdb_logical_type_for_field(field)?);
@@ -136,6 +148,7 @@ impl VTab for FeedScan {
     }
 
     fn func(func: &TableFunctionInfo<Self>, output: &mut DataChunkHandle) -> Result<(), Box<dyn std::error::Error>> {
+        // SAFETY: as in `bind`.
         let feed = unsafe { &*func.get_extra_info::<Extra>() };
         match feed.next_slice()? {
             Some(slice) => {
