@@ -4,8 +4,8 @@
 //! - **process**: what the process already holds when the target starts (code, the async
 //!   runtime, the session and catalog), read from `/proc/self/statm`;
 //! - **writer**: what the target's writer holds outside the pool — the Parquet writer's open row
-//!   group (its size is capped to fit: [`Accounting::parquet_row_group_rows`]), DuckDB's buffer
-//!   manager (its `memory_limit` is set to this share), PostgreSQL's COPY buffers;
+//!   group (its size is capped to fit: [`Accounting::parquet_row_group_rows`]), DuckDB (its
+//!   `memory_limit` is this share less what it holds outside it), PostgreSQL's COPY buffers;
 //! - **slack**: a tenth of the limit for what no pool counts: batches in flight between
 //!   operators and threads, the readers' page buffers and the allocator's free lists.
 //!
@@ -71,8 +71,8 @@ impl Accounting {
                 // The open row group, encoded (about half its decoded size, usually far less).
                 (rows * row_bytes.max(1) / 2, "Parquet writer (one row group)", Some(rows))
             }
-            // DuckDB's buffer manager, at least the 64 MiB dfpipe gives it (its own floor for a
-            // load of wide rows), at most a quarter of the limit above that.
+            // DuckDB: a quarter of the limit, at least 64 MiB; the sink keeps 40 MiB of it for
+            // what DuckDB holds outside its `memory_limit` and gives it the rest.
             Writer::DuckDb => ((limit / 4).max(64 << 20), "DuckDB target (its memory_limit)", None),
             Writer::Postgres { streams } => (streams.max(1) as u64 * (4 << 20), "PostgreSQL COPY buffers", None),
         };
