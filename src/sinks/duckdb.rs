@@ -145,10 +145,10 @@ impl DataSink for DuckDbSink {
             evolution: self.evolution.clone(),
             extras: self.extras.clone(),
             ordered: self.ordered,
+            storage: storage.clone(),
         };
         let (tx, rx) = mpsc::channel::<Message>(2);
-        let storage_for_feed = storage.clone();
-        let loader = tokio::task::spawn_blocking(move || job.run(rx, storage_for_feed));
+        let loader = tokio::task::spawn_blocking(move || job.run(rx));
         let mut rows = 0u64;
         let mut stream_error = None;
         while let Some(batch) = data.next().await {
@@ -195,10 +195,12 @@ struct LoadJob {
     extras: LoadExtras,
     /// Keep the rows' order (see [`DuckDbSink::with_ordered`]).
     ordered: bool,
+    /// The batches' schema as they arrive (their storage types).
+    storage: SchemaRef,
 }
 
 impl LoadJob {
-    fn run(self, rx: mpsc::Receiver<Message>, storage: SchemaRef) -> Result<(), String> {
+    fn run(self, rx: mpsc::Receiver<Message>) -> Result<(), String> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -211,7 +213,7 @@ impl LoadJob {
             sql(&conn, &format!("SET memory_limit = '{}MiB'", managed.max(16)))?;
         }
         sql(&conn, "BEGIN TRANSACTION")?;
-        let result = self.load(&conn, rx, storage);
+        let result = self.load(&conn, rx);
         match result {
             Ok(committed) if committed => sql(&conn, "COMMIT"),
             Ok(_) => {
@@ -226,7 +228,7 @@ impl LoadJob {
     }
 
     /// Loads inside the open transaction; `Ok(false)` when the stream stopped without a commit.
-    fn load(&self, conn: &duckdb::Connection, rx: mpsc::Receiver<Message>, storage: SchemaRef) -> Result<bool, String> {
+    fn load(&self, conn: &duckdb::Connection, rx: mpsc::Receiver<Message>) -> Result<bool, String> {
         let schema = quote(&self.schema_name);
         let staging_name = match self.mode {
             Mode::Replace => format!("__dfpipe_new_{}", self.table),
@@ -252,7 +254,7 @@ impl LoadJob {
         let committed = if self.ordered || std::env::var_os("DFPIPE_APPENDER").is_some() {
             Self::append(conn, &staging_name, &self.schema_name, rx)?
         } else {
-            Self::insert_from_feed(conn, &staging, rx, storage)?
+            Self::insert_from_feed(conn, &staging, rx, self.storage.clone())?
         };
         if !committed {
             return Ok(false);
