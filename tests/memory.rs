@@ -39,12 +39,9 @@ fn a_sort_larger_than_the_limit_spills_within_it_and_fails_cleanly_without_spill
     assert!(text.contains("→ strategy stream (> 2 memory.stream_above)"), "{text}");
     // The limit bounds the process: the pool gets what the process and DuckDB's share leave.
     assert!(text.contains("  memory: limit 256.0 MiB = process "), "{text}");
-    assert!(
-        text.contains(" + DuckDB target (its memory_limit) 64.0 MiB + slack 25.6 MiB + DataFusion pool "),
-        "{text}"
-    );
+    assert!(text.contains(" + DuckDB target 64.0 MiB + slack 25.6 MiB + DataFusion pool "), "{text}");
     assert!(text.contains("datafusion: fair spill pool of "), "{text}");
-    assert!(text.contains("; spill to the system temp directory; batch size 2048"), "{text}");
+    assert!(text.contains("; spill to the system temp directory; batch size 8192"), "{text}");
 
     let out = p.dfpipe(&["run", "--memory-limit", "256MiB"]);
     assert_success(&out);
@@ -100,7 +97,7 @@ fn plan_explains_each_targets_estimate_and_strategy() {
     );
     // The pool is what the 1 GiB leaves: the process, DuckDB's quarter and a tenth of slack aside.
     let accounting = forced.lines().find(|l| l.starts_with("  memory: limit 1.0 GiB = process ")).expect(&forced);
-    assert!(accounting.contains(" + DuckDB target (its memory_limit) 256.0 MiB + slack 102.4 MiB + DataFusion pool "));
+    assert!(accounting.contains(" + DuckDB target 256.0 MiB + slack 102.4 MiB + DataFusion pool "));
     let pool = accounting.rsplit("DataFusion pool ").next().unwrap();
     assert!(
         forced.contains(&format!(
@@ -156,7 +153,7 @@ fn a_limit_too_small_for_the_process_is_refused_before_anything_runs() {
         );
         assert!(
             err.contains(
-                " already, the DuckDB target (its memory_limit) needs 64.0 MiB, and DataFusion needs at least \
+                " already, the DuckDB target needs 64.0 MiB, and DataFusion needs at least \
                           32.0 MiB to sort, join or aggregate; the smallest workable limit is "
             ),
             "{err}"

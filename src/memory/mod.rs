@@ -2,7 +2,8 @@
 //! margin, `--memory-limit`), the decoded size each target will read ([`estimate`]), and the
 //! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
-//! and the allocator's tuning that makes the split hold ([`allocator`]).
+//! the allocator's tuning that makes the split hold ([`allocator`]), and the cap on each sort
+//! partition's spill merge ([`merge_cap`]).
 //!
 //! May import: [`crate::config`] and [`crate::util`]; Arrow/DataFusion types only otherwise.
 
@@ -10,6 +11,7 @@ pub mod accounting;
 pub mod allocator;
 pub mod budget;
 pub mod estimate;
+pub mod merge_cap;
 pub mod strategy;
 
 pub use budget::{MemoryBudget, peak_rss};

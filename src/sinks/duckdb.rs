@@ -48,11 +48,6 @@ use crate::util::duckdb_file;
 use crate::util::progress::RowCounter;
 use crate::util::sql::quote;
 
-/// What a DuckDB load holds outside DuckDB's `memory_limit`: with the whole share as its limit,
-/// a sorted 8M-row load (tests/memory.rs) peaked 23 MiB above a 256 MiB process limit; with
-/// this much of the share kept aside, 200 MiB (debug build).
-const DUCKDB_UNMANAGED: u64 = 40 << 20;
-
 /// Numbers the table functions of this process's loads (each load registers its own).
 static FEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -113,7 +108,7 @@ impl DuckDbSink {
         self
     }
 
-    /// Caps DuckDB's own buffer memory (it spills to `<file>.tmp` beyond it).
+    /// Sets DuckDB's own `memory_limit` (it spills to `<file>.tmp` beyond it).
     pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
         self.memory_limit = bytes;
         self
@@ -207,10 +202,7 @@ impl LoadJob {
         let conn = duckdb_file::open(&self.path, false, duckdb_file::lock_wait())?;
         let sql = |conn: &duckdb::Connection, sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
         if let Some(bytes) = self.memory_limit {
-            // DuckDB holds some memory outside its buffer manager (its catalog, the appender's and
-            // threads' chunks): that part of the share is not its `memory_limit`.
-            let managed = bytes.saturating_sub(DUCKDB_UNMANAGED) >> 20;
-            sql(&conn, &format!("SET memory_limit = '{}MiB'", managed.max(16)))?;
+            sql(&conn, &format!("SET memory_limit = '{}MiB'", (bytes >> 20).max(1)))?;
         }
         sql(&conn, "BEGIN TRANSACTION")?;
         let result = self.load(&conn, rx);

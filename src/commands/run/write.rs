@@ -217,11 +217,12 @@ async fn write_frame(
     let sink: Arc<dyn DataSink> = match target {
         Target::DuckDb(target) => {
             // DuckDB's buffers live outside DataFusion's pool: its share of a fixed limit, else a
-            // quarter of a bounded pool.
-            let limit = match &decision.accounting {
+            // quarter of a bounded pool, less what DuckDB holds outside its `memory_limit`.
+            let share = match &decision.accounting {
                 Some(accounting) => Some(accounting.writer),
                 None => decision.settings.pool_bytes.map(|b| b / 4),
             };
+            let limit = share.map(crate::memory::accounting::duckdb_memory_limit);
             Arc::new(
                 sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())
                     .with_ordered(ends_sorted(df.logical_plan()))

@@ -88,19 +88,27 @@ impl Copier {
         futures::pin_mut!(data);
         sink.send(Bytes::from_static(encode::HEADER)).await?;
         let mut encoder = encode::Encoder::with_array_elements(self.array_elements.clone());
+        let mut slicer = MessageRows::default();
         let mut rows = 0u64;
         while let Some(item) = data.next().await {
             let (batch, before) = item?;
             let batch = self.cast(batch, before)?;
-            let bytes = encoder
-                .encode(&batch)
-                .map_err(|e| format!("column `{}`, row {}: {}", e.column, before + e.row as u64 + 1, e.reason))?;
-            if let Err(e) = sink.send(Bytes::copy_from_slice(bytes)).await {
-                // A closed connection hides the server's reason in the COPY's pending response.
-                return Err(match sink.as_mut().finish().await {
-                    Err(reason) if reason.as_db_error().is_some() => reason.into(),
-                    _ => e.into(),
-                });
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let part = batch.slice(offset, slicer.next(batch.num_rows() - offset));
+                let first = before + offset as u64;
+                let bytes = encoder
+                    .encode(&part)
+                    .map_err(|e| format!("column `{}`, row {}: {}", e.column, first + e.row as u64 + 1, e.reason))?;
+                slicer.sent(part.num_rows(), bytes.len());
+                if let Err(e) = sink.send(Bytes::copy_from_slice(bytes)).await {
+                    // A closed connection hides the server's reason in the COPY's pending response.
+                    return Err(match sink.as_mut().finish().await {
+                        Err(reason) if reason.as_db_error().is_some() => reason.into(),
+                        _ => e.into(),
+                    });
+                }
+                offset += part.num_rows();
             }
             if rows == 0 {
                 crate::util::fault::pause_mid_load_async().await;
@@ -149,5 +157,37 @@ impl Copier {
             schema.fields().iter().zip(types).map(|(f, t)| f.as_ref().clone().with_data_type(t.clone())).collect();
         RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// How many rows go into one `CopyData` message: as many as fill about [`MessageRows::BYTES`],
+/// judged from the bytes per row of the message before. A whole batch in one message would be
+/// held three times over (the encoder's buffer, the message, the connection's write buffer),
+/// per stream; at ~256 KiB each the load holds about a megabyte per stream instead.
+#[derive(Debug)]
+struct MessageRows {
+    rows: usize,
+}
+
+impl MessageRows {
+    /// The size a message aims at.
+    const BYTES: usize = 256 << 10;
+
+    /// The rows of the next message, at most `left`.
+    fn next(&self, left: usize) -> usize {
+        self.rows.min(left)
+    }
+
+    /// Learns the bytes per row from a message just encoded.
+    fn sent(&mut self, rows: usize, bytes: usize) {
+        let per_row = bytes.div_ceil(rows.max(1)).max(1);
+        self.rows = (Self::BYTES / per_row).max(1);
+    }
+}
+
+impl Default for MessageRows {
+    /// The first message: 1,024 rows, then sized from what they took.
+    fn default() -> Self {
+        MessageRows { rows: 1024 }
     }
 }

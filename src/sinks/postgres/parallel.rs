@@ -64,7 +64,7 @@ impl PostgresSink {
         let mut senders = Vec::with_capacity(self.streams);
         let mut workers = Vec::with_capacity(self.streams);
         for _ in 0..self.streams {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Message>(2);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Message>(1);
             let mut connection = connect::connect(config).await?;
             let copier = copier.clone();
             workers.push(tokio::spawn(async move {
