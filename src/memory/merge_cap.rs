@@ -6,11 +6,12 @@
 //! alone, those merges take the whole pool between them, and whatever reserves next fails: the
 //! merge of the sorted partitions (`SortPreservingMergeExec`, two lineitem SF1 sorts under
 //! 256 MiB in five), the next partition's merge (three in three with a smaller pool), or the
-//! Parquet writer (a one-partition sort of 8,192-row batches, whose merge alone took the pool). With each partition's merge capped at `pool / (partitions + 1)`, one share
-//! stays free for the rest; a merge that reaches its cap merges fewer files per pass. That
-//! narrows the race without closing it (lineitem SF10 under 512 MiB with two partitions still
-//! failed once in three, a partition's merge finding the pool taken by the other's sort), so
-//! the spilling strategies keep few partitions ([`super::strategy`]).
+//! Parquet writer (a one-partition sort of 8,192-row batches, whose merge alone took the pool).
+//! With each partition's merge capped at `pool / (partitions + 1)`, one share stays free for the
+//! rest; a merge that reaches its cap merges fewer files per pass. That narrows the race without
+//! closing it (lineitem SF10 under 512 MiB with two partitions failed in one of the two runs
+//! measured, a partition's merge finding the pool taken by the other's sort), so the spilling
+//! strategies keep few partitions ([`super::strategy`]).
 
 use std::fmt;
 use std::sync::Arc;
