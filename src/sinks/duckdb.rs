@@ -201,9 +201,7 @@ impl LoadJob {
         }
         let conn = duckdb_file::open(&self.path, false, duckdb_file::lock_wait())?;
         let sql = |conn: &duckdb::Connection, sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
-        if let Some(bytes) = self.memory_limit {
-            sql(&conn, &format!("SET memory_limit = '{}MiB'", (bytes >> 20).max(1)))?;
-        }
+        set_memory_limit(&conn, self.memory_limit)?;
         sql(&conn, "BEGIN TRANSACTION")?;
         let result = self.load(&conn, rx);
         match result {
@@ -243,11 +241,19 @@ impl LoadJob {
         }
         exec(&format!("DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} ({columns})"))?;
 
+        // While the rows arrive DuckDB gets only what ingesting needs (see `ingest_memory_limit`);
+        // the checks, the merge and the swap that read them get the load's own limit back.
+        let threads: i64 = conn
+            .query_row("SELECT current_setting('threads')::BIGINT", [], |row| row.get(0))
+            .map_err(|e| e.to_string())?;
+        let ingest = duckdb_feed::ingest_memory_limit(&self.storage, threads.max(1) as u64);
+        set_memory_limit(conn, Some(self.memory_limit.map_or(ingest, |limit| limit.min(ingest))))?;
         let committed = if self.ordered || std::env::var_os("DFPIPE_APPENDER").is_some() {
             Self::append(conn, &staging_name, &self.schema_name, rx)?
         } else {
             Self::insert_from_feed(conn, &staging, rx, self.storage.clone())?
         };
+        set_memory_limit(conn, self.memory_limit)?;
         if !committed {
             return Ok(false);
         }
@@ -397,6 +403,15 @@ impl LoadJob {
             )),
         }
     }
+}
+
+/// Sets DuckDB's `memory_limit` to `bytes`, or back to DuckDB's default (80% of RAM).
+fn set_memory_limit(conn: &duckdb::Connection, bytes: Option<u64>) -> Result<(), String> {
+    let sql = match bytes {
+        Some(bytes) => format!("SET memory_limit = '{}MiB'", (bytes >> 20).max(1)),
+        None => "RESET memory_limit".to_string(),
+    };
+    conn.execute_batch(&sql).map_err(|e| e.to_string())
 }
 
 impl LoadJob {

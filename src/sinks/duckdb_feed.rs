@@ -11,13 +11,43 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{max, min};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, Int16Type, Int32Type, Int64Type, Schema, SchemaRef,
+};
 use duckdb::core::DataChunkHandle;
 use duckdb::vtab::{
     BindInfo, InitInfo, TableFunctionInfo, VTab, record_batch_to_duckdb_data_chunk, to_duckdb_logical_type_for_field,
 };
 use tokio::sync::mpsc;
+
+/// Rows in one of DuckDB's row groups.
+const ROW_GROUP_ROWS: u64 = 122_880;
+
+/// What DuckDB holds while ingesting besides the row groups being filled.
+const INGEST_BASE: u64 = 64 << 20;
+
+/// The least `memory_limit` DuckDB ingests under.
+const INGEST_FLOOR: u64 = 128 << 20;
+
+/// Bytes a column value takes in DuckDB's uncompressed row group, for values of no fixed width
+/// (strings: 16 bytes inline, the rest guessed).
+const VARIABLE_WIDTH: u64 = 32;
+
+/// DuckDB's `memory_limit` while it ingests rows of `schema` on `threads` threads: the row group
+/// each thread fills, plus [`INGEST_BASE`], at least [`INGEST_FLOOR`].
+///
+/// DuckDB sizes its write buffer from its `memory_limit` (a fifth of it, shared by the threads)
+/// and keeps every block it wrote cached up to that limit; under its default (80% of RAM) a
+/// load of lineitem SF1 held 462 MiB of DuckDB buffers. With the limit at what the row groups
+/// in flight need, each thread writes its row group out as soon as it is full: 360 MiB peak RSS
+/// instead of 557 (benches/README.md), at the same speed.
+pub(super) fn ingest_memory_limit(schema: &Schema, threads: u64) -> u64 {
+    let row_bytes: u64 =
+        schema.fields().iter().map(|f| f.data_type().primitive_width().map_or(VARIABLE_WIDTH, |w| w as u64)).sum();
+    (INGEST_BASE + threads * ROW_GROUP_ROWS * row_bytes).max(INGEST_FLOOR)
+}
 
 /// What the loader receives from the stream.
 pub(super) enum Message {
@@ -152,8 +182,9 @@ impl VTab for FeedScan {
         let feed = unsafe { &*func.get_extra_info::<Extra>() };
         match feed.next_slice()? {
             Some(slice) => {
-                record_batch_to_duckdb_data_chunk(&slice, output)?;
-                feed.rows.fetch_add(slice.num_rows() as u64, Ordering::Relaxed);
+                let rows = slice.num_rows() as u64;
+                record_batch_to_duckdb_data_chunk(&decimals_as_integers(slice), output)?;
+                feed.rows.fetch_add(rows, Ordering::Relaxed);
             }
             None => output.set_len(0),
         }
@@ -161,7 +192,89 @@ impl VTab for FeedScan {
     }
 }
 
+/// `batch` with its decimals of up to 18 digits as the integers DuckDB stores them in (the
+/// unscaled value as `i16`, `i32` or `i64` by precision), which duckdb-rs copies into the vector
+/// as one block; it checks and converts decimals one value at a time (3% of a lineitem load's
+/// CPU, more than all the other columns together). A column holding a value beyond its precision
+/// is left as it is, for duckdb-rs to refuse.
+fn decimals_as_integers(batch: RecordBatch) -> RecordBatch {
+    let narrowed: Vec<(usize, ArrayRef)> =
+        batch.columns().iter().enumerate().filter_map(|(i, column)| Some((i, decimal_as_integers(column)?))).collect();
+    if narrowed.is_empty() {
+        return batch;
+    }
+    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = batch.columns().to_vec();
+    for (i, column) in narrowed {
+        fields[i] = Field::new(fields[i].name(), column.data_type().clone(), true);
+        columns[i] = column;
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or(batch)
+}
+
+/// A `Decimal128` column of up to 18 digits as DuckDB's integers; `None` for any other column
+/// or one with a value beyond its precision.
+fn decimal_as_integers(column: &ArrayRef) -> Option<ArrayRef> {
+    let DataType::Decimal128(precision @ 1..=18, _) = column.data_type() else {
+        return None;
+    };
+    let decimals = column.as_primitive::<Decimal128Type>();
+    let bound = 10i128.pow(u32::from(*precision));
+    let fits = |v: Option<i128>| v.is_none_or(|v| -bound < v && v < bound);
+    if !fits(min(decimals)) || !fits(max(decimals)) {
+        return None;
+    }
+    Some(match precision {
+        1..=4 => Arc::new(decimals.unary::<_, Int16Type>(|v| v as i16)),
+        5..=9 => Arc::new(decimals.unary::<_, Int32Type>(|v| v as i32)),
+        _ => Arc::new(decimals.unary::<_, Int64Type>(|v| v as i64)),
+    })
+}
+
 /// Registers the table function `name` over `feed` on `conn`.
 pub(super) fn register(conn: &duckdb::Connection, name: &str, feed: &Arc<Feed>) -> Result<(), String> {
     conn.register_table_function_with_extra_info::<FeedScan, Extra>(name, feed).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, Decimal128Array, Int64Array};
+
+    #[test]
+    fn decimals_of_up_to_18_digits_become_their_unscaled_integers() {
+        let price: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(12_345), None, Some(-99_999_999_999_999)])
+                .with_precision_and_scale(15, 2)
+                .unwrap(),
+        );
+        let wide: ArrayRef =
+            Arc::new(Decimal128Array::from(vec![Some(1), None, Some(2)]).with_precision_and_scale(20, 2).unwrap());
+        let schema = Schema::new(vec![
+            Field::new("price", price.data_type().clone(), true),
+            Field::new("wide", wide.data_type().clone(), true),
+        ]);
+        let batch = RecordBatch::try_new(Arc::new(schema), vec![price, wide.clone()]).unwrap();
+        let out = decimals_as_integers(batch);
+        let narrowed = out.column(0).as_primitive::<Int64Type>();
+        assert_eq!(narrowed, &Int64Array::from(vec![Some(12_345), None, Some(-99_999_999_999_999)]));
+        assert_eq!(out.column(1), &wide, "more than 18 digits: left to duckdb-rs");
+    }
+
+    #[test]
+    fn a_decimal_beyond_its_precision_is_left_for_duckdb_rs_to_refuse() {
+        let over: ArrayRef =
+            Arc::new(Decimal128Array::from(vec![Some(1), Some(100_000)]).with_precision_and_scale(5, 2).unwrap());
+        assert!(decimal_as_integers(&over).is_none());
+        assert!(decimal_as_integers(&over.slice(0, 1)).is_some());
+    }
+
+    #[test]
+    fn ingest_limit_covers_a_row_group_per_thread() {
+        let narrow = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
+        assert_eq!(ingest_memory_limit(&narrow, 2), INGEST_FLOOR);
+        let wide = Schema::new((0..100).map(|i| Field::new(format!("c{i}"), DataType::Utf8, true)).collect::<Vec<_>>());
+        // 100 strings: 3,200 bytes a row, 375 MiB a row group, for each of 4 threads.
+        assert_eq!(ingest_memory_limit(&wide, 4), INGEST_BASE + 4 * ROW_GROUP_ROWS * 3_200);
+    }
 }
