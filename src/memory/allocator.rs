@@ -8,11 +8,12 @@
 //! unmapped when freed: 279 MiB resident, as low as jemalloc with eager decay (274 MiB) and
 //! lower than mimalloc (314–327 MiB), without a C dependency. See benches/README.md.
 //!
-//! The threshold is 512 KiB, not 128: DuckDB allocates its 256 KiB blocks with malloc, and
-//! below 256 KiB each block was a fresh mapping, zeroed by the kernel on first touch and
-//! unmapped when freed. Loading lineitem SF1 into a DuckDB file took 11.8 s at 128 KiB and 7.6–8.9 s
-//! at 512 KiB (as with glibc's own dynamic threshold); the SF1 sort under 256 MiB peaked at
-//! 206–208 MiB at 128 KiB, 214–217 MiB at 512 KiB.
+//! A run that writes a DuckDB target raises the threshold to 512 KiB ([`reuse_duckdb_blocks`]):
+//! DuckDB allocates its 256 KiB blocks with malloc, and below 256 KiB each block was a fresh
+//! mapping, zeroed by the kernel on first touch and unmapped when freed. Loading lineitem SF1
+//! into a DuckDB file took 11.8 s at 128 KiB and 7.6–8.9 s at 512 KiB (as with glibc's own
+//! dynamic threshold). Other runs keep 128 KiB: the PostgreSQL load of lineitem SF1 held 60–63
+//! MiB of anonymous memory at 128 KiB and 92 MiB at 512 KiB.
 //!
 //! glibc also gives each thread that allocates concurrently an arena of its own, up to eight per
 //! core, and freed small blocks stay in the arena they came from. With sorts running on every
@@ -21,7 +22,11 @@
 
 /// glibc's mmap and trim threshold: blocks this large or larger get mappings of their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD: libc::c_int = 512 << 10;
+const MMAP_THRESHOLD: libc::c_int = 128 << 10;
+
+/// The threshold of a run writing a DuckDB target: above DuckDB's 256 KiB blocks.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const DUCKDB_MMAP_THRESHOLD: libc::c_int = 512 << 10;
 
 /// Fixes glibc's mmap and trim thresholds and caps its arenas at one per core (a no-op
 /// elsewhere). Call once, first thing.
@@ -35,5 +40,16 @@ pub fn return_freed_memory() {
             libc::mallopt(libc::M_TRIM_THRESHOLD, MMAP_THRESHOLD);
             libc::mallopt(libc::M_ARENA_MAX, cores as libc::c_int);
         }
+    }
+}
+
+/// Raises glibc's mmap threshold above DuckDB's 256 KiB blocks, so that a run writing a DuckDB
+/// target reuses them from the heap (see the module docs). Safe to call while threads run.
+pub fn reuse_duckdb_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes malloc's own lock to change its tuning.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, DUCKDB_MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, DUCKDB_MMAP_THRESHOLD);
     }
 }

@@ -133,8 +133,12 @@ async fn check_and_write(
 }
 
 /// Before anything is computed: every DuckDB file the run writes can be opened for writing.
-/// Another process holding one (an analyst's session) is named now, not after the work.
+/// Another process holding one (an analyst's session) is named now, not after the work. A run
+/// writing DuckDB tunes the allocator for DuckDB's blocks.
 fn warehouses_free(pipeline: &Pipeline) -> Result<()> {
+    if pipeline.outputs.iter().any(|o| matches!(o.target, Target::DuckDb(_))) {
+        crate::memory::allocator::reuse_duckdb_blocks();
+    }
     let files: std::collections::BTreeSet<&Path> = pipeline
         .outputs
         .iter()
