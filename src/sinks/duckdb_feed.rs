@@ -41,7 +41,7 @@ const VARIABLE_WIDTH: u64 = 32;
 /// DuckDB sizes its write buffer from its `memory_limit` (a fifth of it, shared by the threads)
 /// and keeps every block it wrote cached up to that limit; under its default (80% of RAM) a
 /// load of lineitem SF1 held 462 MiB of DuckDB buffers. With the limit at what the row groups
-/// in flight need, each thread writes its row group out as soon as it is full: 360 MiB peak RSS
+/// in flight need, each thread writes its row group out as soon as it is full: 350–360 MB peak RSS
 /// instead of 557 (benches/README.md), at the same speed.
 pub(super) fn ingest_memory_limit(schema: &Schema, threads: u64) -> u64 {
     let row_bytes: u64 =
