@@ -194,9 +194,9 @@ impl VTab for FeedScan {
 
 /// `batch` with its decimals of up to 18 digits as the integers DuckDB stores them in (the
 /// unscaled value as `i16`, `i32` or `i64` by precision), which duckdb-rs copies into the vector
-/// as one block; it checks and converts decimals one value at a time (3% of a lineitem load's
-/// CPU, more than all the other columns together). A column holding a value beyond its precision
-/// is left as it is, for duckdb-rs to refuse.
+/// as one block; it checks and converts decimals one value at a time (3% of the CPU samples of a
+/// lineitem load). A column holding a value beyond its precision is left as it is, for duckdb-rs
+/// to refuse.
 fn decimals_as_integers(batch: RecordBatch) -> RecordBatch {
     let narrowed: Vec<(usize, ArrayRef)> =
         batch.columns().iter().enumerate().filter_map(|(i, column)| Some((i, decimal_as_integers(column)?))).collect();
