@@ -98,8 +98,8 @@ pub async fn command(
     }
 }
 
-/// Plans the run, checks the DuckDB files it writes are free, runs the checks, writes the
-/// targets.
+/// Plans the run, checks the DuckDB files it writes are free (and tunes the allocator for
+/// DuckDB's blocks if it writes any), runs the checks, writes the targets.
 async fn check_and_write(
     config: config::Config,
     select: &SelectArgs,
@@ -112,6 +112,9 @@ async fn check_and_write(
     let pipeline = super::prepare(config, select).await?;
     pipeline.check_cluster().await?;
     warehouses_free(&pipeline)?;
+    if pipeline.outputs.iter().any(|o| matches!(o.target, Target::DuckDb(_))) {
+        crate::memory::allocator::reuse_duckdb_blocks();
+    }
     // Incremental outputs: state read and reconciled, new files narrowed, before any check
     // reads the sources (so checks see what the run loads).
     let increments = incremental::plan(&pipeline, catalog, Some(run_id), incremental).await?;
@@ -133,12 +136,8 @@ async fn check_and_write(
 }
 
 /// Before anything is computed: every DuckDB file the run writes can be opened for writing.
-/// Another process holding one (an analyst's session) is named now, not after the work. A run
-/// writing DuckDB tunes the allocator for DuckDB's blocks.
+/// Another process holding one (an analyst's session) is named now, not after the work.
 fn warehouses_free(pipeline: &Pipeline) -> Result<()> {
-    if pipeline.outputs.iter().any(|o| matches!(o.target, Target::DuckDb(_))) {
-        crate::memory::allocator::reuse_duckdb_blocks();
-    }
     let files: std::collections::BTreeSet<&Path> = pipeline
         .outputs
         .iter()
