@@ -185,17 +185,18 @@ fn types_round_trip_into_duckdb() {
 }
 
 #[test]
-fn decimals_of_every_width_round_trip_exactly_into_duckdb() {
-    // A CSV of decimals of 4, 9, 18 and 30 digits, at their limits and NULL; dfpipe loads it
-    // through the feed, which hands DuckDB decimals of up to 18 digits as their unscaled
-    // integers, and DuckDB compares every value with its own reading of the same file.
+fn decimals_and_strings_round_trip_exactly_into_duckdb() {
+    // A CSV of decimals of 4, 9, 18 and 30 digits at their limits, strings of 0 to 65 bytes, and
+    // NULLs; dfpipe loads it through DuckDB's Arrow import (model `decimals`) and, for decimals
+    // inside a list, through duckdb-rs (model `nested`); DuckDB compares every value with its own
+    // reading of the same file.
     fn decimal(unscaled: i128, scale: u32) -> String {
         let (sign, abs) = if unscaled < 0 { ("-", -unscaled) } else { ("", unscaled) };
         let unit = 10i128.pow(scale);
         format!("{sign}{}.{:0width$}", abs / unit, abs % unit, width = scale as usize)
     }
     let p = Project::new();
-    let mut csv = String::from("id,d4,d9,d18,d30\n");
+    let mut csv = String::from("id,d4,d9,d18,d30,note\n");
     for i in 1..=20_000i128 {
         let d4 = if i % 7 == 0 { String::new() } else { decimal(i * 37 % 19_999 - 9_999, 2) };
         let d9 = decimal(i * 7_919 % 1_999_999_999 - 999_999_999, 3);
@@ -206,29 +207,43 @@ fn decimals_of_every_width_round_trip_exactly_into_duckdb() {
             _ => decimal(i * 123_456_789_012_345 % 999_999_999_999_999_999 - 500_000_000_000_000_000, 4),
         };
         let d30 = decimal(i * 123_456_789_012_345_678_901, 3);
-        csv.push_str(&format!("{i},{d4},{d9},{d18},{d30}\n"));
+        let note = if i % 11 == 0 { String::new() } else { format!("n{i} {}", "é".repeat((i % 30) as usize)) };
+        csv.push_str(&format!("{i},{d4},{d9},{d18},{d30},{note}\n"));
     }
     p.write("decimals.csv", &csv);
-    let types = "id: BIGINT, d4: 'DECIMAL(4,2)', d9: 'DECIMAL(9,3)', d18: 'DECIMAL(18,4)', d30: 'DECIMAL(30,3)'";
+    let types = "id: BIGINT, d4: 'DECIMAL(4,2)', d9: 'DECIMAL(9,3)', d18: 'DECIMAL(18,4)', d30: 'DECIMAL(30,3)', \
+                 note: VARCHAR";
     p.write("dfpipe.yml", &format!("name: t\nsources:\n  raw: {{ path: decimals.csv, schema: {{ {types} }} }}\n"));
     p.write("sql/decimals.sql", "SELECT * FROM raw\n");
+    p.write("sql/nested.sql", "SELECT id, make_array(d18, d4) AS pair FROM raw\n");
     assert_success(&p.dfpipe(&["run", "-q"]));
-    let check = format!(
-        "SELECT (count(*), count(t.d4), count(t.d18),
-                count(*) FILTER (WHERE t.d4 IS DISTINCT FROM f.d4 OR t.d9 IS DISTINCT FROM f.d9
-                                 OR t.d18 IS DISTINCT FROM f.d18 OR t.d30 IS DISTINCT FROM f.d30),
-                max(t.d18), min(t.d18), max(t.d30))::VARCHAR
-         FROM decimals t JOIN read_csv('{}', header = true, columns = {{{}}}) f USING (id)",
+    let file = format!(
+        "read_csv('{}', header = true, columns = {{{}}})",
         p.file("decimals.csv").display(),
-        "'id': 'BIGINT', 'd4': 'DECIMAL(4,2)', 'd9': 'DECIMAL(9,3)', 'd18': 'DECIMAL(18,4)', 'd30': 'DECIMAL(30,3)'"
+        "'id': 'BIGINT', 'd4': 'DECIMAL(4,2)', 'd9': 'DECIMAL(9,3)', 'd18': 'DECIMAL(18,4)', 'd30': 'DECIMAL(30,3)', \
+         'note': 'VARCHAR'"
+    );
+    let check = format!(
+        "SELECT (count(*), count(t.d4), count(t.d18), count(t.note), sum(strlen(t.note)),
+                count(*) FILTER (WHERE t.d4 IS DISTINCT FROM f.d4 OR t.d9 IS DISTINCT FROM f.d9
+                                 OR t.d18 IS DISTINCT FROM f.d18 OR t.d30 IS DISTINCT FROM f.d30
+                                 OR t.note IS DISTINCT FROM f.note),
+                max(t.d18), min(t.d18), max(t.d30))::VARCHAR
+         FROM decimals t JOIN {file} f USING (id)"
     );
     assert_eq!(
         p.duckdb(&check),
-        [["(20000, 17143, 16000, 0, 99999999999999.9999, -99999999999999.9999, 2469135780246913578020.000)"]]
+        [["(20000, 17143, 16000, 18182, 644294, 0, 99999999999999.9999, -99999999999999.9999, \
+              2469135780246913578020.000)"]]
     );
     let types = p.duckdb("SELECT data_type FROM information_schema.columns WHERE table_name = 'decimals'");
     let types: Vec<&str> = types.iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(types, ["BIGINT", "DECIMAL(4,2)", "DECIMAL(9,3)", "DECIMAL(18,4)", "DECIMAL(30,3)"]);
+    assert_eq!(types, ["BIGINT", "DECIMAL(4,2)", "DECIMAL(9,3)", "DECIMAL(18,4)", "DECIMAL(30,3)", "VARCHAR"]);
+    let nested = format!(
+        "SELECT (count(*), count(*) FILTER (WHERE n.pair[1] IS DISTINCT FROM f.d18 OR n.pair[2] IS DISTINCT FROM f.d4))
+                ::VARCHAR FROM nested n JOIN {file} f USING (id)"
+    );
+    assert_eq!(p.duckdb(&nested), [["(20000, 0)"]]);
 }
 
 #[test]

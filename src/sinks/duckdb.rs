@@ -1,8 +1,7 @@
 //! DuckDB target: [`DuckDbSink`], a DataFusion `DataSink` (behind [`super::SinkTable`]) that
 //! loads the stream with `INSERT INTO staging SELECT * FROM <feed>()`, a table function over the
 //! stream's batches that DuckDB's threads scan and convert in parallel ([`super::duckdb_feed`]).
-//! A model ending in `ORDER BY` goes through DuckDB's Arrow appender instead, on one thread, so
-//! the table keeps its order (`DFPIPE_APPENDER=1` forces the appender, for benchmarks).
+//! A model ending in `ORDER BY` is scanned by one thread, in order, so the table keeps it.
 //!
 //! Every load runs in one DuckDB transaction, on a blocking thread fed by a small bounded
 //! channel (so memory does not grow with the table):
@@ -248,11 +247,7 @@ impl LoadJob {
             .map_err(|e| e.to_string())?;
         let ingest = duckdb_feed::ingest_memory_limit(&self.storage, threads.max(1) as u64);
         set_memory_limit(conn, Some(self.memory_limit.map_or(ingest, |limit| limit.min(ingest))))?;
-        let committed = if self.ordered || std::env::var_os("DFPIPE_APPENDER").is_some() {
-            Self::append(conn, &staging_name, &self.schema_name, rx)?
-        } else {
-            Self::insert_from_feed(conn, &staging, rx, self.storage.clone())?
-        };
+        let committed = Self::insert_from_feed(conn, &staging, rx, self.storage.clone(), self.ordered)?;
         set_memory_limit(conn, self.memory_limit)?;
         if !committed {
             return Ok(false);
@@ -302,49 +297,27 @@ impl LoadJob {
         Ok(true)
     }
 
-    /// Appends the stream's batches to `staging` through DuckDB's appender, on this thread;
-    /// whether the stream ended with `Commit`.
-    fn append(
-        conn: &duckdb::Connection,
-        staging: &str,
-        schema: &str,
-        mut rx: mpsc::Receiver<Message>,
-    ) -> Result<bool, String> {
-        let mut appender = conn.appender_to_db(staging, schema).map_err(|e| e.to_string())?;
-        let mut first = true;
-        while let Some(message) = rx.blocking_recv() {
-            match message {
-                Message::Batch(batch) => {
-                    appender.append_record_batch(batch).map_err(|e| e.to_string())?;
-                    if std::mem::take(&mut first) {
-                        appender.flush().map_err(|e| e.to_string())?;
-                        crate::util::fault::pause_mid_load(|| rx.is_closed());
-                    }
-                }
-                Message::Commit => {
-                    appender.flush().map_err(|e| e.to_string())?;
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
-    }
-
     /// Inserts the stream's batches into `staging` with `INSERT … SELECT` from a table function
-    /// over them, on DuckDB's threads; whether the stream ended with `Commit`.
+    /// over them, on DuckDB's threads (on one, in order, when `ordered`); whether the stream
+    /// ended with `Commit`.
     fn insert_from_feed(
         conn: &duckdb::Connection,
         staging: &str,
         rx: mpsc::Receiver<Message>,
         storage: SchemaRef,
+        ordered: bool,
     ) -> Result<bool, String> {
-        let feed = Feed::new(storage, rx);
+        let feed = Feed::new(storage, rx, ordered);
         let function = format!("__dfpipe_feed_{}", FEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         duckdb_feed::register(conn, &function, &feed)?;
         // Rows in any order is what lets DuckDB insert on all its threads at once.
-        conn.execute_batch("SET preserve_insertion_order = false").map_err(|e| e.to_string())?;
+        if !ordered {
+            conn.execute_batch("SET preserve_insertion_order = false").map_err(|e| e.to_string())?;
+        }
         let inserted = conn.execute_batch(&format!("INSERT INTO {staging} SELECT * FROM {function}()"));
-        let _ = conn.execute_batch("RESET preserve_insertion_order");
+        if !ordered {
+            let _ = conn.execute_batch("RESET preserve_insertion_order");
+        }
         // The function stays registered while the database is open: let go of the stream now.
         feed.close();
         match inserted {
@@ -593,8 +566,9 @@ pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
     })
 }
 
-/// The type a column is handed to DuckDB's appender as: the Arrow type itself where the
-/// appender takes it, otherwise the nearest type it takes without loss (dictionaries become
+/// The type a column is handed to DuckDB's feed as: the Arrow type itself where duckdb-rs (which
+/// converts what DuckDB's import does not take) takes it, otherwise the nearest type it takes
+/// without loss (dictionaries become
 /// their values, half floats become floats, decimal256 of 38 digits or fewer becomes
 /// decimal128). Intervals and durations travel as text that DuckDB casts to the table's
 /// INTERVAL column: duckdb-rs (1.10506) rebuilds interval arrays from their values and drops

@@ -1,11 +1,11 @@
 //! A load's batches as a DuckDB table function, so that `INSERT INTO staging SELECT * FROM
-//! <feed>()` ingests them on DuckDB's own threads: each thread takes the next slice of rows
-//! and converts it from Arrow into DuckDB's vectors while the others convert theirs, and DuckDB
-//! inserts in parallel — where one appender converted and appended every row on one thread.
+//! <feed>()` ingests them on DuckDB's own threads: each thread takes the next slice of rows and
+//! has it imported into DuckDB's vectors ([`super::duckdb_arrow`]) while the others import
+//! theirs, and DuckDB inserts in parallel. A model ending in `ORDER BY` is scanned by one thread,
+//! so the table keeps the order.
 //!
-//! The feed reads the same channel the appender did: batches, then `Commit`. A stream that ends
-//! without `Commit` (the run failed or was cancelled) fails the `INSERT`, and the load's
-//! transaction rolls back.
+//! The feed reads a channel of batches, then `Commit`. A stream that ends without `Commit` (the
+//! run failed or was cancelled) fails the `INSERT`, and the load's transaction rolls back.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +21,8 @@ use duckdb::vtab::{
     BindInfo, InitInfo, TableFunctionInfo, VTab, record_batch_to_duckdb_data_chunk, to_duckdb_logical_type_for_field,
 };
 use tokio::sync::mpsc;
+
+use super::duckdb_arrow::ArrowImport;
 
 /// Rows in one of DuckDB's row groups.
 const ROW_GROUP_ROWS: u64 = 122_880;
@@ -61,6 +63,10 @@ pub(super) enum Message {
 pub(super) struct Feed {
     /// The batches' schema (their storage types).
     schema: SchemaRef,
+    /// DuckDB's own Arrow import for the schema, where it takes it; else duckdb-rs converts.
+    import: Option<ArrowImport>,
+    /// The most DuckDB threads that may scan the feed: one keeps the rows' order.
+    threads: u64,
     /// DuckDB's vector size: the most rows one call may return.
     vector_size: usize,
     /// The channel, and the slices of the batch last taken from it; `None` once closed.
@@ -79,12 +85,25 @@ pub(super) struct Feed {
 pub(super) const CANCELLED: &str = "dfpipe: the load's stream ended before it finished";
 
 impl Feed {
-    /// A feed of the batches of `schema` arriving on `rx`.
-    pub(super) fn new(schema: SchemaRef, rx: mpsc::Receiver<Message>) -> Arc<Feed> {
+    /// A feed of the batches of `schema` arriving on `rx`, scanned by one thread in order when
+    /// `ordered`.
+    pub(super) fn new(schema: SchemaRef, rx: mpsc::Receiver<Message>, ordered: bool) -> Arc<Feed> {
         // SAFETY: a constant of the linked DuckDB; no state involved.
         let vector_size = unsafe { duckdb::ffi::duckdb_vector_size() } as usize;
+        let import = match ArrowImport::new(&schema) {
+            Ok(import) => {
+                tracing::debug!("DuckDB's Arrow import takes the load's batches");
+                Some(import)
+            }
+            Err(why) => {
+                tracing::debug!("duckdb-rs converts the load's batches: {why}");
+                None
+            }
+        };
         Arc::new(Feed {
             schema,
+            import,
+            threads: if ordered { 1 } else { u64::MAX },
             vector_size,
             queue: Mutex::new(Some((rx, VecDeque::new()))),
             committed: AtomicBool::new(false),
@@ -166,14 +185,22 @@ impl VTab for FeedScan {
         // SAFETY: the extra info is the `Extra` given to `register`, kept by DuckDB while the
         // function is registered.
         let feed = unsafe { &*bind.get_extra_info::<Extra>() };
-        for field in feed.schema.fields() {
-            bind.add_result_column(field.name(), to_duckdb_logical_type_for_field(field)?);
+        let types = match &feed.import {
+            Some(import) => import.column_types()?,
+            None => {
+                feed.schema.fields().iter().map(|f| to_duckdb_logical_type_for_field(f)).collect::<Result<_, _>>()?
+            }
+        };
+        for (field, column_type) in feed.schema.fields().iter().zip(types) {
+            bind.add_result_column(field.name(), column_type);
         }
         Ok(())
     }
 
     fn init(init: &InitInfo) -> Result<(), Box<dyn std::error::Error>> {
-        init.set_max_threads(u64::MAX);
+        // SAFETY: as in `bind`.
+        let feed = unsafe { &*init.get_extra_info::<Extra>() };
+        init.set_max_threads(feed.threads);
         Ok(())
     }
 
@@ -183,7 +210,10 @@ impl VTab for FeedScan {
         match feed.next_slice()? {
             Some(slice) => {
                 let rows = slice.num_rows() as u64;
-                record_batch_to_duckdb_data_chunk(&decimals_as_integers(slice), output)?;
+                match &feed.import {
+                    Some(import) => import.fill(&slice, output)?,
+                    None => record_batch_to_duckdb_data_chunk(&decimals_as_integers(slice), output)?,
+                }
                 feed.rows.fetch_add(rows, Ordering::Relaxed);
             }
             None => output.set_len(0),

@@ -9,6 +9,7 @@
 //! [`crate::util`]. Nothing here knows about models, the run or the catalog.
 
 pub mod duckdb;
+mod duckdb_arrow;
 mod duckdb_feed;
 pub mod marker;
 pub mod parquet;
