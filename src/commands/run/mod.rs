@@ -131,8 +131,16 @@ async fn check_and_write(
             None => None,
         },
     };
-    let results = run(&pipeline, &options).await?;
-    Ok((pipeline, results))
+    // Planned and checked: the code that took is not needed while the targets load; nor is
+    // the code that starts their plans, a second later (see `memory::code_pages`).
+    crate::memory::code_pages::release();
+    let release_again = tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        crate::memory::code_pages::release();
+    });
+    let results = run(&pipeline, &options).await;
+    release_again.abort();
+    Ok((pipeline, results?))
 }
 
 /// Before anything is computed: every DuckDB file the run writes can be opened for writing.
