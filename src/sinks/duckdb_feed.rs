@@ -11,11 +11,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::compute::{max, min};
-use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, Int16Type, Int32Type, Int64Type, Schema, SchemaRef,
-};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use duckdb::core::DataChunkHandle;
 use duckdb::vtab::{
     BindInfo, InitInfo, TableFunctionInfo, VTab, record_batch_to_duckdb_data_chunk, to_duckdb_logical_type_for_field,
@@ -212,7 +209,7 @@ impl VTab for FeedScan {
                 let rows = slice.num_rows() as u64;
                 match &feed.import {
                     Some(import) => import.fill(&slice, output)?,
-                    None => record_batch_to_duckdb_data_chunk(&decimals_as_integers(slice), output)?,
+                    None => record_batch_to_duckdb_data_chunk(&slice, output)?,
                 }
                 feed.rows.fetch_add(rows, Ordering::Relaxed);
             }
@@ -220,45 +217,6 @@ impl VTab for FeedScan {
         }
         Ok(())
     }
-}
-
-/// `batch` with its decimals of up to 18 digits as the integers DuckDB stores them in (the
-/// unscaled value as `i16`, `i32` or `i64` by precision), which duckdb-rs copies into the vector
-/// as one block; it checks and converts decimals one value at a time (3% of the CPU samples of a
-/// lineitem load). A column holding a value beyond its precision is left as it is, for duckdb-rs
-/// to refuse.
-fn decimals_as_integers(batch: RecordBatch) -> RecordBatch {
-    let narrowed: Vec<(usize, ArrayRef)> =
-        batch.columns().iter().enumerate().filter_map(|(i, column)| Some((i, decimal_as_integers(column)?))).collect();
-    if narrowed.is_empty() {
-        return batch;
-    }
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    let mut columns = batch.columns().to_vec();
-    for (i, column) in narrowed {
-        fields[i] = Field::new(fields[i].name(), column.data_type().clone(), true);
-        columns[i] = column;
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap_or(batch)
-}
-
-/// A `Decimal128` column of up to 18 digits as DuckDB's integers; `None` for any other column
-/// or one with a value beyond its precision.
-fn decimal_as_integers(column: &ArrayRef) -> Option<ArrayRef> {
-    let DataType::Decimal128(precision @ 1..=18, _) = column.data_type() else {
-        return None;
-    };
-    let decimals = column.as_primitive::<Decimal128Type>();
-    let bound = 10i128.pow(u32::from(*precision));
-    let fits = |v: Option<i128>| v.is_none_or(|v| -bound < v && v < bound);
-    if !fits(min(decimals)) || !fits(max(decimals)) {
-        return None;
-    }
-    Some(match precision {
-        1..=4 => Arc::new(decimals.unary::<_, Int16Type>(|v| v as i16)),
-        5..=9 => Arc::new(decimals.unary::<_, Int32Type>(|v| v as i32)),
-        _ => Arc::new(decimals.unary::<_, Int64Type>(|v| v as i64)),
-    })
 }
 
 /// Registers the table function `name` over `feed` on `conn`.
@@ -269,35 +227,7 @@ pub(super) fn register(conn: &duckdb::Connection, name: &str, feed: &Arc<Feed>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, Decimal128Array, Int64Array};
-
-    #[test]
-    fn decimals_of_up_to_18_digits_become_their_unscaled_integers() {
-        let price: ArrayRef = Arc::new(
-            Decimal128Array::from(vec![Some(12_345), None, Some(-99_999_999_999_999)])
-                .with_precision_and_scale(15, 2)
-                .unwrap(),
-        );
-        let wide: ArrayRef =
-            Arc::new(Decimal128Array::from(vec![Some(1), None, Some(2)]).with_precision_and_scale(20, 2).unwrap());
-        let schema = Schema::new(vec![
-            Field::new("price", price.data_type().clone(), true),
-            Field::new("wide", wide.data_type().clone(), true),
-        ]);
-        let batch = RecordBatch::try_new(Arc::new(schema), vec![price, wide.clone()]).unwrap();
-        let out = decimals_as_integers(batch);
-        let narrowed = out.column(0).as_primitive::<Int64Type>();
-        assert_eq!(narrowed, &Int64Array::from(vec![Some(12_345), None, Some(-99_999_999_999_999)]));
-        assert_eq!(out.column(1), &wide, "more than 18 digits: left to duckdb-rs");
-    }
-
-    #[test]
-    fn a_decimal_beyond_its_precision_is_left_for_duckdb_rs_to_refuse() {
-        let over: ArrayRef =
-            Arc::new(Decimal128Array::from(vec![Some(1), Some(100_000)]).with_precision_and_scale(5, 2).unwrap());
-        assert!(decimal_as_integers(&over).is_none());
-        assert!(decimal_as_integers(&over.slice(0, 1)).is_some());
-    }
+    use datafusion::arrow::datatypes::{DataType, Field};
 
     #[test]
     fn ingest_limit_covers_a_row_group_per_thread() {
