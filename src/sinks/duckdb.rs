@@ -569,9 +569,9 @@ pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
 /// The type a column is handed to DuckDB's feed as: the Arrow type itself where duckdb-rs (which
 /// converts what DuckDB's import does not take) takes it, otherwise the nearest type it takes
 /// without loss (dictionaries become their values, half floats become floats, decimal256 of 38
-/// digits or fewer becomes decimal128). Intervals and durations travel as text that DuckDB casts to the table's
-/// INTERVAL column: duckdb-rs (1.10506) rebuilds interval arrays from their values and drops
-/// their validity, so a NULL would arrive as `00:00:00`.
+/// digits or fewer becomes decimal128). Intervals and durations travel as text that DuckDB
+/// casts to the table's INTERVAL column: duckdb-rs (1.10506) rebuilds interval arrays from
+/// their values and drops their validity, so a NULL would arrive as `00:00:00`.
 fn storage_type(data_type: &DataType) -> Result<DataType, String> {
     Ok(match data_type {
         DataType::Interval(_) | DataType::Duration(_) => DataType::Utf8,

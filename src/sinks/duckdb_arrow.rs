@@ -8,9 +8,10 @@
 //! wide decimals one value at a time: ~9% of the CPU of a lineitem load.
 //!
 //! The import takes a connection for its settings; a private in-memory DuckDB of one thread,
-//! opened once per process, serves every load. A schema with a type the import would declare
-//! differently from the table function's columns (or a nested type) is not imported this way:
-//! the feed converts it with duckdb-rs as before.
+//! opened once per process, serves every load. The table function declares the types DuckDB
+//! imports the columns as, so the imported vectors are handed over as they are. A schema with
+//! decimals inside lists or structs (whose range is not checked here), or a type duckdb-rs
+//! cannot declare, is not imported this way: the feed converts it with duckdb-rs.
 
 use std::ffi::{CStr, c_char};
 use std::ptr;
@@ -25,9 +26,9 @@ use datafusion::arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
 use duckdb::ffi;
 
-/// The private DuckDB whose connection the import reads its settings from.
+/// The private DuckDB whose connection the import reads its settings from; opened once, held
+/// (in a static) until the process ends.
 struct Importer {
-    db: ffi::duckdb_database,
     conn: ffi::duckdb_connection,
 }
 
@@ -66,17 +67,7 @@ fn open_importer() -> Result<Importer, String> {
             ffi::duckdb_close(&mut db);
             return Err("could not connect DuckDB's Arrow import".into());
         }
-        Ok(Importer { db, conn })
-    }
-}
-
-impl Drop for Importer {
-    fn drop(&mut self) {
-        // SAFETY: both handles were opened by `open_importer` and are closed once.
-        unsafe {
-            ffi::duckdb_disconnect(&mut self.conn);
-            ffi::duckdb_close(&mut self.db);
-        }
+        Ok(Importer { conn })
     }
 }
 
@@ -211,13 +202,13 @@ impl ArrowImport {
     fn check_decimals(&self, batch: &RecordBatch) -> Result<(), String> {
         for &i in &self.decimals {
             let column = batch.column(i);
-            let beyond = match column.data_type() {
-                DataType::Decimal32(p, s) => beyond_precision::<Decimal32Type>(column, *p, *s),
-                DataType::Decimal64(p, s) => beyond_precision::<Decimal64Type>(column, *p, *s),
-                DataType::Decimal128(p, s) => beyond_precision::<Decimal128Type>(column, *p, *s),
-                _ => None,
+            let (beyond, p, s) = match *column.data_type() {
+                DataType::Decimal32(p, s) => (beyond_precision::<Decimal32Type>(column, p, s), p, s),
+                DataType::Decimal64(p, s) => (beyond_precision::<Decimal64Type>(column, p, s), p, s),
+                DataType::Decimal128(p, s) => (beyond_precision::<Decimal128Type>(column, p, s), p, s),
+                _ => continue,
             };
-            if let Some((value, p, s)) = beyond {
+            if let Some(value) = beyond {
                 return Err(format!(
                     "column `{}`: {value} has more digits than DECIMAL({p},{s}); CAST it to a wider DECIMAL in the \
                      model",
@@ -229,9 +220,9 @@ impl ArrowImport {
     }
 }
 
-/// The least or greatest value of a decimal column when it has more digits than `precision`
-/// (formatted in full, with the precision and scale, for the message).
-fn beyond_precision<T: DecimalType>(column: &ArrayRef, precision: u8, scale: i8) -> Option<(String, u8, i8)>
+/// The least or greatest value of a decimal column when it has more digits than `precision`,
+/// formatted in full for the message.
+fn beyond_precision<T: DecimalType>(column: &ArrayRef, precision: u8, scale: i8) -> Option<String>
 where
     T::Native: ArrowNativeTypeOp,
 {
@@ -240,7 +231,7 @@ where
         .into_iter()
         .flatten()
         .find(|v| !T::is_valid_decimal_precision(*v, precision))
-        .map(|v| (T::format_decimal(v, T::MAX_PRECISION, scale), precision, scale))
+        .map(|v| T::format_decimal(v, T::MAX_PRECISION, scale))
 }
 
 /// Whether `data_type` is or holds a decimal.
