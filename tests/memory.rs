@@ -9,7 +9,7 @@ const ROWS: u64 = 8_000_000;
 const LIMIT: u64 = 256 << 20;
 
 #[test]
-fn a_sort_larger_than_the_limit_spills_within_it_and_fails_cleanly_without_spilling() {
+fn a_sort_larger_than_the_limit_spills_within_it_in_one_or_two_partitions_and_fails_cleanly_without_spilling() {
     let data = Project::new();
     data.write("dfpipe.yml", "name: gen\noutputs:\n  - model: gen\n    to: big.parquet\n");
     data.write(
@@ -75,6 +75,54 @@ fn a_sort_larger_than_the_limit_spills_within_it_and_fails_cleanly_without_spill
         "{err}"
     );
     assert_eq!(p.duckdb(sorted), expected);
+
+    // Two sorting partitions of small batches into Parquet: each partition's spill merges keep
+    // to its share of the pool, so neither takes what the other (or the merge of the two) needs.
+    // Before the shares, one such run in three failed ("Failed to allocate ... for
+    // SortPreservingMergeExec[0]").
+    let two = Project::new();
+    two.write(
+        "dfpipe.yml",
+        &format!(
+            "name: sort2\nsources:\n  big: {{ path: {} }}\ndatafusion:\n  execution.target_partitions: 2\n  \
+             execution.batch_size: 2048\noutputs:\n  - model: sorted\n    to: sorted.parquet\n",
+            data.file("big.parquet").display()
+        ),
+    );
+    two.write("sql/sorted.sql", "SELECT * FROM big ORDER BY k, id\n");
+    let out = two.dfpipe(&["run", "--memory-limit", "256MiB"]);
+    assert_success(&out);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(two.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    assert_eq!(results["targets"][0]["rows"], ROWS);
+    let peak = results["peak_rss_bytes"].as_u64().unwrap();
+    assert!(peak <= LIMIT, "two partitions: peak RSS {} MiB over the {} MiB limit", peak >> 20, LIMIT >> 20);
+    assert_eq!(sorted_parquet_summary(&two.file("sorted.parquet")), (ROWS, ROWS * (ROWS + 1) / 2));
+}
+
+/// Rows and sum of `id` of a Parquet file of (id, k, ...), read batch by batch; panics unless
+/// the rows are in (k, id) order.
+fn sorted_parquet_summary(path: &std::path::Path) -> (u64, u64) {
+    use datafusion::arrow::array::{Array, Int64Array};
+    use datafusion::parquet::arrow::ProjectionMask;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 1]);
+    let (mut rows, mut sum, mut last) = (0u64, 0u64, None);
+    for batch in builder.with_projection(mask).build().unwrap() {
+        let batch = batch.unwrap();
+        let column = |i: usize| batch.column(i).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+        let (id, k) = (column(0), column(1));
+        for row in 0..batch.num_rows() {
+            let key = (k.value(row), id.value(row));
+            assert!(last.is_none_or(|l| l <= key), "row {rows}: {key:?} after {last:?}");
+            last = Some(key);
+            rows += 1;
+            sum += id.value(row) as u64;
+        }
+    }
+    (rows, sum)
 }
 
 #[test]

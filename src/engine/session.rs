@@ -33,7 +33,8 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
             ))
         })?;
     }
-    let ctx = SessionContext::new_with_config_rt(session, settings.runtime(None)?)
+    let runtime = settings.runtime(session.options().execution.target_partitions, None)?;
+    let ctx = SessionContext::new_with_config_rt(session, runtime)
         .with_function_factory(std::sync::Arc::new(crate::engine::functions::SqlFunctionFactory));
     dfpipe_udfs::register_all(&ctx);
     crate::engine::clean::register(&ctx);

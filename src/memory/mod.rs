@@ -2,8 +2,8 @@
 //! margin, `--memory-limit`), the decoded size each target will read ([`estimate`]), and the
 //! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
-//! the allocator's tuning that makes the split hold ([`allocator`]), the cap on each sort
-//! partition's spill merge ([`merge_cap`]), and letting go of the code that setup touched
+//! the allocator's tuning that makes the split hold ([`allocator`]), each sort
+//! partition's share of the pool ([`sort_share`]), and letting go of the code that setup touched
 //! ([`code_pages`]).
 //!
 //! May import: [`crate::config`] and [`crate::util`]; Arrow/DataFusion types only otherwise.
@@ -13,7 +13,7 @@ pub mod allocator;
 pub mod budget;
 pub mod code_pages;
 pub mod estimate;
-pub mod merge_cap;
+pub mod sort_share;
 pub mod strategy;
 
 pub use budget::{MemoryBudget, peak_rss};

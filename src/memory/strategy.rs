@@ -14,9 +14,11 @@
 //! larger share of the pool. Spill files are LZ4 compressed: lineitem SF10 sorted under 512 MiB
 //! with two partitions took 212 s uncompressed and 57 s with LZ4 (the disk was the limit).
 //! Batches of 8,192 rows, not the 2,048 `stream` once used: lineitem SF1 sorted under 256 MiB
-//! in one partition took 18 s against 22–28 s, in no more memory. Two partitions sorted faster
-//! still when they succeeded, but their spill merges race for the pool (see [`super::merge_cap`]);
-//! `stream` keeps one partition per two cores until that race is gone.
+//! in one partition took 18 s against 22–28 s, in no more memory. Several sorting partitions
+//! each keep to a share of the pool ([`super::sort_share`]); before the shares their spill merges
+//! raced for it and one run in three failed. With the shares two partitions finish, but no faster
+//! than one under a tight limit (their runs are half as long, so their merges take more passes),
+//! so `stream` keeps one partition per two cores.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -33,7 +35,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::MemoryBudget;
 use super::accounting::Accounting;
-use super::merge_cap::MergeCapPool;
+use super::sort_share::SortSharePool;
 use crate::config::MemoryConfig;
 use crate::config::Strategy;
 use crate::error::{Error, Result};
@@ -127,10 +129,9 @@ impl ExecSettings {
                 spill: true,
                 spill_dir,
                 batch_size: 8192,
-                // One partition per GiB of pool, at most one per core: each spilling sort needs
-                // its own share of the pool for its runs and its merges, and the merge of the
-                // partitions after them needs memory too (see `merge_cap`, which still loses
-                // that race at times with two partitions in a 512 MiB pool).
+                // One partition per GiB of pool, at most one per core: each spilling sort keeps
+                // to its share of the pool for its runs and its merges (`sort_share`), so more
+                // partitions make shorter runs and more merge passes.
                 target_partitions: ((budget.budget >> 30) as usize).clamp(1, cores),
                 prefer_hash_join: false,
             },
@@ -146,17 +147,18 @@ impl ExecSettings {
         }
     }
 
-    /// The DataFusion runtime: the pool (its out-of-memory errors name the three largest
-    /// consumers) and the disk manager; `stores` carries over the object stores a session
-    /// registered (S3, GCS, ...).
-    pub fn runtime(&self, stores: Option<Arc<dyn ObjectStoreRegistry>>) -> Result<Arc<RuntimeEnv>> {
+    /// The DataFusion runtime for a session of `partitions` target partitions (the strategy's
+    /// unless the project's `datafusion:` section sets them): the pool (its out-of-memory errors
+    /// name the three largest consumers) and the disk manager; `stores` carries over the object
+    /// stores a session registered (S3, GCS, ...).
+    pub fn runtime(&self, partitions: usize, stores: Option<Arc<dyn ObjectStoreRegistry>>) -> Result<Arc<RuntimeEnv>> {
         let top = NonZeroUsize::new(3).expect("3 is not zero");
         let pool: Arc<dyn MemoryPool> = match (self.pool_bytes, self.spill) {
             (None, _) => Arc::new(TrackConsumersPool::new(UnboundedMemoryPool::default(), top)),
-            (Some(bytes), true) => Arc::new(MergeCapPool::new(
+            (Some(bytes), true) => Arc::new(SortSharePool::new(
                 Arc::new(TrackConsumersPool::new(FairSpillPool::new(bytes as usize), top)),
                 bytes as usize,
-                self.target_partitions,
+                partitions,
             )),
             (Some(bytes), false) => Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(bytes as usize), top)),
         };
@@ -206,9 +208,10 @@ impl ExecSettings {
         // The base's catalog is shared, so it must not be replaced by a new, empty default one.
         let mut config = base.copied_config().with_create_default_catalog_and_schema(false);
         self.apply(&mut config, user)?;
+        let partitions = config.options().execution.target_partitions;
         let state = SessionStateBuilder::new_from_existing(base.state())
             .with_config(config)
-            .with_runtime_env(self.runtime(Some(base.runtime_env().object_store_registry.clone()))?)
+            .with_runtime_env(self.runtime(partitions, Some(base.runtime_env().object_store_registry.clone()))?)
             .build();
         Ok(SessionContext::new_with_state(state))
     }

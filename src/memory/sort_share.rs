@@ -1,0 +1,191 @@
+//! A memory pool that gives each sorting partition a share of the pool of its own.
+//!
+//! A DataFusion 54 sort partition holds two reservations: its buffered batches (`ExternalSorter`,
+//! which can spill) and its merges (`ExternalSorterMerge`, which cannot): the merge of its
+//! buffered batches when it spills, and at the end the merge of its spill files, which reads as
+//! many files at once as the reservation can grow to. A fair spill pool bounds each partition's
+//! buffered batches, but not its merges, so with several partitions one partition's merge can
+//! take what another partition needs to spill or to start its own merge, and that reservation
+//! fails: lineitem SF10 under 512 MiB with two partitions failed this way within seconds.
+//!
+//! Here each partition's two reservations together stay within an equal share of the pool, and
+//! its merge alone within an equal share of all but one share, which is left for what runs
+//! beside the merges (the merge of the sorted partitions, the writer). Within its share a
+//! partition cannot starve itself: when it spills, its batches move from the first reservation
+//! into the merge's, and DataFusion reserves twice a batch's size while buffering it, so the
+//! merge finds room; a final merge that reaches its share merges fewer files per pass. One
+//! partition keeps the whole pool for its batches and half of it for its merge.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::{Result, resources_datafusion_err};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation};
+
+/// The prefix DataFusion gives the names of both reservations of a sort partition,
+/// `ExternalSorter[3]` and `ExternalSorterMerge[3]`.
+const SORT: &str = "ExternalSorter";
+
+/// The prefix of the merge's reservation.
+const SORT_MERGE: &str = "ExternalSorterMerge";
+
+/// Wraps a pool; the sort reservations of one partition may hold at most `share` bytes of it,
+/// its merge at most `merge_share`.
+#[derive(Debug)]
+pub struct SortSharePool {
+    inner: Arc<dyn MemoryPool>,
+    share: usize,
+    merge_share: usize,
+    /// Bytes held by each partition's sort reservations.
+    held: Mutex<HashMap<usize, usize>>,
+}
+
+impl SortSharePool {
+    /// `inner` of `pool_bytes` shared by `partitions` sorting partitions: each gets an equal
+    /// share of the pool, and its merge an equal share with one share left over for the rest.
+    pub fn new(inner: Arc<dyn MemoryPool>, pool_bytes: usize, partitions: usize) -> SortSharePool {
+        let partitions = partitions.max(1);
+        SortSharePool {
+            inner,
+            share: pool_bytes / partitions,
+            merge_share: pool_bytes / (partitions + 1),
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<usize, usize>> {
+        // A panic elsewhere cannot leave the counts half-updated: each update is one statement.
+        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The partition of a sort reservation (`ExternalSorter[3]`, `ExternalSorterMerge[3]`), None
+/// for any other consumer.
+fn sort_partition(consumer: &MemoryConsumer) -> Option<usize> {
+    let name = consumer.name().strip_prefix(SORT)?;
+    let (_, rest) = name.split_once('[')?;
+    rest.split_once(']')?.0.parse().ok()
+}
+
+impl fmt::Display for SortSharePool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (each sort partition at most {} bytes, its merge {})", self.inner, self.share, self.merge_share)
+    }
+}
+
+impl MemoryPool for SortSharePool {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.inner.register(consumer)
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.inner.unregister(consumer)
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        if let Some(p) = sort_partition(reservation.consumer()) {
+            *self.held().entry(p).or_default() += additional;
+        }
+        self.inner.grow(reservation, additional)
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        if let Some(p) = sort_partition(reservation.consumer()) {
+            let mut held = self.held();
+            let bytes = held.entry(p).or_default();
+            *bytes = bytes.saturating_sub(shrink);
+        }
+        self.inner.shrink(reservation, shrink)
+    }
+
+    fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+        let Some(p) = sort_partition(reservation.consumer()) else {
+            return self.inner.try_grow(reservation, additional);
+        };
+        // Held across the inner pool's check so that two reservations of one partition
+        // cannot both pass the share check.
+        let mut held = self.held();
+        let bytes = held.entry(p).or_default();
+        let merge = reservation.consumer().name().starts_with(SORT_MERGE);
+        if *bytes + additional > self.share || (merge && reservation.size() + additional > self.merge_share) {
+            // The sort spills on this; its final merge reads fewer files per pass.
+            return Err(resources_datafusion_err!(
+                "{} may not grow past its sort partition's share of the pool ({} bytes, {} for the merge; {} held)",
+                reservation.consumer().name(),
+                self.share,
+                self.merge_share,
+                *bytes
+            ));
+        }
+        self.inner.try_grow(reservation, additional)?;
+        *bytes += additional;
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.inner.reserved()
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        self.inner.memory_limit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::execution::memory_pool::FairSpillPool;
+
+    use super::*;
+
+    #[test]
+    fn a_sort_partition_stops_at_its_share_and_its_merge_leaves_one_for_the_rest() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(300)), 300, 2));
+        let sorter = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
+        let merge = MemoryConsumer::new("ExternalSorterMerge[0]").register(&pool);
+        sorter.try_grow(140).unwrap();
+        let refused = sorter.try_grow(11).unwrap_err().to_string();
+        assert!(
+            refused.contains(
+                "ExternalSorter[0] may not grow past its sort partition's share of the pool (150 bytes, 100 for the merge; 140 held)"
+            ),
+            "{refused}"
+        );
+        merge.try_grow(10).unwrap();
+        assert!(merge.try_grow(1).is_err(), "the partition is at its share");
+        sorter.shrink(140);
+        merge.try_grow(90).unwrap();
+        assert!(merge.try_grow(1).is_err(), "the merge is at its share");
+        // The other partition's merge and the rest each still have theirs.
+        let other = MemoryConsumer::new("ExternalSorterMerge[1]").register(&pool);
+        other.try_grow(100).unwrap();
+        let rest = MemoryConsumer::new("SortPreservingMergeExec[0]").register(&pool);
+        rest.try_grow(100).unwrap();
+        assert_eq!(pool.reserved(), 300);
+    }
+
+    #[test]
+    fn one_partition_has_the_pool_and_half_of_it_for_its_merge() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(300)), 300, 1));
+        let sorter = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
+        sorter.try_grow(290).unwrap();
+        drop(sorter);
+        let merge = MemoryConsumer::new("ExternalSorterMerge[0]").register(&pool);
+        merge.try_grow(150).unwrap();
+        assert!(merge.try_grow(1).is_err());
+        MemoryConsumer::new("ParquetSink(ArrowColumnWriter)").register(&pool).try_grow(150).unwrap();
+    }
+
+    #[test]
+    fn only_sort_reservations_have_a_partition() {
+        let name = |n: &str| sort_partition(&MemoryConsumer::new(n));
+        assert_eq!(name("ExternalSorter[3]"), Some(3));
+        assert_eq!(name("ExternalSorterMerge[12]"), Some(12));
+        assert_eq!(name("SortPreservingMergeExec[0]"), None);
+        assert_eq!(name("ParquetSink(ArrowColumnWriter)"), None);
+    }
+}
