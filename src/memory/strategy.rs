@@ -16,9 +16,12 @@
 //! Batches of 8,192 rows, not the 2,048 `stream` once used: lineitem SF1 sorted under 256 MiB
 //! in one partition took 18 s against 22–28 s, in no more memory. Several sorting partitions
 //! each keep to a share of the pool ([`super::sort_share`]); before the shares their spill merges
-//! raced for it and one run in three failed. With the shares two partitions finish, but no faster
-//! than one under a tight limit (their runs are half as long, so their merges take more passes),
-//! so `stream` keeps one partition per two cores.
+//! raced for it and failed (three runs in three of tests/memory.rs's two-partition sort). With
+//! the shares two partitions sort lineitem SF1 under 256 MiB in 0.93× one partition's time (5
+//! pairs) and SF10 under 512 MiB in 0.86× (one pair), at 1.14–1.25× the CPU and up to 40 MiB
+//! more peak RSS; `stream` still keeps one partition per two cores, since it also runs the
+//! loads into PostgreSQL and DuckDB, where each further partition decodes one more row group at
+//! once (not measured with two there yet).
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
