@@ -14,7 +14,8 @@
 //! partition cannot starve itself: when it spills, its batches move from the first reservation
 //! into the merge's, and DataFusion reserves twice a batch's size while buffering it, so the
 //! merge finds room; a final merge that reaches its share merges fewer files per pass. One
-//! partition keeps the whole pool for its batches and half of it for its merge.
+//! partition keeps the whole pool for its batches and half of it for its merge. Several sorts in
+//! one plan (a sort-merge join sorts both sides) share their partition's share.
 
 use std::collections::HashMap;
 use std::fmt;
