@@ -78,7 +78,7 @@ fn a_sort_larger_than_the_limit_spills_within_it_in_one_or_two_partitions_and_fa
 
     // Two sorting partitions of small batches into Parquet: each partition's spill merges keep
     // to its share of the pool, so neither takes what the other (or the merge of the two) needs.
-    // Before the shares, one such run in three failed ("Failed to allocate ... for
+    // Before the shares, three such runs in three failed ("Failed to allocate ... for
     // SortPreservingMergeExec[0]").
     let two = Project::new();
     two.write(
