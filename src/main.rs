@@ -6,6 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     dfpipe::memory::allocator::return_freed_memory();
+    dfpipe::memory::code_pages::release_periodically();
     let cli = dfpipe::cli::Cli::parse();
     dfpipe::cli::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

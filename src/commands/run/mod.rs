@@ -131,15 +131,10 @@ async fn check_and_write(
             None => None,
         },
     };
-    // Planned and checked: the code that took is not needed while the targets load; nor is
-    // the code that starts their plans, a second later (see `memory::code_pages`).
+    // Planned and checked: the code that took is not needed while the targets load (the
+    // periodic release started in `main` lets go of what starting their plans touches).
     crate::memory::code_pages::release();
-    let release_again = tokio::spawn(async {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        crate::memory::code_pages::release();
-    });
     let results = run(&pipeline, &options).await;
-    release_again.abort();
     Ok((pipeline, results?))
 }
 
