@@ -194,7 +194,7 @@ fn plan_shows_dag_memory_and_plans_without_writing() {
     let text = stdout(&out);
     assert!(text.contains("  stg_orders (sql/stg_orders.sql) <- source orders\n"), "{text}");
     assert!(text.contains("  daily_revenue (sql/daily_revenue.sql) <- model stg_orders\n"), "{text}");
-    assert!(text.contains("  datafusion: unbounded pool; spilling off; batch size 8192; "), "{text}");
+    assert!(text.contains("  datafusion: unbounded pool; spilling off; batch size 16384; "), "{text}");
     let limited = stdout(&p.dfpipe(&["plan", "--memory-limit", "256MiB"]));
     assert!(limited.contains("  budget: 256.0 MiB (memory.limit or --memory-limit)\n"), "{limited}");
     // A fixed limit bounds the process: the pool is what the process and DuckDB's share leave.

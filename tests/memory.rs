@@ -68,7 +68,7 @@ fn a_sort_larger_than_the_limit_spills_within_it_in_one_or_two_partitions_and_fa
     assert!(
         err.contains(
             "error: warehouse.sorted (model `sorted`): not enough memory under the in_memory strategy (greedy pool of "
-        ) && err.contains(" MiB (no spilling: exceeding it fails); spilling off; batch size 8192; ")
+        ) && err.contains(" MiB (no spilling: exceeding it fails); spilling off; batch size 16384; ")
             && err.contains(
                 "try --strategy spill (sorts, aggregates and joins then spill to disk) or a larger --memory-limit: "
             ),
@@ -136,7 +136,7 @@ fn plan_explains_each_targets_estimate_and_strategy() {
     assert!(text.contains("(4 file(s), ") && text.contains(", 2,000 rows): "), "{text}");
     assert!(text.contains("from 4 Parquet footer(s)"), "{text}");
     assert!(text.contains("→ strategy in_memory (≤ 0.65 memory.in_memory_below)"), "{text}");
-    assert!(text.contains("datafusion: unbounded pool; spilling off; batch size 8192; "), "{text}");
+    assert!(text.contains("datafusion: unbounded pool; spilling off; batch size 16384; "), "{text}");
 
     let forced = stdout(&p.dfpipe(&["plan", "--strategy", "spill", "--memory-limit", "1GiB"]));
     assert!(
