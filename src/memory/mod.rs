@@ -3,8 +3,9 @@
 //! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
 //! the allocator's tuning that makes the split hold ([`allocator`]), each sort
-//! partition's share of the pool ([`sort_share`]), and letting go of the code that setup touched
-//! ([`code_pages`]).
+//! partition's share of the pool ([`sort_share`]), letting go of the code that setup touched
+//! ([`code_pages`]), and the cache that keeps Parquet footers without their page indexes
+//! ([`footer_cache`]).
 //!
 //! May import: [`crate::config`] and [`crate::util`]; Arrow/DataFusion types only otherwise.
 
@@ -13,6 +14,7 @@ pub mod allocator;
 pub mod budget;
 pub mod code_pages;
 pub mod estimate;
+pub mod footer_cache;
 pub mod sort_share;
 pub mod strategy;
 

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{
     FairSpillPool, GreedyMemoryPool, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
@@ -38,6 +39,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::MemoryBudget;
 use super::accounting::Accounting;
+use super::footer_cache::FooterCache;
 use super::sort_share::SortSharePool;
 use crate::config::MemoryConfig;
 use crate::config::Strategy;
@@ -176,6 +178,9 @@ impl ExecSettings {
         };
         let mut builder = RuntimeEnvBuilder::new()
             .with_memory_pool(pool)
+            .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(Some(Arc::new(
+                FooterCache::new(CacheManagerConfig::default().metadata_cache_limit),
+            ))))
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode));
         if let Some(stores) = stores {
             builder = builder.with_object_store_registry(stores);
