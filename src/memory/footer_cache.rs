@@ -113,13 +113,14 @@ mod tests {
         writer.close().unwrap();
     }
 
-    /// Runs `sql` over the file as `t` with `cache` as the metadata cache; the count it returns
-    /// and whether the cached footer holds a page index.
+    /// Runs `sql` over the file as `t` with `cache` as the metadata cache, then `EXPLAIN ANALYZE`
+    /// of it: the count it returns, whether the cached footer holds a page index, and the pages
+    /// the page index pruned, as DataFusion's metrics say.
     async fn count_and_cached_index(
         path: &std::path::Path,
         cache: Option<Arc<dyn FileMetadataCache>>,
         sql: &str,
-    ) -> (i64, bool) {
+    ) -> (i64, bool, String) {
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(cache))
             .build_arc()
@@ -128,11 +129,14 @@ mod tests {
         ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default()).await.unwrap();
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let count = batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+        let explained = ctx.sql(&format!("EXPLAIN ANALYZE {sql}")).await.unwrap().collect().await.unwrap();
+        let plan = datafusion::arrow::util::pretty::pretty_format_batches(&explained).unwrap().to_string();
+        let pruned = plan.split("page_index_pages_pruned=").nth(1).map_or("", |m| m.split(',').next().unwrap());
         let cached = ctx.runtime_env().cache_manager.get_file_metadata_cache();
         let key = Path::from_filesystem_path(path).unwrap();
         let entry = cached.get(&key).expect("the footer is cached");
         let parquet = entry.file_metadata.as_any().downcast_ref::<CachedParquetMetaData>().unwrap();
-        (count, parquet.parquet_metadata().column_index().is_some())
+        (count, parquet.parquet_metadata().column_index().is_some(), pruned.to_string())
     }
 
     #[tokio::test]
@@ -142,11 +146,17 @@ mod tests {
         write_ids(&path);
         let all = "SELECT count(*) FROM t";
         // DataFusion's own cache keeps the page index a plain scan never reads.
-        assert_eq!(count_and_cached_index(&path, None, all).await, (10_000, true));
+        let (count, indexed, _) = count_and_cached_index(&path, None, all).await;
+        assert_eq!((count, indexed), (10_000, true));
         let footers = || Some(Arc::new(FooterCache::new(1 << 20)) as Arc<dyn FileMetadataCache>);
-        assert_eq!(count_and_cached_index(&path, footers(), all).await, (10_000, false));
-        // A filtered scan that prunes pages still answers right, and the cache stays lean.
+        let (count, indexed, _) = count_and_cached_index(&path, footers(), all).await;
+        assert_eq!((count, indexed), (10_000, false));
+        // A filtered scan still prunes pages with the index it loads itself, and answers right;
+        // the cache stays lean.
         let some = "SELECT count(*) FROM t WHERE id BETWEEN 4200 AND 4299";
-        assert_eq!(count_and_cached_index(&path, footers(), some).await, (100, false));
+        assert_eq!(
+            count_and_cached_index(&path, footers(), some).await,
+            (100, false, "20 total → 1 matched".to_string())
+        );
     }
 }
