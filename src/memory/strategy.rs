@@ -5,23 +5,26 @@
 //! | strategy | when (default thresholds) | pool | spill | batch | partitions | joins |
 //! |---|---|---|---|---|---|---|
 //! | `in_memory` | ratio ≤ 0.65 | unbounded (greedy, limited, with a fixed limit) | off | 16,384 | cores | hash |
-//! | `spill` | 0.65 < ratio ≤ 2.0 | fair spill pool of the budget | on (LZ4) | 8,192 | one per GiB of pool, ≤ cores | sort-merge |
-//! | `stream` | ratio > 2.0 | fair spill pool of the budget | on (LZ4) | 8,192 | cores / 2 | sort-merge |
+//! | `spill` | 0.65 < ratio ≤ 2.0 | fair spill pool of the budget | on (LZ4) | 4,096 | one per 32 MiB of pool, ≤ cores | sort-merge |
+//! | `stream` | ratio > 2.0 | fair spill pool of the budget | on (LZ4) | 4,096 | one per 32 MiB of pool, ≤ cores | sort-merge |
 //!
 //! DataFusion's hash join cannot spill; sort-merge join can, so the two spilling strategies
 //! prefer it. Sorts and aggregates over all the data spill under both, since no streaming engine
-//! can sort without holding or spilling; `stream` runs fewer partitions, so each sort has a
-//! larger share of the pool. Spill files are LZ4 compressed: lineitem SF10 sorted under 512 MiB
-//! with two partitions took 212 s uncompressed and 57 s with LZ4 (the disk was the limit).
-//! Batches of 8,192 rows, not the 2,048 `stream` once used: lineitem SF1 sorted under 256 MiB
-//! in one partition took 18 s against 22–28 s, in no more memory. Several sorting partitions
-//! each keep to a share of the pool ([`super::sort_share`]); before the shares their spill merges
-//! raced for it and failed (three runs in three of tests/memory.rs's two-partition sort). With
-//! the shares two partitions sort lineitem SF1 under 256 MiB in 0.93× one partition's time (5
-//! pairs) and SF10 under 512 MiB in 0.86× (one pair), at 1.14–1.25× the CPU and up to 40 MiB
-//! more peak RSS; `stream` still keeps one partition per two cores, since it also runs the
-//! loads into PostgreSQL and DuckDB, where each further partition decodes one more row group at
-//! once (not measured with two there yet).
+//! can sort without holding or spilling. Spill files are LZ4 compressed: lineitem SF10 sorted
+//! under 512 MiB with two partitions took 212 s uncompressed and 57 s with LZ4 (the disk was the
+//! limit).
+//!
+//! Each sorting partition keeps to an equal share of the pool ([`super::sort_share`]), at least
+//! [`MIN_POOL`] (the least pool a sort runs with). Parallel partitions sort shorter runs but
+//! sort them faster, and a final merge reads a spilled run in batches of the batch size, so
+//! batches of 4,096 let a merge read twice as many runs at once as 8,192 in the same memory
+//! (fewer merge passes). Measured (release build, lineitem, `../shared/bench/memory.sh`, runs in
+//! turn; benches/README.md): SF10 under 512 MiB, one partition of 8,192 146–170 s, two of 8,192
+//! 128 s, two of 4,096 104 s, two of 2,048 133 s (runs too short); SF1 under 256 MiB one of
+//! 8,192 13.8–16.1 s, two of 4,096 9.4–12.4 s at 184–188 MB peak; SF1 under 1 GiB (`spill`)
+//! 10.6–11.6 s and 417–515 MB against 8.1–9.2 s and 296–315 MB. Loads are no slower with two
+//! partitions: lineitem SF1 into PostgreSQL under 256 MiB 11.1–12.2 s and 67–76 MB either way,
+//! into DuckDB 9.8–10.7 s at 95–98 MB against 9.9–10.1 s at 111–116 MB.
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -38,7 +41,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::MemoryBudget;
-use super::accounting::Accounting;
+use super::accounting::{Accounting, MIN_POOL};
 use super::footer_cache::FooterCache;
 use super::sort_share::SortSharePool;
 use crate::config::MemoryConfig;
@@ -112,6 +115,15 @@ pub struct ExecSettings {
     pub prefer_hash_join: bool,
 }
 
+/// Rows per batch under the spilling strategies (see the module's figures).
+const SPILL_BATCH_ROWS: usize = 4096;
+
+/// Partitions of a spilling strategy with a pool of `pool` bytes: one per [`MIN_POOL`] of it,
+/// so that each sorting partition's share is at least what a sort needs, and at most one per core.
+fn spilling_partitions(pool: u64, cores: usize) -> usize {
+    usize::try_from(pool / MIN_POOL).unwrap_or(usize::MAX).clamp(1, cores.max(1))
+}
+
 impl ExecSettings {
     /// The settings of `strategy` under `budget`.
     pub fn new(strategy: Strategy, budget: &MemoryBudget) -> ExecSettings {
@@ -133,11 +145,8 @@ impl ExecSettings {
                 pool_bytes: Some(budget.budget),
                 spill: true,
                 spill_dir,
-                batch_size: 8192,
-                // One partition per GiB of pool, at most one per core: each spilling sort keeps
-                // to its share of the pool for its runs and its merges (`sort_share`), so more
-                // partitions make shorter runs and more merge passes.
-                target_partitions: ((budget.budget >> 30) as usize).clamp(1, cores),
+                batch_size: SPILL_BATCH_ROWS,
+                target_partitions: spilling_partitions(budget.budget, cores),
                 prefer_hash_join: false,
             },
             Strategy::Stream => ExecSettings {
@@ -145,8 +154,8 @@ impl ExecSettings {
                 pool_bytes: Some(budget.budget),
                 spill: true,
                 spill_dir,
-                batch_size: 8192,
-                target_partitions: (cores / 2).max(1),
+                batch_size: SPILL_BATCH_ROWS,
+                target_partitions: spilling_partitions(budget.budget, cores),
                 prefer_hash_join: false,
             },
         }
@@ -295,6 +304,17 @@ mod tests {
     }
 
     #[test]
+    fn spilling_partitions_keep_a_sort_share_of_at_least_the_least_pool() {
+        assert_eq!(spilling_partitions(31 << 20, 8), 1);
+        assert_eq!(spilling_partitions(63 << 20, 8), 1);
+        assert_eq!(spilling_partitions(64 << 20, 8), 2);
+        assert_eq!(spilling_partitions(348 << 20, 2), 2);
+        assert_eq!(spilling_partitions(348 << 20, 16), 10);
+        assert_eq!(spilling_partitions(64 << 30, 16), 16);
+        assert_eq!(spilling_partitions(1 << 30, 0), 1);
+    }
+
+    #[test]
     fn settings_follow_the_strategy() {
         let b = budget(256 << 20, true);
         let in_memory = ExecSettings::new(Strategy::InMemory, &b);
@@ -302,7 +322,7 @@ mod tests {
         assert_eq!(ExecSettings::new(Strategy::InMemory, &budget(1 << 30, false)).pool_bytes, None);
         let spill = ExecSettings::new(Strategy::Spill, &b);
         assert_eq!((spill.pool_bytes, spill.spill, spill.prefer_hash_join), (Some(256 << 20), true, false));
-        assert_eq!(ExecSettings::new(Strategy::Stream, &b).batch_size, 8192);
+        assert_eq!(ExecSettings::new(Strategy::Stream, &b).batch_size, 4096);
         assert_eq!(spill.describe().split(';').next().unwrap(), "fair spill pool of 256.0 MiB");
     }
 }
