@@ -145,10 +145,19 @@ mod tests {
 
     #[test]
     fn released_code_leaves_the_process_and_runs_again() {
-        let before = code_resident_kib();
-        release();
-        // Reading smaps again maps back the little code it runs; the rest stays out.
-        let after = code_resident_kib();
-        assert!(before > 0 && after < before / 2, "{after} KiB of code resident after release, {before} before");
+        // Reading smaps again maps back the little code it runs; the rest stays out. The other
+        // tests run beside this one and fault their code back in, so up to five tries: a release
+        // that did nothing fails them all.
+        let mut tries = Vec::new();
+        for _ in 0..5 {
+            let before = code_resident_kib();
+            release();
+            let after = code_resident_kib();
+            if before > 0 && after < before / 2 {
+                return;
+            }
+            tries.push(format!("{after} KiB of code resident after release, {before} before"));
+        }
+        panic!("{}", tries.join("; "));
     }
 }
