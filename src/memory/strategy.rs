@@ -140,16 +140,8 @@ impl ExecSettings {
                 target_partitions: cores,
                 prefer_hash_join: true,
             },
-            Strategy::Spill => ExecSettings {
-                strategy,
-                pool_bytes: Some(budget.budget),
-                spill: true,
-                spill_dir,
-                batch_size: SPILL_BATCH_ROWS,
-                target_partitions: spilling_partitions(budget.budget, cores),
-                prefer_hash_join: false,
-            },
-            Strategy::Stream => ExecSettings {
+            // The two spilling strategies differ in when they are chosen, not in their settings.
+            Strategy::Spill | Strategy::Stream => ExecSettings {
                 strategy,
                 pool_bytes: Some(budget.budget),
                 spill: true,
