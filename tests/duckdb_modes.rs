@@ -405,3 +405,24 @@ fn a_model_ending_in_order_by_keeps_its_order_in_the_table() {
     let out_of_order = stored.iter().zip(&expected).position(|(row, n)| row[0] != format!("Int({n})"));
     assert_eq!(out_of_order, None, "first row out of order: {:?}", out_of_order.map(|i| &stored[i]));
 }
+
+#[test]
+fn every_partition_is_loaded_when_there_are_more_than_duckdb_threads() {
+    // Seven files, seven partitions: DuckDB's threads (one per core) each insert their own
+    // partitions, and read the ones beyond their number together, in turn.
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: t\nsources:\n  raw: { path: raw/*.csv }\ndatafusion: { execution.target_partitions: 7, \
+         execution.batch_size: 1000 }\noutputs:\n  - model: m\n",
+    );
+    for f in 0..7u32 {
+        p.write(&format!("raw/part{f}.csv"), &rows_csv(f * 10_000 + 1..=(f + 1) * 10_000, "a"));
+    }
+    p.write("sql/m.sql", "SELECT id, v FROM raw\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT count(*), count(DISTINCT id), sum(id), min(v), max(v) FROM m")[0],
+        ["BigInt(70000)", "BigInt(70000)", "HugeInt(2450035000)", "a1", "a9999"]
+    );
+}

@@ -1,17 +1,18 @@
-//! DuckDB target: [`DuckDbSink`], a DataFusion `DataSink` (behind [`super::SinkTable`]) that
-//! loads the stream with `INSERT INTO staging SELECT * FROM <feed>()`, a table function over the
-//! stream's batches that DuckDB's threads scan and convert in parallel ([`super::duckdb_feed`]).
-//! A model ending in `ORDER BY` is scanned by one thread, in order, so the table keeps it.
+//! DuckDB target: [`DuckDbSink`], a DataFusion sink (behind [`super::SinkTable`]) that loads the
+//! model's partitions with `INSERT INTO staging SELECT * FROM <feed>()`, a table function over
+//! them whose every DuckDB thread reads a partition itself and inserts it
+//! ([`super::duckdb_feed`]). A model ending in `ORDER BY` comes as one stream, inserted by one
+//! thread, in order, so the table keeps it.
 //!
-//! Every load runs in one DuckDB transaction, on a blocking thread fed by a small bounded
-//! channel (so memory does not grow with the table):
+//! Every load runs in one DuckDB transaction on a blocking thread; the rows are read as DuckDB
+//! inserts them, a batch per thread at a time (so memory does not grow with the table):
 //! - `replace` loads a new table beside the old one, then drops the old one and renames the new
 //!   one, and commits: readers see the old table or the new one, a failure leaves the old one.
 //! - `append` loads a staging table, then `INSERT INTO target BY NAME SELECT * FROM staging`.
 //! - `merge` loads a staging table, checks its keys are unique, deletes the target rows whose
 //!   keys it holds and inserts it.
 //!
-//! If the stream fails, or the process dies, the transaction never commits.
+//! If a stream fails, the run is interrupted, or the process dies, the transaction never commits.
 //!
 //! Table names resolve as DuckDB resolves them, without regard to case even when quoted:
 //! `table: Orders` is the existing table `orders`, which keeps its name. Only `replace` drops
@@ -33,13 +34,14 @@ use datafusion::arrow::datatypes::{
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use duckdb::OptionalExt;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 
-use super::duckdb_feed::{self, Feed, Message};
+use super::duckdb_feed::{self, Feed};
 use super::marker::{LOADS_TABLE, LoadExtras, LoadMarker, TargetLoads, create_loads_sql, insert_load_sql};
+use super::partitioned::PartitionedSink;
 use super::{missing_column_message, null_key_message};
 use crate::config::{DuckDbTarget, Mode};
 use crate::schema::{Evolution, logical_type, widens};
@@ -126,8 +128,22 @@ impl DataSink for DuckDbSink {
         &self.schema
     }
 
-    async fn write_all(&self, mut data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> DfResult<u64> {
+    /// Rows in order: one stream, inserted on one thread.
+    async fn write_all(&self, data: SendableRecordBatchStream, context: &Arc<TaskContext>) -> DfResult<u64> {
+        self.write_partitions(vec![data], context).await
+    }
+}
+
+#[async_trait]
+impl PartitionedSink for DuckDbSink {
+    async fn write_partitions(
+        &self,
+        data: Vec<SendableRecordBatchStream>,
+        _context: &Arc<TaskContext>,
+    ) -> DfResult<u64> {
         let storage = storage_schema(&self.schema).map_err(DataFusionError::Plan)?;
+        let streams = data.into_iter().map(|stream| self.storage_stream(stream, &storage)).collect();
+        let feed = Feed::new(storage.clone(), streams, tokio::runtime::Handle::current());
         let job = LoadJob {
             path: self.target.path.clone(),
             schema_name: self.target.table.schema.clone().unwrap_or_else(|| "main".to_string()),
@@ -139,38 +155,40 @@ impl DataSink for DuckDbSink {
             evolution: self.evolution.clone(),
             extras: self.extras.clone(),
             ordered: self.ordered,
-            storage: storage.clone(),
+            storage,
+            feed: feed.clone(),
         };
-        let (tx, rx) = mpsc::channel::<Message>(2);
-        let loader = tokio::task::spawn_blocking(move || job.run(rx));
-        let mut rows = 0u64;
-        let mut stream_error = None;
-        while let Some(batch) = data.next().await {
-            match batch.and_then(|b| to_storage(b, &storage)) {
-                Ok(batch) => {
-                    let n = batch.num_rows() as u64;
-                    if tx.send(Message::Batch(batch)).await.is_err() {
-                        break; // the loader failed; its error is reported below
-                    }
-                    rows += n;
-                    self.counter.add(n);
-                }
-                Err(e) => {
-                    stream_error = Some(e);
-                    break;
-                }
-            }
-        }
-        if stream_error.is_none() {
-            let _ = tx.send(Message::Commit).await;
-        }
-        drop(tx);
-        let loaded = loader.await.map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if let Some(e) = stream_error {
+        // Dropping this future (an interrupted run) cancels the load: it rolls back.
+        let _cancel = CancelOnDrop(feed.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || job.run()).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if let Some(e) = feed.take_failure() {
             return Err(e);
         }
         loaded.map_err(|e| DataFusionError::Execution(format!("DuckDB {}: {e}", self.target.table)))?;
-        Ok(rows)
+        Ok(feed.rows())
+    }
+}
+
+impl DuckDbSink {
+    /// `stream` with its batches in their storage types, counted as they are read.
+    fn storage_stream(&self, stream: SendableRecordBatchStream, storage: &SchemaRef) -> SendableRecordBatchStream {
+        let (counter, to) = (self.counter.clone(), storage.clone());
+        let batches = stream.map(move |batch| {
+            let batch = to_storage(batch?, &to)?;
+            counter.add(batch.num_rows() as u64);
+            Ok(batch)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(storage.clone(), batches))
+    }
+}
+
+/// Cancels a load's feed when dropped (after the load, it does nothing).
+struct CancelOnDrop(Arc<Feed>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 
@@ -191,10 +209,12 @@ struct LoadJob {
     ordered: bool,
     /// The batches' schema as they arrive (their storage types).
     storage: SchemaRef,
+    /// The rows, read by DuckDB's threads.
+    feed: Arc<Feed>,
 }
 
 impl LoadJob {
-    fn run(self, rx: mpsc::Receiver<Message>) -> Result<(), String> {
+    fn run(self) -> Result<(), String> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -202,7 +222,9 @@ impl LoadJob {
         let sql = |conn: &duckdb::Connection, sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
         set_memory_limit(&conn, self.memory_limit)?;
         sql(&conn, "BEGIN TRANSACTION")?;
-        let result = self.load(&conn, rx);
+        let result = self.load(&conn);
+        // The table function stays registered while the database is open: let go of the rows.
+        self.feed.close();
         match result {
             Ok(committed) if committed => sql(&conn, "COMMIT"),
             Ok(_) => {
@@ -217,7 +239,7 @@ impl LoadJob {
     }
 
     /// Loads inside the open transaction; `Ok(false)` when the stream stopped without a commit.
-    fn load(&self, conn: &duckdb::Connection, rx: mpsc::Receiver<Message>) -> Result<bool, String> {
+    fn load(&self, conn: &duckdb::Connection) -> Result<bool, String> {
         let schema = quote(&self.schema_name);
         let staging_name = match self.mode {
             Mode::Replace => format!("__dfpipe_new_{}", self.table),
@@ -247,7 +269,7 @@ impl LoadJob {
             .map_err(|e| e.to_string())?;
         let ingest = duckdb_feed::ingest_memory_limit(&self.storage, threads.max(1) as u64);
         set_memory_limit(conn, Some(self.memory_limit.map_or(ingest, |limit| limit.min(ingest))))?;
-        let committed = Self::insert_from_feed(conn, &staging, rx, self.storage.clone(), self.ordered)?;
+        let committed = self.insert_from_feed(conn, &staging, threads.max(1) as usize)?;
         set_memory_limit(conn, self.memory_limit)?;
         if !committed {
             return Ok(false);
@@ -297,32 +319,25 @@ impl LoadJob {
         Ok(true)
     }
 
-    /// Inserts the stream's batches into `staging` with `INSERT … SELECT` from a table function
-    /// over them, on DuckDB's threads (on one, in order, when `ordered`); whether the stream
-    /// ended with `Commit`.
-    fn insert_from_feed(
-        conn: &duckdb::Connection,
-        staging: &str,
-        rx: mpsc::Receiver<Message>,
-        storage: SchemaRef,
-        ordered: bool,
-    ) -> Result<bool, String> {
-        let feed = Feed::new(storage, rx, ordered);
+    /// Inserts the feed's rows into `staging` with `INSERT … SELECT` from a table function over
+    /// them, on up to `threads` of DuckDB's threads (on one, in order, when `ordered`); whether
+    /// every row arrived (`false`: the load was cancelled).
+    fn insert_from_feed(&self, conn: &duckdb::Connection, staging: &str, threads: usize) -> Result<bool, String> {
+        let lanes = self.feed.start(if self.ordered { 1 } else { threads })?;
         let function = format!("__dfpipe_feed_{}", FEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        duckdb_feed::register(conn, &function, &feed)?;
+        duckdb_feed::register(conn, &function, &self.feed)?;
         // Rows in any order is what lets DuckDB insert on all its threads at once.
-        if !ordered {
+        let parallel = lanes > 1;
+        if parallel {
             conn.execute_batch("SET preserve_insertion_order = false").map_err(|e| e.to_string())?;
         }
         let inserted = conn.execute_batch(&format!("INSERT INTO {staging} SELECT * FROM {function}()"));
-        if !ordered {
+        if parallel {
             let _ = conn.execute_batch("RESET preserve_insertion_order");
         }
-        // The function stays registered while the database is open: let go of the stream now.
-        feed.close();
         match inserted {
-            Ok(()) => Ok(feed.committed()),
-            Err(_) if feed.cancelled() => Ok(false),
+            Ok(()) => Ok(self.feed.finished()),
+            Err(_) if self.feed.cancelled() => Ok(false),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -1,23 +1,31 @@
-//! A load's batches as a DuckDB table function, so that `INSERT INTO staging SELECT * FROM
-//! <feed>()` ingests them on DuckDB's own threads: each thread takes the next slice of rows and
-//! has it imported into DuckDB's vectors ([`super::duckdb_arrow`]) while the others import
-//! theirs, and DuckDB inserts in parallel. A model ending in `ORDER BY` is scanned by one thread,
-//! so the table keeps the order.
+//! A load's partitions as a DuckDB table function, so that `INSERT INTO staging SELECT * FROM
+//! <feed>()` ingests them on DuckDB's own threads: each thread reads the next batch of a
+//! partition itself (DataFusion decodes and computes it on that thread), has DuckDB import it
+//! into its vectors ([`super::duckdb_arrow`]) and inserts it, while the other threads do the
+//! same with the other partitions. A model ending in `ORDER BY` comes as one partition, read by
+//! one thread, so the table keeps the order.
 //!
-//! The feed reads a channel of batches, then `Commit`. A stream that ends without `Commit` (the
-//! run failed or was cancelled) fails the `INSERT`, and the load's transaction rolls back.
+//! Each thread keeps to one partition (a lane) while it can: a thread takes the lane it read
+//! last if no other thread holds it, else any free lane that still has rows, and ends when none
+//! has. DuckDB may move a scan from one thread to another between calls; the lanes are shared,
+//! so no rows are tied to a thread. A stream that fails, or a load cancelled from outside (the
+//! run was interrupted), fails the `INSERT`, and the load's transaction rolls back.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use duckdb::core::DataChunkHandle;
 use duckdb::vtab::{
     BindInfo, InitInfo, TableFunctionInfo, VTab, record_batch_to_duckdb_data_chunk, to_duckdb_logical_type_for_field,
 };
-use tokio::sync::mpsc;
+use futures::StreamExt;
 
 use super::duckdb_arrow::ArrowImport;
 
@@ -48,12 +56,17 @@ pub(super) fn ingest_memory_limit(schema: &Schema, threads: u64) -> u64 {
     (INGEST_BASE + threads * ROW_GROUP_ROWS * row_bytes).max(INGEST_FLOOR)
 }
 
-/// What the loader receives from the stream.
-pub(super) enum Message {
-    /// Rows to load.
-    Batch(RecordBatch),
-    /// The stream ended cleanly: finish and commit.
-    Commit,
+/// One partition's rows: its stream and the slices of the batch last read from it.
+struct Lane {
+    /// `None` once the stream has ended.
+    stream: Option<SendableRecordBatchStream>,
+    /// Slices of at most one vector of rows, not yet handed to DuckDB.
+    slices: VecDeque<RecordBatch>,
+}
+
+thread_local! {
+    /// The lane this thread read last: it tries that one first.
+    static LAST_LANE: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The rows of one load, shared by the DuckDB threads that scan them.
@@ -62,29 +75,36 @@ pub(super) struct Feed {
     schema: SchemaRef,
     /// DuckDB's own Arrow import for the schema, where it takes it; else duckdb-rs converts.
     import: Option<ArrowImport>,
-    /// The most DuckDB threads that may scan the feed: one keeps the rows' order.
-    threads: u64,
     /// DuckDB's vector size: the most rows one call may return.
     vector_size: usize,
-    /// The channel, and the slices of the batch last taken from it; `None` once closed.
-    queue: Mutex<Option<(mpsc::Receiver<Message>, VecDeque<RecordBatch>)>>,
-    /// `Commit` arrived.
-    committed: AtomicBool,
-    /// The stream ended without `Commit`.
+    /// The runtime the streams' reads and tasks belong to (DuckDB's threads poll them).
+    runtime: tokio::runtime::Handle,
+    /// The partitions' streams until [`Feed::start`] makes them lanes.
+    streams: Mutex<Vec<SendableRecordBatchStream>>,
+    /// One per thread that may scan: set by [`Feed::start`], emptied by [`Feed::close`].
+    lanes: OnceLock<Vec<Mutex<Lane>>>,
+    /// The first error a stream returned (the run's own message, reported as it is).
+    failure: Mutex<Option<DataFusionError>>,
+    /// The load was cancelled from outside, or closed.
     cancelled: AtomicBool,
     /// Rows handed to DuckDB.
     rows: AtomicU64,
     /// The fault tests' pause point was passed.
     paused: AtomicBool,
+    /// Held through the fault tests' pause, so that every thread waits.
+    gate: Mutex<()>,
 }
 
-/// The message the scan fails with when the stream stopped before `Commit`.
-pub(super) const CANCELLED: &str = "dfpipe: the load's stream ended before it finished";
+/// The message the scan fails with when the load was cancelled before it finished.
+pub(super) const CANCELLED: &str = "dfpipe: the load was cancelled before it finished";
 
 impl Feed {
-    /// A feed of the batches of `schema` arriving on `rx`, scanned by one thread in order when
-    /// `ordered`.
-    pub(super) fn new(schema: SchemaRef, rx: mpsc::Receiver<Message>, ordered: bool) -> Arc<Feed> {
+    /// A feed of `streams` (one per partition, batches of `schema`), polled on `runtime`.
+    pub(super) fn new(
+        schema: SchemaRef,
+        streams: Vec<SendableRecordBatchStream>,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Feed> {
         // SAFETY: a constant of the linked DuckDB; no state involved.
         let vector_size = unsafe { duckdb::ffi::duckdb_vector_size() } as usize;
         let import = match ArrowImport::new(&schema) {
@@ -100,30 +120,79 @@ impl Feed {
         Arc::new(Feed {
             schema,
             import,
-            threads: if ordered { 1 } else { u64::MAX },
             vector_size,
-            queue: Mutex::new(Some((rx, VecDeque::new()))),
-            committed: AtomicBool::new(false),
+            runtime,
+            streams: Mutex::new(streams),
+            lanes: OnceLock::new(),
+            failure: Mutex::new(None),
             cancelled: AtomicBool::new(false),
             rows: AtomicU64::new(0),
             paused: AtomicBool::new(false),
+            gate: Mutex::new(()),
         })
     }
 
-    /// Whether the stream ended with `Commit`.
-    pub(super) fn committed(&self) -> bool {
-        self.committed.load(Ordering::SeqCst)
+    /// Makes the streams into at most `threads` lanes (streams beyond that are read together,
+    /// in turn, so every partition keeps moving); returns how many.
+    pub(super) fn start(&self, threads: usize) -> Result<usize, String> {
+        let streams = std::mem::take(&mut *self.streams.lock().map_err(|_| POISONED)?);
+        let count = streams.len().clamp(1, threads.max(1));
+        tracing::debug!(partitions = streams.len(), threads = count, "DuckDB's threads read and insert the partitions");
+        let mut groups: Vec<Vec<SendableRecordBatchStream>> = (0..count).map(|_| Vec::new()).collect();
+        for (i, stream) in streams.into_iter().enumerate() {
+            groups[i % count].push(stream);
+        }
+        let lanes = groups
+            .into_iter()
+            .map(|mut group| {
+                let stream = match group.len() {
+                    0 => None,
+                    1 => group.pop(),
+                    _ => Some(Box::pin(RecordBatchStreamAdapter::new(
+                        self.schema.clone(),
+                        futures::stream::select_all(group),
+                    )) as SendableRecordBatchStream),
+                };
+                Mutex::new(Lane { stream, slices: VecDeque::new() })
+            })
+            .collect();
+        self.lanes.set(lanes).map_err(|_| "the load's feed was started twice".to_string())?;
+        Ok(count)
     }
 
-    /// Whether the stream ended without `Commit`.
+    /// Whether every lane has been read to its end.
+    pub(super) fn finished(&self) -> bool {
+        !self.cancelled()
+            && self.lanes.get().is_some_and(|lanes| {
+                lanes.iter().all(|lane| lane.lock().is_ok_and(|l| l.stream.is_none() && l.slices.is_empty()))
+            })
+    }
+
+    /// Cancels the load: the scan fails at its next call (and a paused load goes on to fail).
+    pub(super) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the load was cancelled.
     pub(super) fn cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
 
-    /// Drops the channel and whatever it still held (the table function outlives the load).
+    /// The first error a stream returned, if one did.
+    pub(super) fn take_failure(&self) -> Option<DataFusionError> {
+        self.failure.lock().ok().and_then(|mut f| f.take())
+    }
+
+    /// Drops the streams and whatever they still held (the table function outlives the load).
     pub(super) fn close(&self) {
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.clear();
+        }
+        for lane in self.lanes.get().into_iter().flatten() {
+            if let Ok(mut lane) = lane.lock() {
+                lane.stream = None;
+                lane.slices.clear();
+            }
         }
     }
 
@@ -132,41 +201,69 @@ impl Feed {
         self.rows.load(Ordering::SeqCst)
     }
 
-    /// The next slice of at most one vector of rows; `None` at the end of the stream.
+    /// The next slice of at most one vector of rows, from the lane this thread read last if it
+    /// is free, else from any free lane; `None` when no free lane has rows left.
     fn next_slice(&self) -> Result<Option<RecordBatch>, String> {
-        let mut queue = self.queue.lock().map_err(|_| "the load's feed was poisoned".to_string())?;
-        let Some((rx, slices)) = queue.as_mut() else {
-            return Err(CANCELLED.to_string());
-        };
-        if self.rows() > 0 && !self.paused.swap(true, Ordering::SeqCst) {
-            // The first rows are in DuckDB's hands; hold the feed (so nothing more is read).
-            crate::util::fault::pause_mid_load(|| rx.is_closed());
+        {
+            // Every call passes the gate: a pause holds it, so no thread reads on meanwhile.
+            let _gate = self.gate.lock().map_err(|_| POISONED)?;
+            if self.rows() > 0 && !self.paused.swap(true, Ordering::SeqCst) {
+                // The first rows are in DuckDB's hands; hold the load.
+                crate::util::fault::pause_mid_load(|| self.cancelled());
+            }
         }
-        loop {
-            if let Some(slice) = slices.pop_front() {
+        if self.cancelled() {
+            return Err(CANCELLED.to_string());
+        }
+        let lanes = self.lanes.get().ok_or("the load's feed was not started")?;
+        let first = LAST_LANE.with(Cell::get);
+        for k in 0..lanes.len() {
+            let i = (first + k) % lanes.len();
+            let mut lane = match lanes[i].try_lock() {
+                Ok(lane) => lane,
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::Poisoned(_)) => return Err(POISONED.to_string()),
+            };
+            if let Some(slice) = self.next_in(&mut lane)? {
+                LAST_LANE.with(|last| last.set(i));
                 return Ok(Some(slice));
             }
-            if self.committed() {
-                return Ok(None);
+        }
+        Ok(None)
+    }
+
+    /// The next slice of `lane`, reading its stream's next batch when the last one is used up.
+    fn next_in(&self, lane: &mut Lane) -> Result<Option<RecordBatch>, String> {
+        loop {
+            if let Some(slice) = lane.slices.pop_front() {
+                return Ok(Some(slice));
             }
-            match rx.blocking_recv() {
-                Some(Message::Batch(batch)) => {
+            let Some(stream) = lane.stream.as_mut() else { return Ok(None) };
+            match self.runtime.block_on(stream.next()) {
+                Some(Ok(batch)) => {
                     let mut offset = 0;
                     while offset < batch.num_rows() {
                         let len = self.vector_size.min(batch.num_rows() - offset);
-                        slices.push_back(batch.slice(offset, len));
+                        lane.slices.push_back(batch.slice(offset, len));
                         offset += len;
                     }
                 }
-                Some(Message::Commit) => self.committed.store(true, Ordering::SeqCst),
-                None => {
-                    self.cancelled.store(true, Ordering::SeqCst);
-                    return Err(CANCELLED.to_string());
+                Some(Err(e)) => {
+                    lane.stream = None;
+                    let message = e.to_string();
+                    if let Ok(mut failure) = self.failure.lock() {
+                        failure.get_or_insert(e);
+                    }
+                    return Err(message);
                 }
+                None => lane.stream = None,
             }
         }
     }
 }
+
+/// The message for a lock a panicking thread left behind.
+const POISONED: &str = "the load's feed was poisoned";
 
 /// The table function over a [`Feed`] (its extra info).
 pub(super) struct FeedScan;
@@ -197,7 +294,7 @@ impl VTab for FeedScan {
     fn init(init: &InitInfo) -> Result<(), Box<dyn std::error::Error>> {
         // SAFETY: as in `bind`.
         let feed = unsafe { &*init.get_extra_info::<Extra>() };
-        init.set_max_threads(feed.threads);
+        init.set_max_threads(feed.lanes.get().map_or(1, Vec::len) as u64);
         Ok(())
     }
 

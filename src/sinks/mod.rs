@@ -1,9 +1,11 @@
 //! Where outputs are written: DuckDB tables, PostgreSQL tables (binary COPY) and Parquet files.
 //!
 //! DuckDB and PostgreSQL targets are DataFusion sinks: [`SinkTable`] is a write-only table whose
-//! `insert_into` returns `DataSinkExec` over the target's `DataSink`, so a target is
-//! `INSERT INTO target SELECT * FROM model`, planned and streamed by DataFusion. Parquet
-//! targets are written by DataFusion's own Parquet writer.
+//! `insert_into` returns `DataSinkExec` over the target's `DataSink` (one merged stream), or
+//! [`partitioned::PartitionedSinkExec`] over a sink that writes partitions side by side (DuckDB,
+//! rows in no particular order), so a target is `INSERT INTO target SELECT * FROM model`,
+//! planned and streamed by DataFusion. Parquet targets are written by DataFusion's own Parquet
+//! writer.
 //!
 //! May import: [`crate::config`] (targets, modes), [`crate::schema`] (evolution, logical types),
 //! [`crate::util`]. Nothing here knows about models, the run or the catalog.
@@ -14,6 +16,7 @@ mod duckdb_feed;
 pub mod marker;
 pub mod parquet;
 pub mod parquet_increment;
+pub mod partitioned;
 pub mod postgres;
 
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::config::Mode;
+use partitioned::{PartitionedSink, PartitionedSinkExec};
 
 /// The error for a model column an existing table lacks (appending or merging).
 pub fn missing_column_message<'a>(column: &str, table: &str, columns: impl Iterator<Item = &'a str>) -> String {
@@ -53,6 +57,8 @@ pub fn null_key_message(unique_key: &[String], rows: u64) -> String {
 #[derive(Debug)]
 pub struct SinkTable {
     sink: Arc<dyn DataSink>,
+    /// The same sink when it takes the input's partitions one stream each.
+    partitioned: Option<Arc<dyn PartitionedSink>>,
     mode: Mode,
     label: String,
 }
@@ -60,7 +66,12 @@ pub struct SinkTable {
 impl SinkTable {
     /// A table writing through `sink` in `mode`; `label` names the target in messages.
     pub fn new(sink: Arc<dyn DataSink>, mode: Mode, label: impl Into<String>) -> Self {
-        SinkTable { sink, mode, label: label.into() }
+        SinkTable { sink, partitioned: None, mode, label: label.into() }
+    }
+
+    /// A table writing through `sink`, which gets every partition of the input as it is.
+    pub fn partitioned(sink: Arc<dyn PartitionedSink>, mode: Mode, label: impl Into<String>) -> Self {
+        SinkTable { sink: sink.clone(), partitioned: Some(sink), mode, label: label.into() }
     }
 }
 
@@ -102,6 +113,9 @@ impl TableProvider for SinkTable {
                 self.mode.name()
             );
         }
-        Ok(Arc::new(DataSinkExec::new(input, self.sink.clone(), None)))
+        Ok(match &self.partitioned {
+            Some(sink) => Arc::new(PartitionedSinkExec::new(input, sink.clone())),
+            None => Arc::new(DataSinkExec::new(input, self.sink.clone(), None)),
+        })
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
-use datafusion::datasource::sink::DataSink;
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
@@ -214,7 +213,8 @@ async fn write_frame(
     let schema = Arc::new(df.schema().as_arrow().clone());
     let before = counter.rows();
     let WriteSpec { mode, unique_key: key, evolution, extras } = spec;
-    let sink: Arc<dyn DataSink> = match target {
+    let label = target.label(&pipeline.project.config.project_dir);
+    let table = match target {
         Target::DuckDb(target) => {
             // DuckDB's buffers live outside DataFusion's pool: its share of a fixed limit, else a
             // quarter of a bounded pool, less what DuckDB holds outside its `memory_limit`.
@@ -223,29 +223,41 @@ async fn write_frame(
                 None => decision.settings.pool_bytes.map(|b| b / 4),
             };
             let limit = share.map(crate::memory::accounting::duckdb_memory_limit);
-            Arc::new(
+            let ordered = ends_sorted(df.logical_plan());
+            let sink = Arc::new(
                 sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())
-                    .with_ordered(ends_sorted(df.logical_plan()))
+                    .with_ordered(ordered)
                     .with_memory_limit(limit)
                     .with_evolution(evolution)
                     .with_extras(extras),
-            )
+            );
+            // Rows in order come as one stream, read on one thread; else each partition is read
+            // by the DuckDB thread that inserts it.
+            if ordered {
+                sinks::SinkTable::new(sink, mode, label)
+            } else {
+                sinks::SinkTable::partitioned(sink, mode, label)
+            }
         }
-        Target::Postgres { table, dsn, copy_streams, swap_timeout, .. } => Arc::new(
-            sinks::postgres::PostgresSink::new(
-                sinks::postgres::PostgresTarget {
-                    dsn: dsn.clone(),
-                    table: table.clone(),
-                    copy_streams: *copy_streams,
-                    swap_timeout: *swap_timeout,
-                },
-                schema,
-                mode,
-                key,
-                counter.clone(),
-            )
-            .with_evolution(evolution)
-            .with_extras(extras),
+        Target::Postgres { table, dsn, copy_streams, swap_timeout, .. } => sinks::SinkTable::new(
+            Arc::new(
+                sinks::postgres::PostgresSink::new(
+                    sinks::postgres::PostgresTarget {
+                        dsn: dsn.clone(),
+                        table: table.clone(),
+                        copy_streams: *copy_streams,
+                        swap_timeout: *swap_timeout,
+                    },
+                    schema,
+                    mode,
+                    key,
+                    counter.clone(),
+                )
+                .with_evolution(evolution)
+                .with_extras(extras),
+            ),
+            mode,
+            label,
         ),
         Target::Parquet { location, compression, .. } if extras.marker.is_some() => {
             return sinks::parquet_increment::write_increment(df, location, compression, &extras, counter).await;
@@ -258,7 +270,6 @@ async fn write_frame(
         }
     };
     // The target is `INSERT INTO <sink> SELECT * FROM <model>`, planned and run by DataFusion.
-    let table = sinks::SinkTable::new(sink, mode, target.label(&pipeline.project.config.project_dir));
     let sink_name = TableReference::bare("__dfpipe_sink");
     ctx.register_table(sink_name.clone(), Arc::new(table)).map_err(|e| df_message(&e))?;
     let op = if mode == Mode::Replace { InsertOp::Overwrite } else { InsertOp::Append };
