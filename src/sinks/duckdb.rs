@@ -1,11 +1,11 @@
 //! DuckDB target: [`DuckDbSink`], a DataFusion sink (behind [`super::SinkTable`]) that loads the
 //! model's partitions with `INSERT INTO staging SELECT * FROM <feed>()`, a table function over
-//! them whose every DuckDB thread reads a partition itself and inserts it
+//! them from which DuckDB's threads take rows and insert them in parallel
 //! ([`super::duckdb_feed`]). A model ending in `ORDER BY` comes as one stream, inserted by one
 //! thread, in order, so the table keeps it.
 //!
-//! Every load runs in one DuckDB transaction on a blocking thread; the rows are read as DuckDB
-//! inserts them, a batch per thread at a time (so memory does not grow with the table):
+//! Every load runs in one DuckDB transaction on a blocking thread; each partition is read a
+//! batch ahead of DuckDB (so memory does not grow with the table):
 //! - `replace` loads a new table beside the old one, then drops the old one and renames the new
 //!   one, and commits: readers see the old table or the new one, a failure leaves the old one.
 //! - `append` loads a staging table, then `INSERT INTO target BY NAME SELECT * FROM staging`.
@@ -143,7 +143,7 @@ impl PartitionedSink for DuckDbSink {
     ) -> DfResult<u64> {
         let storage = storage_schema(&self.schema).map_err(DataFusionError::Plan)?;
         let streams = data.into_iter().map(|stream| self.storage_stream(stream, &storage)).collect();
-        let feed = Feed::new(storage.clone(), streams, tokio::runtime::Handle::current());
+        let feed = Feed::new(storage.clone(), streams);
         let job = LoadJob {
             path: self.target.path.clone(),
             schema_name: self.target.table.schema.clone().unwrap_or_else(|| "main".to_string()),
@@ -226,7 +226,8 @@ impl LoadJob {
         // The table function stays registered while the database is open: let go of the rows.
         self.feed.close();
         match result {
-            Ok(committed) if committed => sql(&conn, "COMMIT"),
+            // An interrupted run commits nothing, even a load that got all its rows.
+            Ok(true) if !self.feed.cancelled() => sql(&conn, "COMMIT"),
             Ok(_) => {
                 let _ = sql(&conn, "ROLLBACK");
                 Err("the load was cancelled before it finished; the table was left as it was".to_string())
@@ -323,7 +324,7 @@ impl LoadJob {
     /// them, on up to `threads` of DuckDB's threads (on one, in order, when `ordered`); whether
     /// every row arrived (`false`: the load was cancelled).
     fn insert_from_feed(&self, conn: &duckdb::Connection, staging: &str, threads: usize) -> Result<bool, String> {
-        let lanes = self.feed.start(if self.ordered { 1 } else { threads })?;
+        let lanes = self.feed.limit_threads(if self.ordered { 1 } else { threads });
         let function = format!("__dfpipe_feed_{}", FEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         duckdb_feed::register(conn, &function, &self.feed)?;
         // Rows in any order is what lets DuckDB insert on all its threads at once.
@@ -336,8 +337,9 @@ impl LoadJob {
             let _ = conn.execute_batch("RESET preserve_insertion_order");
         }
         match inserted {
-            Ok(()) => Ok(self.feed.finished()),
-            Err(_) if self.feed.cancelled() => Ok(false),
+            Ok(()) if self.feed.finished() => Ok(true),
+            Ok(()) | Err(_) if self.feed.cancelled() => Ok(false),
+            Ok(()) => Err("not every partition of the load arrived; nothing was committed".to_string()),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -1,31 +1,37 @@
 //! A load's partitions as a DuckDB table function, so that `INSERT INTO staging SELECT * FROM
-//! <feed>()` ingests them on DuckDB's own threads: each thread reads the next batch of a
-//! partition itself (DataFusion decodes and computes it on that thread), has DuckDB import it
-//! into its vectors ([`super::duckdb_arrow`]) and inserts it, while the other threads do the
-//! same with the other partitions. A model ending in `ORDER BY` comes as one partition, read by
-//! one thread, so the table keeps the order.
+//! <feed>()` ingests them on DuckDB's own threads: each partition is read by a task of its own
+//! into a lane (a one-batch channel), and each DuckDB thread takes the next rows of a lane, has
+//! DuckDB import them into its vectors ([`super::duckdb_arrow`]) and inserts them, while the
+//! other threads do the same with the other lanes. A model ending in `ORDER BY` comes as one
+//! partition, taken by one thread, so the table keeps the order.
 //!
-//! Each thread keeps to one partition (a lane) while it can: a thread takes the lane it read
-//! last if no other thread holds it, else any free lane that still has rows, and ends when none
-//! has. DuckDB may move a scan from one thread to another between calls; the lanes are shared,
-//! so no rows are tied to a thread. A stream that fails, or a load cancelled from outside (the
-//! run was interrupted), fails the `INSERT`, and the load's transaction rolls back.
+//! The partitions are read by DataFusion's runtime, never by DuckDB's threads: a partition that
+//! waits for another (a join's partitions share their build) always has it read, whatever DuckDB
+//! does with its threads, and a failed or cancelled load stops the readers at once.
+//!
+//! A thread takes rows that are ready in a free lane, the one it read last first; if none is
+//! ready it waits on a free lane that has not ended, and only when every free lane has ended
+//! on those other threads hold. It ends when every lane has. DuckDB may move a scan from one
+//! thread to another between calls; the lanes are shared, so no rows are tied to a thread. A
+//! stream that fails, or a load cancelled from outside (the run was interrupted), fails the
+//! `INSERT`, and the load's transaction rolls back.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use duckdb::core::DataChunkHandle;
 use duckdb::vtab::{
     BindInfo, InitInfo, TableFunctionInfo, VTab, record_batch_to_duckdb_data_chunk, to_duckdb_logical_type_for_field,
 };
 use futures::StreamExt;
+use tokio::sync::mpsc::{self, error::TryRecvError};
+use tokio::task::AbortHandle;
 
 use super::duckdb_arrow::ArrowImport;
 
@@ -56,18 +62,42 @@ pub(super) fn ingest_memory_limit(schema: &Schema, threads: u64) -> u64 {
     (INGEST_BASE + threads * ROW_GROUP_ROWS * row_bytes).max(INGEST_FLOOR)
 }
 
-/// One partition's rows: its stream and the slices of the batch last read from it.
+/// What a partition's reader sends into its lane.
+enum Message {
+    /// The partition's next rows.
+    Batch(RecordBatch),
+    /// The partition ended cleanly. A lane whose channel closes without it was stopped: its
+    /// stream failed or the load was cancelled.
+    End,
+}
+
+/// One partition's rows on their way to DuckDB.
 struct Lane {
-    /// `None` once the stream has ended.
-    stream: Option<SendableRecordBatchStream>,
-    /// Slices of at most one vector of rows, not yet handed to DuckDB.
+    /// Batches from the partition's reader, one at a time.
+    rx: mpsc::Receiver<Message>,
+    /// Slices of at most one vector of rows from the batch last received, not yet handed over.
     slices: VecDeque<RecordBatch>,
+    /// [`Message::End`] arrived.
+    ended: bool,
+}
+
+/// What a lane gave a thread.
+enum Take {
+    /// Rows.
+    Slice(RecordBatch),
+    /// Nothing ready yet (the thread did not wait).
+    NotReady,
+    /// The lane has ended.
+    Ended,
 }
 
 thread_local! {
     /// The lane this thread read last: it tries that one first.
     static LAST_LANE: Cell<usize> = const { Cell::new(0) };
 }
+
+/// The first error a partition's stream returned (shared with the readers).
+type Failure = Arc<Mutex<Option<DataFusionError>>>;
 
 /// The rows of one load, shared by the DuckDB threads that scan them.
 pub(super) struct Feed {
@@ -77,15 +107,17 @@ pub(super) struct Feed {
     import: Option<ArrowImport>,
     /// DuckDB's vector size: the most rows one call may return.
     vector_size: usize,
-    /// The runtime the streams' reads and tasks belong to (DuckDB's threads poll them).
+    /// The runtime the lanes' channels belong to (DuckDB's threads wait on them through it).
     runtime: tokio::runtime::Handle,
-    /// The partitions' streams until [`Feed::start`] makes them lanes.
-    streams: Mutex<Vec<SendableRecordBatchStream>>,
-    /// One per thread that may scan: set by [`Feed::start`], emptied by [`Feed::close`].
-    lanes: OnceLock<Vec<Mutex<Lane>>>,
+    /// One per partition.
+    lanes: Vec<Mutex<Lane>>,
+    /// The partitions' readers, stopped by [`Feed::cancel`] and [`Feed::close`].
+    readers: Vec<AbortHandle>,
+    /// The most DuckDB threads that may scan (set by [`Feed::limit_threads`]).
+    threads: AtomicUsize,
     /// The first error a stream returned (the run's own message, reported as it is).
-    failure: Mutex<Option<DataFusionError>>,
-    /// The load was cancelled from outside, or closed.
+    failure: Failure,
+    /// The load was cancelled from outside.
     cancelled: AtomicBool,
     /// Rows handed to DuckDB.
     rows: AtomicU64,
@@ -99,12 +131,9 @@ pub(super) struct Feed {
 pub(super) const CANCELLED: &str = "dfpipe: the load was cancelled before it finished";
 
 impl Feed {
-    /// A feed of `streams` (one per partition, batches of `schema`), polled on `runtime`.
-    pub(super) fn new(
-        schema: SchemaRef,
-        streams: Vec<SendableRecordBatchStream>,
-        runtime: tokio::runtime::Handle,
-    ) -> Arc<Feed> {
+    /// A feed of `streams` (one per partition, batches of `schema`), each read by a task of its
+    /// own on the current runtime from now on.
+    pub(super) fn new(schema: SchemaRef, streams: Vec<SendableRecordBatchStream>) -> Arc<Feed> {
         // SAFETY: a constant of the linked DuckDB; no state involved.
         let vector_size = unsafe { duckdb::ffi::duckdb_vector_size() } as usize;
         let import = match ArrowImport::new(&schema) {
@@ -117,14 +146,22 @@ impl Feed {
                 None
             }
         };
+        let failure = Failure::default();
+        let (mut lanes, mut readers) = (Vec::new(), Vec::new());
+        for stream in streams {
+            let (tx, rx) = mpsc::channel(1);
+            readers.push(tokio::spawn(read_partition(stream, tx, failure.clone())).abort_handle());
+            lanes.push(Mutex::new(Lane { rx, slices: VecDeque::new(), ended: false }));
+        }
         Arc::new(Feed {
             schema,
             import,
             vector_size,
-            runtime,
-            streams: Mutex::new(streams),
-            lanes: OnceLock::new(),
-            failure: Mutex::new(None),
+            runtime: tokio::runtime::Handle::current(),
+            threads: AtomicUsize::new(lanes.len().max(1)),
+            lanes,
+            readers,
+            failure,
             cancelled: AtomicBool::new(false),
             rows: AtomicU64::new(0),
             paused: AtomicBool::new(false),
@@ -132,45 +169,23 @@ impl Feed {
         })
     }
 
-    /// Makes the streams into at most `threads` lanes (streams beyond that are read together,
-    /// in turn, so every partition keeps moving); returns how many.
-    pub(super) fn start(&self, threads: usize) -> Result<usize, String> {
-        let streams = std::mem::take(&mut *self.streams.lock().map_err(|_| POISONED)?);
-        let count = streams.len().clamp(1, threads.max(1));
-        tracing::debug!(partitions = streams.len(), threads = count, "DuckDB's threads read and insert the partitions");
-        let mut groups: Vec<Vec<SendableRecordBatchStream>> = (0..count).map(|_| Vec::new()).collect();
-        for (i, stream) in streams.into_iter().enumerate() {
-            groups[i % count].push(stream);
-        }
-        let lanes = groups
-            .into_iter()
-            .map(|mut group| {
-                let stream = match group.len() {
-                    0 => None,
-                    1 => group.pop(),
-                    _ => Some(Box::pin(RecordBatchStreamAdapter::new(
-                        self.schema.clone(),
-                        futures::stream::select_all(group),
-                    )) as SendableRecordBatchStream),
-                };
-                Mutex::new(Lane { stream, slices: VecDeque::new() })
-            })
-            .collect();
-        self.lanes.set(lanes).map_err(|_| "the load's feed was started twice".to_string())?;
-        Ok(count)
+    /// Lets at most `threads` DuckDB threads scan (one per lane at most); returns how many.
+    pub(super) fn limit_threads(&self, threads: usize) -> usize {
+        let threads = self.lanes.len().clamp(1, threads.max(1));
+        self.threads.store(threads, Ordering::SeqCst);
+        tracing::debug!(partitions = self.lanes.len(), threads, "DuckDB's threads insert the partitions");
+        threads
     }
 
-    /// Whether every lane has been read to its end.
+    /// Whether every lane has ended and been handed over, and the load was not cancelled.
     pub(super) fn finished(&self) -> bool {
-        !self.cancelled()
-            && self.lanes.get().is_some_and(|lanes| {
-                lanes.iter().all(|lane| lane.lock().is_ok_and(|l| l.stream.is_none() && l.slices.is_empty()))
-            })
+        !self.cancelled() && self.lanes.iter().all(|lane| lane.lock().is_ok_and(|l| l.ended && l.slices.is_empty()))
     }
 
-    /// Cancels the load: the scan fails at its next call (and a paused load goes on to fail).
+    /// Cancels the load: the readers stop, and the scan fails at once (a paused load too).
     pub(super) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
+        self.readers.iter().for_each(AbortHandle::abort);
     }
 
     /// Whether the load was cancelled.
@@ -178,19 +193,24 @@ impl Feed {
         self.cancelled.load(Ordering::SeqCst)
     }
 
+    /// Whether a stream returned an error.
+    fn failed(&self) -> bool {
+        self.failure.lock().map_or(true, |f| f.is_some())
+    }
+
     /// The first error a stream returned, if one did.
     pub(super) fn take_failure(&self) -> Option<DataFusionError> {
         self.failure.lock().ok().and_then(|mut f| f.take())
     }
 
-    /// Drops the streams and whatever they still held (the table function outlives the load).
+    /// Stops the readers and drops what the lanes still hold (the table function outlives the
+    /// load).
     pub(super) fn close(&self) {
-        if let Ok(mut streams) = self.streams.lock() {
-            streams.clear();
-        }
-        for lane in self.lanes.get().into_iter().flatten() {
+        self.readers.iter().for_each(AbortHandle::abort);
+        for lane in &self.lanes {
             if let Ok(mut lane) = lane.lock() {
-                lane.stream = None;
+                lane.rx.close();
+                while lane.rx.try_recv().is_ok() {}
                 lane.slices.clear();
             }
         }
@@ -201,30 +221,36 @@ impl Feed {
         self.rows.load(Ordering::SeqCst)
     }
 
-    /// The next slice of at most one vector of rows, from the lane this thread read last if it
-    /// is free, else from any free lane; `None` when no free lane has rows left.
+    /// The next slice of at most one vector of rows; `None` once every lane has ended.
     fn next_slice(&self) -> Result<Option<RecordBatch>, String> {
         {
             // Every call passes the gate: a pause holds it, so no thread reads on meanwhile.
             let _gate = self.gate.lock().map_err(|_| POISONED)?;
             if self.rows() > 0 && !self.paused.swap(true, Ordering::SeqCst) {
                 // The first rows are in DuckDB's hands; hold the load.
-                crate::util::fault::pause_mid_load(|| self.cancelled());
+                crate::util::fault::pause_mid_load(|| self.cancelled() || self.failed());
             }
         }
         if self.cancelled() {
             return Err(CANCELLED.to_string());
         }
-        let lanes = self.lanes.get().ok_or("the load's feed was not started")?;
+        let count = self.lanes.len();
         let first = LAST_LANE.with(Cell::get);
-        for k in 0..lanes.len() {
-            let i = (first + k) % lanes.len();
-            let mut lane = match lanes[i].try_lock() {
-                Ok(lane) => lane,
-                Err(TryLockError::WouldBlock) => continue,
-                Err(TryLockError::Poisoned(_)) => return Err(POISONED.to_string()),
-            };
-            if let Some(slice) = self.next_in(&mut lane)? {
+        let order = || (0..count).map(move |k| (first + k) % count);
+        // Rows ready in a free lane; else wait on a free lane that has not ended.
+        for wait in [false, true] {
+            for i in order() {
+                let Some(mut lane) = self.try_lane(i)? else { continue };
+                if let Take::Slice(slice) = self.take(&mut lane, wait)? {
+                    LAST_LANE.with(|last| last.set(i));
+                    return Ok(Some(slice));
+                }
+            }
+        }
+        // Every free lane has ended: wait for those other threads hold, then take what is left.
+        for i in order() {
+            let mut lane = self.lanes[i].lock().map_err(|_| POISONED)?;
+            if let Take::Slice(slice) = self.take(&mut lane, true)? {
                 LAST_LANE.with(|last| last.set(i));
                 return Ok(Some(slice));
             }
@@ -232,15 +258,36 @@ impl Feed {
         Ok(None)
     }
 
-    /// The next slice of `lane`, reading its stream's next batch when the last one is used up.
-    fn next_in(&self, lane: &mut Lane) -> Result<Option<RecordBatch>, String> {
+    /// Lane `i` if no other thread holds it.
+    fn try_lane(&self, i: usize) -> Result<Option<MutexGuard<'_, Lane>>, String> {
+        match self.lanes[i].try_lock() {
+            Ok(lane) => Ok(Some(lane)),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Poisoned(_)) => Err(POISONED.to_string()),
+        }
+    }
+
+    /// The next slice of `lane`, receiving its next batch when the last one is used up (waiting
+    /// for it if `wait`).
+    fn take(&self, lane: &mut Lane, wait: bool) -> Result<Take, String> {
         loop {
             if let Some(slice) = lane.slices.pop_front() {
-                return Ok(Some(slice));
+                return Ok(Take::Slice(slice));
             }
-            let Some(stream) = lane.stream.as_mut() else { return Ok(None) };
-            match self.runtime.block_on(stream.next()) {
-                Some(Ok(batch)) => {
+            if lane.ended {
+                return Ok(Take::Ended);
+            }
+            let message = if wait {
+                self.runtime.block_on(lane.rx.recv())
+            } else {
+                match lane.rx.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(TryRecvError::Empty) => return Ok(Take::NotReady),
+                    Err(TryRecvError::Disconnected) => None,
+                }
+            };
+            match message {
+                Some(Message::Batch(batch)) => {
                     let mut offset = 0;
                     while offset < batch.num_rows() {
                         let len = self.vector_size.min(batch.num_rows() - offset);
@@ -248,18 +295,43 @@ impl Feed {
                         offset += len;
                     }
                 }
-                Some(Err(e)) => {
-                    lane.stream = None;
-                    let message = e.to_string();
-                    if let Ok(mut failure) = self.failure.lock() {
-                        failure.get_or_insert(e);
-                    }
-                    return Err(message);
-                }
-                None => lane.stream = None,
+                Some(Message::End) => lane.ended = true,
+                None => return Err(self.stopped()),
             }
         }
     }
+
+    /// Why a lane closed before its end: the stream's error, else the cancellation.
+    fn stopped(&self) -> String {
+        match self.failure.lock().ok().as_deref().and_then(Option::as_ref) {
+            Some(e) => e.to_string(),
+            None if self.cancelled() => CANCELLED.to_string(),
+            None => "dfpipe: a partition of the load stopped before its end".to_string(),
+        }
+    }
+}
+
+/// Reads one partition into its lane: its batches, then [`Message::End`]; on an error, records
+/// it and closes the lane without `End`. The partition is read ahead by one batch, so that
+/// DataFusion's threads read while DuckDB's insert.
+async fn read_partition(mut stream: SendableRecordBatchStream, tx: mpsc::Sender<Message>, failure: Failure) {
+    while let Some(batch) = stream.next().await {
+        match batch {
+            Ok(batch) if batch.num_rows() == 0 => {}
+            Ok(batch) => {
+                if tx.send(Message::Batch(batch)).await.is_err() {
+                    return; // the load stopped taking rows
+                }
+            }
+            Err(e) => {
+                if let Ok(mut failure) = failure.lock() {
+                    failure.get_or_insert(e);
+                }
+                return;
+            }
+        }
+    }
+    let _ = tx.send(Message::End).await;
 }
 
 /// The message for a lock a panicking thread left behind.
@@ -294,7 +366,7 @@ impl VTab for FeedScan {
     fn init(init: &InitInfo) -> Result<(), Box<dyn std::error::Error>> {
         // SAFETY: as in `bind`.
         let feed = unsafe { &*init.get_extra_info::<Extra>() };
-        init.set_max_threads(feed.lanes.get().map_or(1, Vec::len) as u64);
+        init.set_max_threads(feed.threads.load(Ordering::SeqCst) as u64);
         Ok(())
     }
 
