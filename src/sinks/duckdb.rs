@@ -209,7 +209,7 @@ struct LoadJob {
     ordered: bool,
     /// The batches' schema as they arrive (their storage types).
     storage: SchemaRef,
-    /// The rows, read by DuckDB's threads.
+    /// The rows, taken by DuckDB's threads.
     feed: Arc<Feed>,
 }
 
