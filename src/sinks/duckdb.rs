@@ -63,7 +63,6 @@ pub struct DuckDbSink {
     memory_limit: Option<u64>,
     evolution: Evolution,
     extras: LoadExtras,
-    ordered: bool,
 }
 
 impl DuckDbSink {
@@ -84,15 +83,7 @@ impl DuckDbSink {
             memory_limit: None,
             evolution: Evolution::default(),
             extras: LoadExtras::default(),
-            ordered: false,
         }
-    }
-
-    /// The rows arrive in an order the table must keep (the model ends with `ORDER BY`): they
-    /// are appended on one thread, in order, rather than inserted by DuckDB's threads at once.
-    pub fn with_ordered(mut self, ordered: bool) -> Self {
-        self.ordered = ordered;
-        self
     }
 
     /// An incremental load: delete the restated window first and record the load's marker, in
@@ -128,7 +119,8 @@ impl DataSink for DuckDbSink {
         &self.schema
     }
 
-    /// Rows in order: one stream, inserted on one thread.
+    /// One stream (rows in an order the table keeps, through `DataSinkExec`): one lane, so one
+    /// DuckDB thread inserts it, in order.
     async fn write_all(&self, data: SendableRecordBatchStream, context: &Arc<TaskContext>) -> DfResult<u64> {
         self.write_partitions(vec![data], context).await
     }
@@ -154,7 +146,6 @@ impl PartitionedSink for DuckDbSink {
             memory_limit: self.memory_limit,
             evolution: self.evolution.clone(),
             extras: self.extras.clone(),
-            ordered: self.ordered,
             storage,
             feed: feed.clone(),
         };
@@ -205,8 +196,6 @@ struct LoadJob {
     memory_limit: Option<u64>,
     evolution: Evolution,
     extras: LoadExtras,
-    /// Keep the rows' order (see [`DuckDbSink::with_ordered`]).
-    ordered: bool,
     /// The batches' schema as they arrive (their storage types).
     storage: SchemaRef,
     /// The rows, taken by DuckDB's threads.
@@ -321,10 +310,11 @@ impl LoadJob {
     }
 
     /// Inserts the feed's rows into `staging` with `INSERT … SELECT` from a table function over
-    /// them, on up to `threads` of DuckDB's threads (on one, in order, when `ordered`); whether
-    /// every row arrived (`false`: the load was cancelled).
+    /// them, on up to `threads` of DuckDB's threads, one per lane at most (a single stream, as
+    /// an ordered model comes, is inserted by one thread, in order); whether every row arrived
+    /// (`false`: the load was cancelled).
     fn insert_from_feed(&self, conn: &duckdb::Connection, staging: &str, threads: usize) -> Result<bool, String> {
-        let lanes = self.feed.limit_threads(if self.ordered { 1 } else { threads });
+        let lanes = self.feed.limit_threads(threads);
         let function = format!("__dfpipe_feed_{}", FEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         duckdb_feed::register(conn, &function, &self.feed)?;
         // Rows in any order is what lets DuckDB insert on all its threads at once.

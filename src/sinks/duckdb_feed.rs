@@ -128,7 +128,7 @@ pub(super) struct Feed {
 }
 
 /// The message the scan fails with when the load was cancelled before it finished.
-pub(super) const CANCELLED: &str = "dfpipe: the load was cancelled before it finished";
+const CANCELLED: &str = "dfpipe: the load was cancelled before it finished";
 
 impl Feed {
     /// A feed of `streams` (one per partition, batches of `schema`), each read by a task of its

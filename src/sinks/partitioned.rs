@@ -1,8 +1,7 @@
 //! [`PartitionedSinkExec`]: DataFusion's `DataSinkExec`, except that the sink gets each of its
-//! input's partitions as a stream of its own instead of one merged stream. A target that writes
-//! on several threads (DuckDB) then reads each partition on the thread that writes it: the rows
-//! are decoded and written by one thread, with no channel, no extra thread and no hand-over
-//! between them.
+//! input's partitions as a stream of its own instead of one merged stream (no
+//! `CoalescePartitionsExec` in between). A target that writes on several threads (DuckDB) then
+//! gives each thread whole partitions to insert.
 
 use std::fmt;
 use std::sync::Arc;

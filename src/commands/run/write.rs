@@ -223,17 +223,15 @@ async fn write_frame(
                 None => decision.settings.pool_bytes.map(|b| b / 4),
             };
             let limit = share.map(crate::memory::accounting::duckdb_memory_limit);
-            let ordered = ends_sorted(df.logical_plan());
             let sink = Arc::new(
                 sinks::duckdb::DuckDbSink::new(target.clone(), schema, mode, key, counter.clone())
-                    .with_ordered(ordered)
                     .with_memory_limit(limit)
                     .with_evolution(evolution)
                     .with_extras(extras),
             );
-            // Rows in order come as one stream, read on one thread; else each partition is read
-            // by the DuckDB thread that inserts it.
-            if ordered {
+            // Rows in order (the model ends with `ORDER BY`) come as one stream, inserted by one
+            // thread, in order; else DuckDB's threads insert the partitions side by side.
+            if ends_sorted(df.logical_plan()) {
                 sinks::SinkTable::new(sink, mode, label)
             } else {
                 sinks::SinkTable::partitioned(sink, mode, label)
