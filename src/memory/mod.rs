@@ -3,7 +3,8 @@
 //! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
 //! the allocator's tuning that makes the split hold ([`allocator`]), each sort
-//! partition's share of the pool ([`sort_share`]), letting go of the code that setup touched
+//! partition's share of the pool ([`sort_share`]), compacting string views before a sort buffers
+//! them so the pool counts what it holds ([`compact_views`]), letting go of the code that setup touched
 //! ([`code_pages`]), and the cache that keeps Parquet footers without their page indexes
 //! ([`footer_cache`]).
 //!
@@ -13,6 +14,7 @@ pub mod accounting;
 pub mod allocator;
 pub mod budget;
 pub mod code_pages;
+pub mod compact_views;
 pub mod estimate;
 pub mod footer_cache;
 pub mod sort_share;

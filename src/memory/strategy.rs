@@ -42,6 +42,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::MemoryBudget;
 use super::accounting::{Accounting, MIN_POOL};
+use super::compact_views::CompactViewsBeforeSort;
 use super::footer_cache::FooterCache;
 use super::sort_share::SortSharePool;
 use crate::config::MemoryConfig;
@@ -218,10 +219,14 @@ impl ExecSettings {
         let mut config = base.copied_config().with_create_default_catalog_and_schema(false);
         self.apply(&mut config, user)?;
         let partitions = config.options().execution.target_partitions;
-        let state = SessionStateBuilder::new_from_existing(base.state())
+        let mut state = SessionStateBuilder::new_from_existing(base.state())
             .with_config(config)
-            .with_runtime_env(self.runtime(partitions, Some(base.runtime_env().object_store_registry.clone()))?)
-            .build();
+            .with_runtime_env(self.runtime(partitions, Some(base.runtime_env().object_store_registry.clone()))?);
+        if self.spill {
+            // A sort then spills runs as long as its share of the pool holds (see the module).
+            state = state.with_physical_optimizer_rule(Arc::new(CompactViewsBeforeSort));
+        }
+        let state = state.build();
         Ok(SessionContext::new_with_state(state))
     }
 
