@@ -41,7 +41,7 @@ fn a_sort_larger_than_the_limit_spills_within_it_in_one_or_two_partitions_and_fa
     assert!(text.contains("  memory: limit 256.0 MiB = process "), "{text}");
     assert!(text.contains(" + DuckDB target 64.0 MiB + slack 25.6 MiB + DataFusion pool "), "{text}");
     assert!(text.contains("datafusion: fair spill pool of "), "{text}");
-    assert!(text.contains("; spill to the system temp directory; batch size 4096"), "{text}");
+    assert!(text.contains("; spill to the system temp directory; batch size 2048"), "{text}");
 
     let out = p.dfpipe(&["run", "--memory-limit", "256MiB"]);
     assert_success(&out);
@@ -149,7 +149,7 @@ fn plan_explains_each_targets_estimate_and_strategy() {
     let pool = accounting.rsplit("DataFusion pool ").next().unwrap();
     assert!(
         forced.contains(&format!(
-            "datafusion: fair spill pool of {pool}; spill to the system temp directory; batch size 4096; "
+            "datafusion: fair spill pool of {pool}; spill to the system temp directory; batch size 2048; "
         )),
         "{forced}"
     );

@@ -9,13 +9,17 @@
 //! fails: lineitem SF10 under 512 MiB with two partitions failed this way within seconds.
 //!
 //! Here each partition's two reservations together stay within an equal share of the pool, and
-//! its merge alone within an equal share of all but one share, which is left for what runs
-//! beside the merges (the merge of the sorted partitions, the writer). Within its share a
+//! its merge alone within seven eighths of that share; the last eighth of every share is left
+//! for what runs beside the merges (the merge of the sorted partitions). Within its share a
 //! partition cannot starve itself: when it spills, its batches move from the first reservation
 //! into the merge's, and DataFusion reserves twice a batch's size while buffering it, so the
-//! merge finds room; a final merge that reaches its share merges fewer files per pass. One
-//! partition keeps the whole pool for its batches and half of it for its merge. Several sorts in
-//! one plan (a sort-merge join sorts both sides) share their partition's share.
+//! merge finds room; a final merge that reaches its share merges fewer files per pass, and every
+//! pass re-writes the runs it merges, so the merge gets as much of the share as can be spared.
+//! Several sorts in one plan (a sort-merge join sorts both sides) share their partition's share.
+//!
+//! The Parquet writer's buffers (its open row group) are set aside outside the pool under a
+//! limit ([`super::accounting`]), so its reservations are not charged to the pool a second time:
+//! charged, a merge at its share would leave the writer too little and fail the run.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,6 +35,9 @@ const SORT: &str = "ExternalSorter";
 /// The prefix of the merge's reservation.
 const SORT_MERGE: &str = "ExternalSorterMerge";
 
+/// The prefix of the Parquet writer's reservations (`ParquetSink(ArrowColumnWriter)`, ...).
+const PARQUET_WRITER: &str = "ParquetSink";
+
 /// Wraps a pool; the sort reservations of one partition may hold at most `share` bytes of it,
 /// its merge at most `merge_share`.
 #[derive(Debug)]
@@ -44,21 +51,21 @@ pub struct SortSharePool {
 
 impl SortSharePool {
     /// `inner` of `pool_bytes` shared by `partitions` sorting partitions: each gets an equal
-    /// share of the pool, and its merge an equal share with one share left over for the rest.
+    /// share of the pool, and its merge seven eighths of that share.
     pub fn new(inner: Arc<dyn MemoryPool>, pool_bytes: usize, partitions: usize) -> SortSharePool {
-        let partitions = partitions.max(1);
-        SortSharePool {
-            inner,
-            share: pool_bytes / partitions,
-            merge_share: pool_bytes / (partitions + 1),
-            held: Mutex::new(HashMap::new()),
-        }
+        let share = pool_bytes / partitions.max(1);
+        SortSharePool { inner, share, merge_share: share - share / 8, held: Mutex::new(HashMap::new()) }
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<usize, usize>> {
         // A panic elsewhere cannot leave the counts half-updated: each update is one statement.
         self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Whether `consumer` is the Parquet writer, whose memory is set aside outside the pool.
+fn outside_pool(consumer: &MemoryConsumer) -> bool {
+    consumer.name().starts_with(PARQUET_WRITER)
 }
 
 /// The partition of a sort reservation (`ExternalSorter[3]`, `ExternalSorterMerge[3]`), None
@@ -89,6 +96,9 @@ impl MemoryPool for SortSharePool {
     }
 
     fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        if outside_pool(reservation.consumer()) {
+            return;
+        }
         if let Some(p) = sort_partition(reservation.consumer()) {
             *self.held().entry(p).or_default() += additional;
         }
@@ -96,6 +106,9 @@ impl MemoryPool for SortSharePool {
     }
 
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        if outside_pool(reservation.consumer()) {
+            return;
+        }
         if let Some(p) = sort_partition(reservation.consumer()) {
             let mut held = self.held();
             let bytes = held.entry(p).or_default();
@@ -105,6 +118,9 @@ impl MemoryPool for SortSharePool {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+        if outside_pool(reservation.consumer()) {
+            return Ok(());
+        }
         let Some(p) = sort_partition(reservation.consumer()) else {
             return self.inner.try_grow(reservation, additional);
         };
@@ -144,41 +160,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sort_partition_stops_at_its_share_and_its_merge_leaves_one_for_the_rest() {
-        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(300)), 300, 2));
+    fn a_sort_partition_stops_at_its_share_and_its_merge_leaves_an_eighth_for_the_rest() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(320)), 320, 2));
         let sorter = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
         let merge = MemoryConsumer::new("ExternalSorterMerge[0]").register(&pool);
-        sorter.try_grow(140).unwrap();
+        sorter.try_grow(150).unwrap();
         let refused = sorter.try_grow(11).unwrap_err().to_string();
         assert!(
             refused.contains(
-                "ExternalSorter[0] may not grow past its sort partition's share of the pool (150 bytes, 100 for the merge; 140 held)"
+                "ExternalSorter[0] may not grow past its sort partition's share of the pool (160 bytes, 140 for the merge; 150 held)"
             ),
             "{refused}"
         );
         merge.try_grow(10).unwrap();
         assert!(merge.try_grow(1).is_err(), "the partition is at its share");
-        sorter.shrink(140);
-        merge.try_grow(90).unwrap();
+        sorter.shrink(150);
+        merge.try_grow(130).unwrap();
         assert!(merge.try_grow(1).is_err(), "the merge is at its share");
         // The other partition's merge and the rest each still have theirs.
         let other = MemoryConsumer::new("ExternalSorterMerge[1]").register(&pool);
-        other.try_grow(100).unwrap();
+        other.try_grow(140).unwrap();
         let rest = MemoryConsumer::new("SortPreservingMergeExec[0]").register(&pool);
-        rest.try_grow(100).unwrap();
-        assert_eq!(pool.reserved(), 300);
+        rest.try_grow(40).unwrap();
+        assert_eq!(pool.reserved(), 320);
     }
 
     #[test]
-    fn one_partition_has_the_pool_and_half_of_it_for_its_merge() {
-        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(300)), 300, 1));
+    fn one_partition_has_the_pool_and_the_parquet_writer_is_not_charged() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(320)), 320, 1));
         let sorter = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
-        sorter.try_grow(290).unwrap();
+        sorter.try_grow(310).unwrap();
         drop(sorter);
         let merge = MemoryConsumer::new("ExternalSorterMerge[0]").register(&pool);
-        merge.try_grow(150).unwrap();
+        merge.try_grow(280).unwrap();
         assert!(merge.try_grow(1).is_err());
-        MemoryConsumer::new("ParquetSink(ArrowColumnWriter)").register(&pool).try_grow(150).unwrap();
+        let writer = MemoryConsumer::new("ParquetSink(ArrowColumnWriter)").register(&pool);
+        writer.try_grow(1000).unwrap();
+        assert_eq!(pool.reserved(), 280);
+        writer.shrink(400);
+        drop(writer);
+        assert_eq!(pool.reserved(), 280);
     }
 
     #[test]

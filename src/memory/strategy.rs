@@ -5,8 +5,8 @@
 //! | strategy | when (default thresholds) | pool | spill | batch | partitions | joins |
 //! |---|---|---|---|---|---|---|
 //! | `in_memory` | ratio ≤ 0.65 | unbounded (greedy, limited, with a fixed limit) | off | 16,384 | cores | hash |
-//! | `spill` | 0.65 < ratio ≤ 2.0 | fair spill pool of the budget | on (LZ4) | 4,096 | one per 32 MiB of pool, ≤ cores | sort-merge |
-//! | `stream` | ratio > 2.0 | fair spill pool of the budget | on (LZ4) | 4,096 | one per 32 MiB of pool, ≤ cores | sort-merge |
+//! | `spill` | 0.65 < ratio ≤ 2.0 | fair spill pool of the budget | on (LZ4) | 2,048 | one per 32 MiB of pool, ≤ cores | sort-merge |
+//! | `stream` | ratio > 2.0 | fair spill pool of the budget | on (LZ4) | 2,048 | one per 32 MiB of pool, ≤ cores | sort-merge |
 //!
 //! DataFusion's hash join cannot spill; sort-merge join can, so the two spilling strategies
 //! prefer it. Sorts and aggregates over all the data spill under both, since no streaming engine
@@ -15,16 +15,17 @@
 //! limit).
 //!
 //! Each sorting partition keeps to an equal share of the pool ([`super::sort_share`]), at least
-//! [`MIN_POOL`] (the least pool a sort runs with). Parallel partitions sort shorter runs but
-//! sort them faster, and a final merge reads a spilled run in batches of the batch size, so
-//! batches of 4,096 let a merge read twice as many runs at once as 8,192 in the same memory
-//! (fewer merge passes). Measured (release build, lineitem, `../shared/bench/memory.sh`, runs in
-//! turn; benches/README.md): SF10 under 512 MiB, one partition of 8,192 146–170 s, two of 8,192
-//! 128 s, two of 4,096 104 s, two of 2,048 133 s (runs too short); SF1 under 256 MiB one of
-//! 8,192 13.8–16.1 s, two of 4,096 9.4–12.4 s at 184–188 MB peak; SF1 under 1 GiB (`spill`)
-//! 10.6–11.6 s and 417–515 MB against 8.1–9.2 s and 296–315 MB. Loads are no slower with two
-//! partitions: lineitem SF1 into PostgreSQL under 256 MiB 11.1–12.2 s and 67–76 MB either way,
-//! into DuckDB 9.8–10.7 s at 95–98 MB against 9.9–10.1 s at 111–116 MB.
+//! [`MIN_POOL`] (the least pool a sort runs with). Parallel partitions sort runs in parallel,
+//! and a final merge reads each spilled run four batches at a time (DataFusion 54 reserves twice
+//! a batch, two batches read ahead), so the batch size sets how many runs one merge pass reads
+//! in a share: with batches of 2,048 the lineitem SF10 sort under 512 MiB merges its 176 runs in
+//! one pass per partition, where 4,096 re-wrote half of them in an extra pass first and peaked
+//! at 0.97× the limit. Measured (release build, lineitem, `../shared/bench/memory.sh`; figures
+//! and older ones in benches/README.md): SF10 under 512 MiB with two partitions of 2,048
+//! 101.6–107.9 s at 454–457 MiB, of 4,096 107.9 s at 499 MiB; SF1 under 256 MiB 0.89× the time
+//! of the build before (4,096, its merges at a third of the pool; farm-bench, 6 pairs) at 197
+//! MiB. Loads under 256 MiB take the same time as before (lineitem SF1 into DuckDB 0.99×, into
+//! PostgreSQL 0.95–1.04×, farm-bench).
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -117,7 +118,7 @@ pub struct ExecSettings {
 }
 
 /// Rows per batch under the spilling strategies (see the module's figures).
-const SPILL_BATCH_ROWS: usize = 4096;
+const SPILL_BATCH_ROWS: usize = 2048;
 
 /// Partitions of a spilling strategy with a pool of `pool` bytes: one per [`MIN_POOL`] of it,
 /// so that each sorting partition's share is at least what a sort needs, and at most one per core.
@@ -319,7 +320,7 @@ mod tests {
         assert_eq!(ExecSettings::new(Strategy::InMemory, &budget(1 << 30, false)).pool_bytes, None);
         let spill = ExecSettings::new(Strategy::Spill, &b);
         assert_eq!((spill.pool_bytes, spill.spill, spill.prefer_hash_join), (Some(256 << 20), true, false));
-        assert_eq!(ExecSettings::new(Strategy::Stream, &b).batch_size, 4096);
+        assert_eq!(ExecSettings::new(Strategy::Stream, &b).batch_size, 2048);
         assert_eq!(spill.describe().split(';').next().unwrap(), "fair spill pool of 256.0 MiB");
     }
 }
