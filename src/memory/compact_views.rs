@@ -180,4 +180,44 @@ mod tests {
             assert!(Arc::ptr_eq(compact(&batch).unwrap().column(0), batch.column(0)));
         }
     }
+
+    #[tokio::test]
+    async fn every_full_sort_of_view_columns_reads_through_one_compaction_and_a_top_k_does_not() {
+        use datafusion::execution::SessionStateBuilder;
+        use datafusion::physical_plan::{collect, displayable};
+        use datafusion::prelude::SessionContext;
+
+        let page: StringViewArray =
+            (0..1_000).map(|i| Some(format!("a string longer than twelve bytes {:05}", (i * 7) % 1_000))).collect();
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(CompactViewsBeforeSort))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_batch("t", batch_of(page)).unwrap();
+        let plan = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move { ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap() }
+        };
+
+        let full = plan("SELECT s FROM t ORDER BY s DESC").await;
+        let text = displayable(full.as_ref()).indent(false).to_string();
+        assert_eq!(text.matches("CompactViewsExec").count(), 1, "{text}");
+        assert!(
+            text.contains("SortExec: expr=[s@0 DESC]") && text.find("SortExec") < text.find("CompactViewsExec"),
+            "{text}"
+        );
+        let sorted = collect(full, ctx.task_ctx()).await.unwrap();
+        let values: Vec<String> = sorted
+            .iter()
+            .flat_map(|b| b.column(0).as_string_view().iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(values.len(), 1_000);
+        assert_eq!(values[0], "a string longer than twelve bytes 00999");
+        assert_eq!(values[999], "a string longer than twelve bytes 00000");
+
+        let top = plan("SELECT s FROM t ORDER BY s LIMIT 3").await;
+        let text = displayable(top.as_ref()).indent(false).to_string();
+        assert!(!text.contains("CompactViewsExec"), "{text}");
+    }
 }
