@@ -2,9 +2,9 @@
 //! margin, `--memory-limit`), the decoded size each target will read ([`estimate`]), and the
 //! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
-//! the allocator's tuning that makes the split hold ([`allocator`]), each sort
-//! partition's share of the pool ([`sort_share`]), compacting string views before a sort buffers
-//! them so the pool counts what it holds ([`compact_views`]), letting go of the code that setup touched
+//! the allocator's tuning that makes the split hold ([`allocator`]), each sort partition's share
+//! of the pool ([`sort_share`]), the compaction of string views before a sort buffers them, so
+//! the pool counts what it holds ([`compact_views`]), letting go of the code that setup touched
 //! ([`code_pages`]), and the cache that keeps Parquet footers without their page indexes
 //! ([`footer_cache`]).
 //!

@@ -18,8 +18,9 @@
 //! Several sorts in one plan (a sort-merge join sorts both sides) share their partition's share.
 //!
 //! The Parquet writer's buffers (its open row group) are set aside outside the pool under a
-//! limit ([`super::accounting`]), so its reservations are not charged to the pool a second time:
-//! charged, a merge at its share would leave the writer too little and fail the run.
+//! limit ([`super::accounting`]; without one, the budget's margin holds them), so its
+//! reservations are not charged to the pool a second time: charged, a merge at its share would
+//! leave the writer too little and fail the run.
 
 use std::collections::HashMap;
 use std::fmt;
