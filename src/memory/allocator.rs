@@ -18,7 +18,14 @@
 //! glibc also gives each thread that allocates concurrently an arena of its own, up to eight per
 //! core, and freed small blocks stay in the arena they came from. With sorts running on every
 //! core, the lineitem SF10 sort under 512 MiB peaked at 529 MiB with the default and 462 MiB with
-//! one arena per core, at the same speed; so arenas are capped at one per core.
+//! one arena per core, at the same speed. On this machine's two cores one arena was as fast as
+//! two in every job measured (farm-bench, wall A/B medians: lineitem SF1 into DuckDB 1.02, into
+//! PostgreSQL 1.02, sorted under 256 MiB 0.99, sorted in memory 1.01) and held a little less
+//! (241 / 260 and 187 / 194 MiB); the SF10 sort under 512 MiB peaked alike (471–498 / 478–488
+//! MiB), and with its Parquet output written on one task (a `datafusion:` setting, see
+//! benches/README.md) 446 MiB with one arena against 508–521 with two. So arenas are capped at
+//! one per two cores: one here. More cores than two were not measured; `MALLOC_ARENA_MAX`, when
+//! set, wins.
 
 /// glibc's mmap and trim threshold: blocks this large or larger get mappings of their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -28,17 +35,19 @@ const MMAP_THRESHOLD: libc::c_int = 128 << 10;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const DUCKDB_MMAP_THRESHOLD: libc::c_int = 512 << 10;
 
-/// Fixes glibc's mmap and trim thresholds and caps its arenas at one per core (a no-op
-/// elsewhere). Call once, first thing.
+/// Fixes glibc's mmap and trim thresholds and caps its arenas at one per two cores unless
+/// `MALLOC_ARENA_MAX` is set (a no-op elsewhere). Call once, first thing.
 pub fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        let arenas = (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1);
         // SAFETY: mallopt only changes malloc's tuning; it is called before any other thread runs.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
             libc::mallopt(libc::M_TRIM_THRESHOLD, MMAP_THRESHOLD);
-            libc::mallopt(libc::M_ARENA_MAX, cores as libc::c_int);
+            if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+                libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int);
+            }
         }
     }
 }
