@@ -22,10 +22,10 @@
 //! two in every job measured (farm-bench, wall A/B medians: lineitem SF1 into DuckDB 1.02, into
 //! PostgreSQL 1.02, sorted under 256 MiB 0.99, sorted in memory 1.01) and held a little less
 //! (241 / 260 and 187 / 194 MiB); the SF10 sort under 512 MiB peaked alike (471–498 / 478–488
-//! MiB; its times, 77–119 s within one call, too noisy to compare), and with its Parquet output written on one task (a `datafusion:` setting, see
-//! benches/README.md) 446 MiB with one arena against 508–521 with two. So arenas are capped at
-//! one per two cores: one here. More cores than two were not measured; `MALLOC_ARENA_MAX`, when
-//! set, wins.
+//! MiB; its times, 77–119 s within one call, too noisy to compare), and with its Parquet output
+//! written on one task (a `datafusion:` setting, see benches/README.md) 446 MiB with one arena
+//! against 508–521 with two. So arenas are capped at one per two cores: one here. More cores
+//! than two were not measured; `MALLOC_ARENA_MAX`, when set, wins.
 
 /// glibc's mmap and trim threshold: blocks this large or larger get mappings of their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

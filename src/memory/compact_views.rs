@@ -208,10 +208,8 @@ mod tests {
             "{text}"
         );
         let sorted = collect(full, ctx.task_ctx()).await.unwrap();
-        let values: Vec<String> = sorted
-            .iter()
-            .flat_map(|b| b.column(0).as_string_view().iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>())
-            .collect();
+        let values: Vec<String> =
+            sorted.iter().flat_map(|b| b.column(0).as_string_view().iter().map(|v| v.unwrap().to_string())).collect();
         assert_eq!(values.len(), 1_000);
         assert_eq!(values[0], "a string longer than twelve bytes 00999");
         assert_eq!(values[999], "a string longer than twelve bytes 00000");

@@ -20,12 +20,12 @@
 //! a batch, two batches read ahead), so the batch size sets how many runs one merge pass reads
 //! in a share: with batches of 2,048 the lineitem SF10 sort under 512 MiB merges its ~160 runs
 //! in one pass per partition, where 4,096 re-wrote half of them in an extra pass first and
-//! touched the limit (514 MiB sampled). Measured (release build, lineitem, `../shared/bench/memory.sh`; figures
-//! and older ones in benches/README.md): SF10 under 512 MiB with two partitions of 2,048
-//! 101.6–107.9 s at 417–464 MiB, of 4,096 107.9 s at 514 MiB; SF1 under 256 MiB 0.89× the time
-//! of the build before (4,096, its merges at a third of the pool; farm-bench, 6 pairs) at 197
-//! MiB. Loads under 256 MiB take the same time as before (lineitem SF1 into DuckDB 0.99×, into
-//! PostgreSQL 0.95–1.04×, farm-bench).
+//! touched the limit (514 MiB sampled). Measured (release build, lineitem,
+//! `../shared/bench/memory.sh`; figures and older ones in benches/README.md): SF10 under 512 MiB
+//! with two partitions of 2,048 101.6–107.9 s at 417–464 MiB, of 4,096 107.9 s at 514 MiB; SF1
+//! under 256 MiB 0.89× the time of the build before (4,096, its merges at a third of the pool;
+//! farm-bench, 6 pairs) at 197 MiB. Loads under 256 MiB take the same time as before (lineitem
+//! SF1 into DuckDB 0.99×, into PostgreSQL 0.95–1.04×, farm-bench).
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
