@@ -249,6 +249,7 @@ mod tests {
         );
         aggregate.try_grow(20).unwrap();
         assert_eq!(pool.reserved(), 320);
+        // The pool has room again; the merge is still held to its share.
         sorter.shrink(100);
         let refused = merge.try_grow(1).unwrap_err().to_string();
         assert!(refused.contains("ExternalSorterMerge[1] may not grow past its sort partition's share"), "{refused}");
