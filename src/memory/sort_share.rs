@@ -166,7 +166,7 @@ impl MemoryPool for SortSharePool {
                 tracing::debug!(
                     partition = p,
                     bytes = reservation.size(),
-                    "a sort's merge reached its share: it merges its runs in more than one pass"
+                    "a sort's merge reached its share (a final merge then reads its runs in more than one pass)"
                 );
             }
             // The sort spills on this; its final merge reads fewer files per pass.
