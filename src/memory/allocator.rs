@@ -18,14 +18,13 @@
 //! glibc also gives each thread that allocates concurrently an arena of its own, up to eight per
 //! core, and freed small blocks stay in the arena they came from. With sorts running on every
 //! core, the lineitem SF10 sort under 512 MiB peaked at 529 MiB with the default and 462 MiB with
-//! one arena per core, at the same speed. On this machine's two cores one arena was as fast as
-//! two in every job measured (farm-bench, wall A/B medians: lineitem SF1 into DuckDB 1.02, into
-//! PostgreSQL 1.02, sorted under 256 MiB 0.99, sorted in memory 1.01) and held a little less
-//! (241 / 260 and 187 / 194 MiB); the SF10 sort under 512 MiB peaked alike (471–498 / 478–488
-//! MiB; its times, 77–119 s within one call, too noisy to compare), and with its Parquet output
-//! written on one task (a `datafusion:` setting, see benches/README.md) 446 MiB with one arena
-//! against 508–521 with two. So arenas are capped at one per two cores: one here. More cores
-//! than two were not measured; `MALLOC_ARENA_MAX`, when set, wins.
+//! one arena per core, at the same speed. Arenas are capped at one per core. One per two cores
+//! (one here) held a little less in some jobs, but its threads queue on the one arena's lock:
+//! once the sort's runs reached their share, the SF10 sort under 512 MiB took 0.87× and 0.90×
+//! the wall time with two arenas (farm-bench, two calls of 3 pairs, 0.92× the CPU; peak 398 /
+//! 406 and 431 / 414 MiB); the SF1 sort under 256 MiB, the PostgreSQL and the DuckDB loads of
+//! lineitem SF1 took the same time (1.01, 1.01, 0.99) and peaked at 185 / 182, 80 / 80 and 259 /
+//! 236 MiB. See benches/README.md. `MALLOC_ARENA_MAX`, when set, wins.
 
 /// glibc's mmap and trim threshold: blocks this large or larger get mappings of their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -35,12 +34,12 @@ const MMAP_THRESHOLD: libc::c_int = 128 << 10;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const DUCKDB_MMAP_THRESHOLD: libc::c_int = 512 << 10;
 
-/// Fixes glibc's mmap and trim thresholds and caps its arenas at one per two cores unless
+/// Fixes glibc's mmap and trim thresholds and caps its arenas at one per core unless
 /// `MALLOC_ARENA_MAX` is set (a no-op elsewhere). Call once, first thing.
 pub fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let arenas = (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1);
+        let arenas = std::thread::available_parallelism().map_or(1, |n| n.get());
         // SAFETY: mallopt only changes malloc's tuning; it is called before any other thread runs.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
