@@ -3,10 +3,10 @@
 //! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
 //! the allocator's tuning that makes the split hold ([`allocator`]), each sort partition's share
-//! of the pool ([`sort_share`]), the plain strings a sort buffers and spills instead of views,
-//! so its runs are as long as the pool allows ([`sort_strings`]), letting go of the code that
-//! setup touched ([`code_pages`]), and the cache that keeps Parquet footers without their page
-//! indexes ([`footer_cache`]).
+//! of the pool ([`sort_share`]), the compaction of string views before a sort buffers them, so
+//! the pool counts what it holds ([`compact_views`]), letting go of the code that setup touched
+//! ([`code_pages`]), and the cache that keeps Parquet footers without their page indexes
+//! ([`footer_cache`]).
 //!
 //! May import: [`crate::config`] and [`crate::util`]; Arrow/DataFusion types only otherwise.
 
@@ -14,10 +14,10 @@ pub mod accounting;
 pub mod allocator;
 pub mod budget;
 pub mod code_pages;
+pub mod compact_views;
 pub mod estimate;
 pub mod footer_cache;
 pub mod sort_share;
-pub mod sort_strings;
 pub mod strategy;
 
 pub use budget::{MemoryBudget, peak_rss};

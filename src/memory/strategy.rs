@@ -43,9 +43,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::MemoryBudget;
 use super::accounting::{Accounting, MIN_POOL};
+use super::compact_views::CompactViewsBeforeSort;
 use super::footer_cache::FooterCache;
 use super::sort_share::SortSharePool;
-use super::sort_strings::PlainStringsUnderSort;
 use crate::config::MemoryConfig;
 use crate::config::Strategy;
 use crate::error::{Error, Result};
@@ -224,8 +224,8 @@ impl ExecSettings {
             .with_config(config)
             .with_runtime_env(self.runtime(partitions, Some(base.runtime_env().object_store_registry.clone()))?);
         if self.spill {
-            // A sort then buffers and spills its strings as plain strings (see `sort_strings`).
-            state = state.with_physical_optimizer_rule(Arc::new(PlainStringsUnderSort));
+            // A sort then spills runs as long as its share of the pool holds (see the module).
+            state = state.with_physical_optimizer_rule(Arc::new(CompactViewsBeforeSort));
         }
         let state = state.build();
         Ok(SessionContext::new_with_state(state))
