@@ -1,6 +1,8 @@
 //! Memory strategies: a sort of data several times larger than the memory limit completes by
 //! spilling, the whole process within the limit; with spilling off it fails cleanly.
 
+use datafusion::arrow::array::{Array, Int64Array, StringArray};
+
 use crate::util::*;
 
 /// Rows generated: ~8 M rows of (id, k, s) decode to ~0.6 GiB, over twice the 256 MiB limit.
@@ -98,6 +100,85 @@ fn a_sort_larger_than_the_limit_spills_within_it_in_one_or_two_partitions_and_fa
     let peak = results["peak_rss_bytes"].as_u64().unwrap();
     assert!(peak <= LIMIT, "two partitions: peak RSS {} MiB over the {} MiB limit", peak >> 20, LIMIT >> 20);
     assert_eq!(sorted_parquet_summary(&two.file("sorted.parquet")), (ROWS, ROWS * (ROWS + 1) / 2));
+}
+
+/// Long string sort keys, and a sort-merge join of a table with an aggregate of itself, under a
+/// limit well below what they read. Before the merge's room, a sort could fill its share with
+/// batches and leave too little for the merge that spills them (and the join's aggregate could
+/// fill the pool beside its sorts); before each repartition spill had a file of its own, three
+/// runs of this project in five hung for good under 200 MiB (apache/datafusion#24883). Three
+/// runs here, each given two minutes.
+#[test]
+fn string_keys_and_a_sort_merge_join_spill_within_a_tight_limit_and_never_hang() {
+    const ROWS: u64 = 3_000_000;
+    let data = Project::new();
+    data.write("dfpipe.yml", "name: gen\noutputs:\n  - model: gen\n    to: big.parquet\n");
+    data.write(
+        "sql/gen.sql",
+        &format!(
+            "SELECT value AS id, concat(repeat('k', 60), (value * 7919) % 100003) AS s, value % 7 AS c \
+             FROM generate_series(1, {ROWS})\n"
+        ),
+    );
+    assert_success(&data.dfpipe(&["run", "-q"]));
+    let big = data.file("big.parquet");
+
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!(
+            "name: strkeys\nsources:\n  big: {{ path: {} }}\noutputs:\n  - model: by_string\n    to: by_string.parquet\n  \
+             - model: joined\n    to: joined.parquet\n",
+            big.display()
+        ),
+    );
+    p.write("sql/by_string.sql", "SELECT * FROM big ORDER BY s DESC, id\n");
+    p.write(
+        "sql/joined.sql",
+        "SELECT a.id, a.s, b.n FROM big a JOIN (SELECT s, count(*) AS n FROM big GROUP BY s) b ON a.s = b.s\n",
+    );
+    // Each of the 100,003 keys occurs 29 or 30 times; every row joins its key's count.
+    let mut counts = vec![0u64; 100_003];
+    (1..=ROWS).for_each(|id| counts[((id * 7919) % 100_003) as usize] += 1);
+    let squares: u64 = counts.iter().map(|n| n * n).sum();
+    for run in 0..3 {
+        let args = ["run", "-q", "--strategy", "spill", "--memory-limit", "200MiB"];
+        let out = p.dfpipe_within(&args, std::time::Duration::from_secs(120));
+        assert_success(&out);
+        assert_eq!(string_order_summary(&p.file("by_string.parquet")), ROWS, "run {run}");
+        let (rows, sum_n) = read_parquet(&p.file("joined.parquet")).iter().fold((0, 0), |(rows, sum), batch| {
+            let n = batch.column_by_name("n").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+            (rows + batch.num_rows() as u64, sum + n.iter().map(|v| v.unwrap() as u64).sum::<u64>())
+        });
+        assert_eq!((rows, sum_n), (ROWS, squares), "run {run}");
+        let results: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+        let peak = results["peak_rss_bytes"].as_u64().unwrap();
+        assert!(peak <= 200 << 20, "run {run}: peak RSS {} MiB over the 200 MiB limit", peak >> 20);
+    }
+}
+
+/// Rows of a Parquet file of (id, s, ...); panics unless they are in (s descending, id) order.
+fn string_order_summary(path: &std::path::Path) -> u64 {
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
+
+    let mut last: Option<(String, i64)> = None;
+    let mut rows = 0;
+    for batch in read_parquet(path) {
+        let id = batch.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap().clone();
+        let s = cast(batch.column_by_name("s").unwrap(), &DataType::Utf8).unwrap();
+        let s = s.as_any().downcast_ref::<StringArray>().unwrap();
+        for row in 0..batch.num_rows() {
+            let key = (s.value(row).to_string(), id.value(row));
+            if let Some((ls, lid)) = &last {
+                assert!(*ls > key.0 || (*ls == key.0 && *lid <= key.1), "row {rows}: {key:?} after {last:?}");
+            }
+            last = Some(key);
+            rows += 1;
+        }
+    }
+    rows
 }
 
 /// Rows and sum of `id` of a Parquet file of (id, k, ...), read batch by batch; panics unless

@@ -53,6 +53,39 @@ impl Project {
         cmd.output().expect("dfpipe runs")
     }
 
+    /// Runs the built `dfpipe` like [`Self::dfpipe`], but kills it and panics if it has not
+    /// ended within `limit` (a hang fails the test instead of stalling the suite). Its output
+    /// goes to files, so a full pipe cannot stall it.
+    pub fn dfpipe_within(&self, args: &[&str], limit: std::time::Duration) -> Output {
+        let (out, err) = (self.file(".dfpipe-test.stdout"), self.file(".dfpipe-test.stderr"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("RUST_LOG")
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("dfpipe runs");
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > limit {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!(
+                    "dfpipe {} did not end within {} s\nstderr:\n{}",
+                    args.join(" "),
+                    limit.as_secs(),
+                    std::fs::read_to_string(&err).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        Output { status, stdout: std::fs::read(&out).unwrap(), stderr: std::fs::read(&err).unwrap() }
+    }
+
     /// Starts `dfpipe run -q` with `env`, paused once its first batch is in the load's open
     /// transaction (`DFPIPE_TEST_PAUSE_MID_LOAD`, see `util::fault` in the crate); returns when
     /// it is. The load goes on when the returned pause file is removed.

@@ -33,7 +33,7 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
             ))
         })?;
     }
-    let runtime = settings.runtime(session.options().execution.target_partitions, None)?;
+    let runtime = settings.runtime(session.options().execution.target_partitions, None, Default::default())?;
     let ctx = SessionContext::new_with_config_rt(session, runtime)
         .with_function_factory(std::sync::Arc::new(crate::engine::functions::SqlFunctionFactory));
     dfpipe_udfs::register_all(&ctx);

@@ -4,7 +4,8 @@
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
 //! the allocator's tuning that makes the split hold ([`allocator`]), each sort partition's share
 //! of the pool ([`sort_share`]), the compaction of string views before a sort buffers them, so
-//! the pool counts what it holds ([`compact_views`]), letting go of the code that setup touched
+//! the pool counts what it holds ([`compact_views`]), the room a sort leaves for the merge
+//! that spills it ([`merge_room`]), letting go of the code that setup touched
 //! ([`code_pages`]), and the cache that keeps Parquet footers without their page indexes
 //! ([`footer_cache`]).
 //!
@@ -17,6 +18,7 @@ pub mod code_pages;
 pub mod compact_views;
 pub mod estimate;
 pub mod footer_cache;
+pub mod merge_room;
 pub mod sort_share;
 pub mod strategy;
 

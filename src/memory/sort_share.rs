@@ -26,6 +26,12 @@
 //! 403 instead of 492 MiB (farm-bench, 3 pairs; benches/README.md). Every other consumer that
 //! can spill keeps the fair pool's fraction and, like the rest, stays within the pool's total.
 //!
+//! A partition's buffered batches also stop short of its share by the room its merge will need
+//! when they spill ([`super::merge_room`]: the row encoding of their sort keys, measured), and
+//! short of the pool's total by that room too: a sort-merge join under 300 MiB otherwise filled
+//! the pool beside its aggregate, and the merge of the next spill failed (3 runs of 8; 0 of 8
+//! with the room kept).
+//!
 //! The Parquet writer's buffers (its open row group) are set aside outside the pool under a
 //! limit ([`super::accounting`]; without one, the budget's margin holds them), so its
 //! reservations are not charged to the pool a second time: charged, a merge at its share would
@@ -38,6 +44,8 @@ use std::sync::{Arc, Mutex};
 use datafusion::common::{Result, resources_datafusion_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation};
 
+use super::merge_room::MergeRoom;
+
 /// The prefix DataFusion gives the names of both reservations of a sort partition,
 /// `ExternalSorter[3]` and `ExternalSorterMerge[3]`.
 const SORT: &str = "ExternalSorter";
@@ -49,23 +57,32 @@ const SORT_MERGE: &str = "ExternalSorterMerge";
 const PARQUET_WRITER: &str = "ParquetSink";
 
 /// Wraps a pool; the sort reservations of one partition may hold at most `share` bytes of it,
-/// its merge at most `merge_share`.
+/// its merge at most `merge_share`, its buffered batches `share` less the merge's room.
 #[derive(Debug)]
 pub struct SortSharePool {
     inner: Arc<dyn MemoryPool>,
     pool_bytes: usize,
     share: usize,
     merge_share: usize,
+    room: MergeRoom,
     /// Bytes held by each partition's sort reservations.
     held: Mutex<HashMap<usize, usize>>,
 }
 
 impl SortSharePool {
     /// `inner` of `pool_bytes` shared by `partitions` sorting partitions: each gets an equal
-    /// share of the pool, and its merge seven eighths of that share.
-    pub fn new(inner: Arc<dyn MemoryPool>, pool_bytes: usize, partitions: usize) -> SortSharePool {
+    /// share of the pool, and its merge seven eighths of that share; `room` says how much of
+    /// the share the buffered batches leave for the merge that spills them.
+    pub fn new(inner: Arc<dyn MemoryPool>, pool_bytes: usize, partitions: usize, room: MergeRoom) -> SortSharePool {
         let share = pool_bytes / partitions.max(1);
-        SortSharePool { inner, pool_bytes, share, merge_share: share - share / 8, held: Mutex::new(HashMap::new()) }
+        SortSharePool {
+            inner,
+            pool_bytes,
+            share,
+            merge_share: share - share / 8,
+            room,
+            held: Mutex::new(HashMap::new()),
+        }
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<usize, usize>> {
@@ -74,14 +91,16 @@ impl SortSharePool {
     }
 
     /// Refuses `additional` bytes more for `reservation` when the pool as a whole has no room
-    /// for them. Checked under [`Self::held`]'s lock, so that spilling reservations cannot both
-    /// pass it; one that cannot spill may pass the inner pool's own check at the same moment,
-    /// which overshoots the pool by at most the two growths (a batch or so each).
-    fn check_total(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
+    /// for them beside `keep` bytes left free for the merges of spills. Checked under
+    /// [`Self::held`]'s lock, so that spilling reservations cannot both pass it; one that cannot
+    /// spill may pass the inner pool's own check at the same moment, which overshoots the pool
+    /// by at most the two growths (a batch or so each).
+    fn check_total(&self, reservation: &MemoryReservation, additional: usize, keep: usize) -> Result<()> {
         let reserved = self.inner.reserved();
-        if reserved + additional > self.pool_bytes {
+        if reserved + additional + keep > self.pool_bytes {
             return Err(resources_datafusion_err!(
-                "{} may not grow by {additional} bytes: the pool holds {reserved} of its {} bytes",
+                "{} may not grow by {additional} bytes: the pool holds {reserved} of its {} bytes \
+                 and keeps {keep} free for the merges of spills",
                 reservation.consumer().name(),
                 self.pool_bytes
             ));
@@ -152,7 +171,7 @@ impl MemoryPool for SortSharePool {
             if reservation.consumer().can_spill() {
                 // The fair pool bounds it by its fraction; the sorts may hold more than theirs.
                 let _held = self.held();
-                self.check_total(reservation, additional)?;
+                self.check_total(reservation, additional, 0)?;
             }
             return self.inner.try_grow(reservation, additional);
         };
@@ -161,7 +180,20 @@ impl MemoryPool for SortSharePool {
         let mut held = self.held();
         let bytes = held.entry(p).or_default();
         let merge = reservation.consumer().name().starts_with(SORT_MERGE);
-        if *bytes + additional > self.share || (merge && reservation.size() + additional > self.merge_share) {
+        if !merge && reservation.size() == 0 && reservation.consumer().can_spill() {
+            // A sort holding no batches cannot spill to make room: refused, it fails the query.
+            // Its first batch only needs the pool to have room.
+            self.check_total(reservation, additional, 0)?;
+            self.inner.grow(reservation, additional);
+            *bytes += additional;
+            return Ok(());
+        }
+        let room = self.room.of(self.share);
+        let batches_full = !merge && reservation.size() + additional + room > self.share;
+        if *bytes + additional > self.share
+            || (merge && reservation.size() + additional > self.merge_share)
+            || batches_full
+        {
             if merge {
                 tracing::debug!(
                     partition = p,
@@ -171,7 +203,8 @@ impl MemoryPool for SortSharePool {
             }
             // The sort spills on this; its final merge reads fewer files per pass.
             return Err(resources_datafusion_err!(
-                "{} may not grow past its sort partition's share of the pool ({} bytes, {} for the merge; {} held)",
+                "{} may not grow past its sort partition's share of the pool ({} bytes, {} for the merge, {room} \
+                 left for the merge of a spill; {} held)",
                 reservation.consumer().name(),
                 self.share,
                 self.merge_share,
@@ -181,8 +214,9 @@ impl MemoryPool for SortSharePool {
         if merge || !reservation.consumer().can_spill() {
             self.inner.try_grow(reservation, additional)?;
         } else {
-            // Within its share, bounded by the pool's total (see the module).
-            self.check_total(reservation, additional)?;
+            // Within its share, bounded by the pool's total (see the module), leaving the room
+            // for its merge when it spills.
+            self.check_total(reservation, additional, room)?;
             self.inner.grow(reservation, additional);
         }
         *bytes += additional;
@@ -206,14 +240,15 @@ mod tests {
 
     #[test]
     fn a_sort_partition_stops_at_its_share_and_its_merge_leaves_an_eighth_for_the_rest() {
-        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(320)), 320, 2));
+        let pool: Arc<dyn MemoryPool> =
+            Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(320)), 320, 2, MergeRoom::default()));
         let sorter = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
         let merge = MemoryConsumer::new("ExternalSorterMerge[0]").register(&pool);
         sorter.try_grow(150).unwrap();
         let refused = sorter.try_grow(11).unwrap_err().to_string();
         assert!(
             refused.contains(
-                "ExternalSorter[0] may not grow past its sort partition's share of the pool (160 bytes, 140 for the merge; 150 held)"
+                "ExternalSorter[0] may not grow past its sort partition's share of the pool (160 bytes, 140 for the merge, 0 left for the merge of a spill; 150 held)"
             ),
             "{refused}"
         );
@@ -232,7 +267,8 @@ mod tests {
 
     #[test]
     fn a_partition_sorting_beside_a_merge_reaches_its_share_and_the_pool_stays_bounded() {
-        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(320)), 320, 2));
+        let pool: Arc<dyn MemoryPool> =
+            Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(320)), 320, 2, MergeRoom::default()));
         let sorter = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
         let _idle = MemoryConsumer::new("ExternalSorter[1]").with_can_spill(true).register(&pool);
         let merge = MemoryConsumer::new("ExternalSorterMerge[1]").register(&pool);
@@ -257,7 +293,8 @@ mod tests {
 
     #[test]
     fn one_partition_has_the_pool_and_the_parquet_writer_is_not_charged() {
-        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(320)), 320, 1));
+        let pool: Arc<dyn MemoryPool> =
+            Arc::new(SortSharePool::new(Arc::new(FairSpillPool::new(320)), 320, 1, MergeRoom::default()));
         let sorter = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
         sorter.try_grow(310).unwrap();
         drop(sorter);
@@ -270,6 +307,33 @@ mod tests {
         writer.shrink(400);
         drop(writer);
         assert_eq!(pool.reserved(), 280);
+    }
+
+    #[test]
+    fn buffered_batches_leave_the_merge_of_a_spill_its_room() {
+        let room = MergeRoom::default();
+        let inner = Arc::new(FairSpillPool::new(320));
+        let pool: Arc<dyn MemoryPool> = Arc::new(SortSharePool::new(inner, 320, 2, room.clone()));
+        // The keys of a sort's batches take a quarter of what it reserves for them.
+        room.record_fraction_for_test(250_000);
+        let sorter = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
+        let merge = MemoryConsumer::new("ExternalSorterMerge[0]").register(&pool);
+        sorter.try_grow(120).unwrap();
+        let refused = sorter.try_grow(1).unwrap_err().to_string();
+        assert!(
+            refused.contains("(160 bytes, 140 for the merge, 40 left for the merge of a spill; 120 held)"),
+            "{refused}"
+        );
+        // The merge that spills them has its room, and no more.
+        merge.try_grow(40).unwrap();
+        assert!(merge.try_grow(1).is_err(), "the partition is at its share");
+        assert_eq!(pool.reserved(), 160);
+        // Another sort of the partition (a join sorts both sides) that holds nothing, so cannot
+        // spill, gets its first batch while the pool has room, and then spills.
+        let other = MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool);
+        other.try_grow(30).unwrap();
+        assert!(other.try_grow(1).is_err(), "the partition is past its share");
+        assert_eq!(pool.reserved(), 190);
     }
 
     #[test]

@@ -45,6 +45,7 @@ use super::MemoryBudget;
 use super::accounting::{Accounting, MIN_POOL};
 use super::compact_views::CompactViewsBeforeSort;
 use super::footer_cache::FooterCache;
+use super::merge_room::{MeasureKeysBeforeSort, MergeRoom};
 use super::sort_share::SortSharePool;
 use crate::config::MemoryConfig;
 use crate::config::Strategy;
@@ -120,6 +121,9 @@ pub struct ExecSettings {
 /// Rows per batch under the spilling strategies (see the module's figures).
 const SPILL_BATCH_ROWS: usize = 2048;
 
+/// DataFusion's `max_spill_file_size_bytes`, kept where nothing spills.
+const DEFAULT_SPILL_FILE_BYTES: usize = 128 * 1024 * 1024;
+
 /// Partitions of a spilling strategy with a pool of `pool` bytes: one per [`MIN_POOL`] of it,
 /// so that each sorting partition's share is at least what a sort needs, and at most one per core.
 fn spilling_partitions(pool: u64, cores: usize) -> usize {
@@ -158,8 +162,14 @@ impl ExecSettings {
     /// The DataFusion runtime for a session of `partitions` target partitions (the strategy's
     /// unless the project's `datafusion:` section sets them): the pool (its out-of-memory errors
     /// name the three largest consumers) and the disk manager; `stores` carries over the object
-    /// stores a session registered (S3, GCS, ...).
-    pub fn runtime(&self, partitions: usize, stores: Option<Arc<dyn ObjectStoreRegistry>>) -> Result<Arc<RuntimeEnv>> {
+    /// stores a session registered (S3, GCS, ...); `room` is what the session's sorts measured
+    /// their merges will need ([`MergeRoom`]).
+    pub fn runtime(
+        &self,
+        partitions: usize,
+        stores: Option<Arc<dyn ObjectStoreRegistry>>,
+        room: MergeRoom,
+    ) -> Result<Arc<RuntimeEnv>> {
         let top = NonZeroUsize::new(3).expect("3 is not zero");
         let pool: Arc<dyn MemoryPool> = match (self.pool_bytes, self.spill) {
             (None, _) => Arc::new(TrackConsumersPool::new(UnboundedMemoryPool::default(), top)),
@@ -167,6 +177,7 @@ impl ExecSettings {
                 Arc::new(TrackConsumersPool::new(FairSpillPool::new(bytes as usize), top)),
                 bytes as usize,
                 partitions,
+                room,
             )),
             (Some(bytes), false) => Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(bytes as usize), top)),
         };
@@ -192,9 +203,18 @@ impl ExecSettings {
     }
 
     /// The session options this strategy sets, as DataFusion keys and values.
-    pub fn options(&self) -> [(&'static str, String); 4] {
+    ///
+    /// A repartition that spills writes each batch to a spill file of its own: DataFusion
+    /// 54.1's repartition appends to open files shared by its inputs, and when two inputs spill
+    /// at once it can wait on the older file for a batch that is in the newer one, for good
+    /// (apache/datafusion#24883, fixed after 54.1). A sort-merge join of lineitem SF1 with an
+    /// aggregate of itself under 1 GiB hung so in one run of four; a file finished with its only
+    /// batch is never waited on. Its setting is DataFusion's own test of that path.
+    pub fn options(&self) -> [(&'static str, String); 5] {
+        let spill_file_bytes = if self.spill { 1 } else { DEFAULT_SPILL_FILE_BYTES };
         [
             ("datafusion.execution.spill_compression", "lz4_frame".to_string()),
+            ("datafusion.execution.max_spill_file_size_bytes", spill_file_bytes.to_string()),
             ("datafusion.execution.batch_size", self.batch_size.to_string()),
             ("datafusion.execution.target_partitions", self.target_partitions.to_string()),
             ("datafusion.optimizer.prefer_hash_join", self.prefer_hash_join.to_string()),
@@ -220,12 +240,17 @@ impl ExecSettings {
         let mut config = base.copied_config().with_create_default_catalog_and_schema(false);
         self.apply(&mut config, user)?;
         let partitions = config.options().execution.target_partitions;
+        let room = MergeRoom::default();
+        let stores = Some(base.runtime_env().object_store_registry.clone());
         let mut state = SessionStateBuilder::new_from_existing(base.state())
             .with_config(config)
-            .with_runtime_env(self.runtime(partitions, Some(base.runtime_env().object_store_registry.clone()))?);
+            .with_runtime_env(self.runtime(partitions, stores, room.clone())?);
         if self.spill {
-            // A sort then spills runs as long as its share of the pool holds (see the module).
-            state = state.with_physical_optimizer_rule(Arc::new(CompactViewsBeforeSort));
+            // A sort then spills runs as long as its share of the pool holds (see the module),
+            // and leaves the merge that spills them the room its keys need.
+            state = state
+                .with_physical_optimizer_rule(Arc::new(CompactViewsBeforeSort))
+                .with_physical_optimizer_rule(Arc::new(MeasureKeysBeforeSort::new(room)));
         }
         let state = state.build();
         Ok(SessionContext::new_with_state(state))
@@ -322,5 +347,15 @@ mod tests {
         assert_eq!((spill.pool_bytes, spill.spill, spill.prefer_hash_join), (Some(256 << 20), true, false));
         assert_eq!(ExecSettings::new(Strategy::Stream, &b).batch_size, 2048);
         assert_eq!(spill.describe().split(';').next().unwrap(), "fair spill pool of 256.0 MiB");
+        // A spilling repartition gives each batch a file of its own; a project's setting wins.
+        let file_bytes = |settings: &ExecSettings, user: &[(String, String)]| {
+            let mut config = SessionConfig::new();
+            settings.apply(&mut config, user).unwrap();
+            config.options().execution.max_spill_file_size_bytes
+        };
+        assert_eq!(file_bytes(&spill, &[]), 1);
+        assert_eq!(file_bytes(&in_memory, &[]), 128 << 20);
+        let user = [("execution.max_spill_file_size_bytes".to_string(), "4096".to_string())];
+        assert_eq!(file_bytes(&spill, &user), 128 << 20, "left to the project's setting, applied after");
     }
 }
