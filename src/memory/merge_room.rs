@@ -149,16 +149,22 @@ impl ExecutionPlan for MeasureKeysExec {
             let batch = batch?;
             if !measured && batch.num_rows() > 0 {
                 measured = true;
-                let (keys, reserved) = measure(&batch, &ordering)?;
-                room.record(keys, reserved);
-                tracing::debug!(
-                    partition,
-                    rows = batch.num_rows(),
-                    key_bytes = keys,
-                    reserved_bytes = reserved,
-                    room_ppm = room.0.load(Ordering::Relaxed),
-                    "a sort's first batch measured: its merge's room in its share"
-                );
+                match measure(&batch, &ordering) {
+                    Ok((keys, reserved)) => {
+                        room.record(keys, reserved);
+                        tracing::debug!(
+                            partition,
+                            rows = batch.num_rows(),
+                            key_bytes = keys,
+                            reserved_bytes = reserved,
+                            room_ppm = room.0.load(Ordering::Relaxed),
+                            "a sort's first batch measured: its merge's room in its share"
+                        );
+                    }
+                    // A key the row format cannot encode: a sort on one column merges without
+                    // it, so the sort goes on, with the room the other sorts measured.
+                    Err(e) => tracing::debug!(partition, "a sort's keys not measured: {e}"),
+                }
             }
             Ok(batch)
         });
