@@ -8,76 +8,35 @@
 //! that buffers until its share of the pool is charged full therefore spills runs less than
 //! half as long as the memory allows, and merges more of them in more passes.
 //!
-//! [`CompactViewsExec`] copies the strings a batch's views point to into buffers of the batch's
-//! own when its view columns' buffers are more than twice what they use; [`CompactViewsBeforeSort`]
-//! puts one under every sort that may spill. The copy is of the long strings only (a view holds
-//! up to 12 bytes inline), and DataFusion compacts the same way before it writes a spill file.
+//! `CompactViewsExec` copies the strings a batch's views point to into buffers of the batch's
+//! own when its view columns' buffers are more than twice what they use;
+//! [`CompactViewsBeforeSort`] puts one under every sort that may spill ([`super::under_sort`]).
+//! The copy is of the long strings only (a view holds up to 12 bytes inline), and DataFusion
+//! compacts the same way before it writes a spill file.
 
-use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, GenericByteViewArray, RecordBatch};
 use datafusion::arrow::datatypes::{ByteViewType, DataType, SchemaRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::StreamExt;
+use datafusion::physical_plan::ExecutionPlan;
 
-/// Passes its input's batches on with their view columns compacted (see the module).
+use super::under_sort::{BatchStep, PartitionStep, under_full_sorts};
+
+/// The step that compacts each batch's view columns (see the module); plans show it as
+/// `CompactViewsExec`.
 #[derive(Debug)]
-pub struct CompactViewsExec {
-    input: Arc<dyn ExecutionPlan>,
-}
+struct CompactViews;
 
-impl CompactViewsExec {
-    /// Compacts the batches of `input`.
-    pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
-        CompactViewsExec { input }
-    }
-}
-
-impl DisplayAs for CompactViewsExec {
-    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "CompactViewsExec")
-    }
-}
-
-impl ExecutionPlan for CompactViewsExec {
+impl BatchStep for CompactViews {
     fn name(&self) -> &'static str {
         "CompactViewsExec"
     }
 
-    /// The input's: same partitions, same order, same rows.
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(CompactViewsExec::new(children[0].clone())))
-    }
-
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
-        let schema = input.schema();
-        let compacted = input.map(|batch| batch.and_then(|b| compact(&b)));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, compacted)))
+    fn for_partition(&self, _: usize) -> PartitionStep {
+        Box::new(|batch| compact(&batch))
     }
 }
 
@@ -107,25 +66,14 @@ fn compact_views<T: ByteViewType + ?Sized>(array: &GenericByteViewArray<T>) -> O
     (held > 2 * array.total_buffer_bytes_used()).then(|| Arc::new(array.gc()) as ArrayRef)
 }
 
-/// The physical rule that puts a [`CompactViewsExec`] under every sort that buffers all its input
-/// (not a top-k sort, which keeps only its k rows) when that input has view columns.
+/// The physical rule that puts a compaction (`CompactViewsExec`) under every sort that buffers
+/// all its input (not a top-k sort, which keeps only its k rows) when that input has view columns.
 #[derive(Debug, Default)]
 pub struct CompactViewsBeforeSort;
 
 impl PhysicalOptimizerRule for CompactViewsBeforeSort {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let Some(sort) = node.downcast_ref::<SortExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            let input = sort.input();
-            if sort.fetch().is_some() || !has_views(&input.schema()) || input.is::<CompactViewsExec>() {
-                return Ok(Transformed::no(node));
-            }
-            let compacted: Arc<dyn ExecutionPlan> = Arc::new(CompactViewsExec::new(input.clone()));
-            Ok(Transformed::yes(node.clone().with_new_children(vec![compacted])?))
-        })
-        .map(|t| t.data)
+        under_full_sorts(plan, |sort| has_views(&sort.input().schema()).then(|| Arc::new(CompactViews) as _))
     }
 
     fn name(&self) -> &str {

@@ -10,30 +10,26 @@
 //! the aggregate's side); without this room its merges failed under 300 and 600 MiB in six runs
 //! of six, with it the join ran under 200 MiB to 1 GiB in every run (benches/README.md).
 //!
-//! [`MeasureKeysExec`], which [`MeasureKeysBeforeSort`] puts under every sort that may spill,
+//! `MeasureKeysExec`, which [`MeasureKeysBeforeSort`] puts under every sort that may spill,
 //! encodes the keys of the first batch each partition of the sort sees and records in a
 //! [`MergeRoom`] the fraction of what the sort reserves for it that the keys take; the pool
 //! ([`super::sort_share`]) then stops the sort's buffered batches that much short of its share.
 //! The largest fraction any sort of the session measured wins, so a plan with several sorts is
 //! held to the widest keys.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::utils::memory::get_record_batch_memory_size;
 use datafusion::error::Result;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use futures::StreamExt;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::under_sort::{BatchStep, PartitionStep, under_full_sorts};
 
 /// Parts per million: the unit of [`MergeRoom`]'s fraction.
 const PPM: usize = 1_000_000;
@@ -47,7 +43,7 @@ const MARGIN_PERCENT: usize = 125;
 const MAX_ROOM_PPM: usize = PPM / 2;
 
 /// The fraction of a sort partition's share that its buffered batches leave for the merge that
-/// spills them. Shared by a session's [`MeasureKeysExec`]s, which raise it, and its pool, which
+/// spills them. Shared by a session's `MeasureKeysExec`s, which raise it, and its pool, which
 /// reads it. Cloning shares it.
 #[derive(Debug, Clone, Default)]
 pub struct MergeRoom(Arc<AtomicUsize>);
@@ -92,88 +88,50 @@ fn measure(batch: &RecordBatch, ordering: &LexOrdering) -> Result<(usize, usize)
     Ok((rows.size() + converter.size(), reserved))
 }
 
-/// Passes its input's batches on unchanged; measures the first non-empty one of each partition
-/// into its [`MergeRoom`].
+/// The step that passes batches on unchanged and measures the first non-empty one of each
+/// partition by the sort's keys into its [`MergeRoom`]; plans show it as `MeasureKeysExec`.
 #[derive(Debug)]
-pub struct MeasureKeysExec {
-    input: Arc<dyn ExecutionPlan>,
+struct MeasureKeys {
     ordering: LexOrdering,
     room: MergeRoom,
 }
 
-impl MeasureKeysExec {
-    /// Measures `input`'s batches by the keys of `ordering` into `room`.
-    pub fn new(input: Arc<dyn ExecutionPlan>, ordering: LexOrdering, room: MergeRoom) -> Self {
-        MeasureKeysExec { input, ordering, room }
-    }
-}
-
-impl DisplayAs for MeasureKeysExec {
-    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "MeasureKeysExec")
-    }
-}
-
-impl ExecutionPlan for MeasureKeysExec {
+impl BatchStep for MeasureKeys {
     fn name(&self) -> &'static str {
         "MeasureKeysExec"
     }
 
-    /// The input's: same partitions, same order, same rows.
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(MeasureKeysExec::new(children[0].clone(), self.ordering.clone(), self.room.clone())))
-    }
-
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
-        let schema = input.schema();
+    fn for_partition(&self, partition: usize) -> PartitionStep {
         let (ordering, room) = (self.ordering.clone(), self.room.clone());
         let mut measured = false;
-        let measuring = input.map(move |batch| {
-            let batch = batch?;
-            if !measured && batch.num_rows() > 0 {
-                measured = true;
-                match measure(&batch, &ordering) {
-                    Ok((keys, reserved)) => {
-                        room.record(keys, reserved);
-                        tracing::debug!(
-                            partition,
-                            rows = batch.num_rows(),
-                            key_bytes = keys,
-                            reserved_bytes = reserved,
-                            room_ppm = room.0.load(Ordering::Relaxed),
-                            "a sort's first batch measured: its merge's room in its share"
-                        );
-                    }
-                    // A key the row format cannot encode: a sort on one column merges without
-                    // it, so the sort goes on, with the room the other sorts measured.
-                    Err(e) => tracing::debug!(partition, "a sort's keys not measured: {e}"),
+        Box::new(move |batch| {
+            if measured || batch.num_rows() == 0 {
+                return Ok(batch);
+            }
+            measured = true;
+            match measure(&batch, &ordering) {
+                Ok((keys, reserved)) => {
+                    room.record(keys, reserved);
+                    tracing::debug!(
+                        partition,
+                        rows = batch.num_rows(),
+                        key_bytes = keys,
+                        reserved_bytes = reserved,
+                        room_ppm = room.0.load(Ordering::Relaxed),
+                        "a sort's first batch measured: its merge's room in its share"
+                    );
                 }
+                // A key the row format cannot encode: a sort on one column merges without
+                // it, so the sort goes on, with the room the other sorts measured.
+                Err(e) => tracing::debug!(partition, "a sort's keys not measured: {e}"),
             }
             Ok(batch)
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, measuring)))
+        })
     }
 }
 
-/// The physical rule that puts a [`MeasureKeysExec`] under every sort that buffers all its input
-/// (not a top-k sort, which keeps only its k rows).
+/// The physical rule that puts a measurement of the keys (`MeasureKeysExec`) under every sort
+/// that buffers all its input (not a top-k sort, which keeps only its k rows).
 #[derive(Debug)]
 pub struct MeasureKeysBeforeSort {
     room: MergeRoom,
@@ -188,19 +146,9 @@ impl MeasureKeysBeforeSort {
 
 impl PhysicalOptimizerRule for MeasureKeysBeforeSort {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let Some(sort) = node.downcast_ref::<SortExec>() else {
-                return Ok(Transformed::no(node));
-            };
-            let input = sort.input();
-            if sort.fetch().is_some() || input.is::<MeasureKeysExec>() {
-                return Ok(Transformed::no(node));
-            }
-            let measured: Arc<dyn ExecutionPlan> =
-                Arc::new(MeasureKeysExec::new(input.clone(), sort.expr().clone(), self.room.clone()));
-            Ok(Transformed::yes(node.clone().with_new_children(vec![measured])?))
+        under_full_sorts(plan, |sort| {
+            Some(Arc::new(MeasureKeys { ordering: sort.expr().clone(), room: self.room.clone() }) as _)
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {

@@ -5,7 +5,7 @@
 //! the allocator's tuning that makes the split hold ([`allocator`]), each sort partition's share
 //! of the pool ([`sort_share`]), the compaction of string views before a sort buffers them, so
 //! the pool counts what it holds ([`compact_views`]), the room a sort leaves for the merge
-//! that spills it ([`merge_room`]), letting go of the code that setup touched
+//! that spills it ([`merge_room`]), the pass-through node both put under sorts ([`under_sort`]), letting go of the code that setup touched
 //! ([`code_pages`]), and the cache that keeps Parquet footers without their page indexes
 //! ([`footer_cache`]).
 //!
@@ -21,5 +21,6 @@ pub mod footer_cache;
 pub mod merge_room;
 pub mod sort_share;
 pub mod strategy;
+pub mod under_sort;
 
 pub use budget::{MemoryBudget, peak_rss};
