@@ -5,9 +5,10 @@
 //! the allocator's tuning that makes the split hold ([`allocator`]), each sort partition's share
 //! of the pool ([`sort_share`]), the compaction of string views before a sort buffers them, so
 //! the pool counts what it holds ([`compact_views`]), the room a sort leaves for the merge
-//! that spills it ([`merge_room`]), the pass-through node both put under sorts ([`under_sort`]), letting go of the code that setup touched
-//! ([`code_pages`]), and the cache that keeps Parquet footers without their page indexes
-//! ([`footer_cache`]).
+//! that spills it ([`merge_room`]), the pass-through node both put under sorts ([`under_sort`]),
+//! the sort-merge joins of one-partition plans ([`spilling_joins`]), letting go of the code that
+//! setup touched ([`code_pages`]), and the cache that keeps Parquet footers without their page
+//! indexes ([`footer_cache`]).
 //!
 //! May import: [`crate::config`] and [`crate::util`]; Arrow/DataFusion types only otherwise.
 
@@ -20,6 +21,7 @@ pub mod estimate;
 pub mod footer_cache;
 pub mod merge_room;
 pub mod sort_share;
+pub mod spilling_joins;
 pub mod strategy;
 pub mod under_sort;
 

@@ -9,7 +9,7 @@
 //! | `stream` | ratio > 2.0 | fair spill pool of the budget | on (LZ4) | 2,048 | one per 32 MiB of pool, ≤ cores | sort-merge |
 //!
 //! DataFusion's hash join cannot spill; sort-merge join can, so the two spilling strategies
-//! prefer it. Sorts and aggregates over all the data spill under both, since no streaming engine
+//! prefer it, with one partition too ([`super::spilling_joins`]). Sorts and aggregates over all the data spill under both, since no streaming engine
 //! can sort without holding or spilling. Spill files are LZ4 compressed: lineitem SF10 sorted
 //! under 512 MiB with two partitions took 212 s uncompressed and 57 s with LZ4 (the disk was the
 //! limit).
@@ -47,6 +47,7 @@ use super::compact_views::CompactViewsBeforeSort;
 use super::footer_cache::FooterCache;
 use super::merge_room::{MeasureKeysBeforeSort, MergeRoom};
 use super::sort_share::SortSharePool;
+use super::spilling_joins::SortMergeJoins;
 use crate::config::MemoryConfig;
 use crate::config::Strategy;
 use crate::error::{Error, Result};
@@ -246,9 +247,11 @@ impl ExecSettings {
             .with_config(config)
             .with_runtime_env(self.runtime(partitions, stores, room.clone())?);
         if self.spill {
-            // A sort then spills runs as long as its share of the pool holds (see the module),
-            // and leaves the merge that spills them the room its keys need.
+            // Joins spill with one partition too; a sort (theirs included) then spills runs as
+            // long as its share of the pool holds (see the module), and leaves the merge that
+            // spills them the room its keys need.
             state = state
+                .with_physical_optimizer_rule(Arc::new(SortMergeJoins))
                 .with_physical_optimizer_rule(Arc::new(CompactViewsBeforeSort))
                 .with_physical_optimizer_rule(Arc::new(MeasureKeysBeforeSort::new(room)));
         }
