@@ -162,6 +162,7 @@ fn string_keys_and_a_sort_merge_join_spill_within_a_tight_limit_and_never_hang()
     // spill: under 150 MiB this join failed at its hash table ("HashJoinInput") until it
     // became a sort-merge join there too.
     p.write("dfpipe.yml", &format!("{config}datafusion: {{ execution.target_partitions: 1 }}\n"));
+    std::fs::remove_file(p.file("joined.parquet")).unwrap();
     let args = ["run", "-q", "--strategy", "spill", "--memory-limit", "150MiB", "--select", "joined"];
     assert_success(&p.dfpipe_within(&args, std::time::Duration::from_secs(120)));
     check_joined("one partition", 150);
