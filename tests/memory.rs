@@ -106,8 +106,10 @@ fn a_sort_larger_than_the_limit_spills_within_it_in_one_or_two_partitions_and_fa
 /// limit well below what they read. Before the merge's room, a sort could fill its share with
 /// batches and leave too little for the merge that spills them (and the join's aggregate could
 /// fill the pool beside its sorts); before each repartition spill had a file of its own, three
-/// runs of this project in five hung for good under 200 MiB (apache/datafusion#24883). Three
-/// runs here, each given two minutes; then the join alone with one partition under 150 MiB.
+/// runs of this project in five hung for good under 200 MiB (apache/datafusion#24883); before
+/// the sorts' output was compacted, the SortPreservingMergeExec over the two sorted partitions
+/// was charged each run's buffers and could not grow beside the sorts' merges (2 CI runs of 8).
+/// Three runs here, each given two minutes; then the join alone with one partition under 150 MiB.
 #[test]
 fn string_keys_and_a_sort_merge_join_spill_within_a_tight_limit_and_never_hang() {
     const ROWS: u64 = 3_000_000;
@@ -129,7 +131,9 @@ fn string_keys_and_a_sort_merge_join_spill_within_a_tight_limit_and_never_hang()
          - model: joined\n    to: joined.parquet\n",
         big.display()
     );
-    p.write("dfpipe.yml", &config);
+    // The file (~9 MiB) is read in two partitions whatever its size, so that the ORDER BY sorts
+    // two partitions and a SortPreservingMergeExec merges them beside the sorts' own merges.
+    p.write("dfpipe.yml", &format!("{config}datafusion: {{ optimizer.repartition_file_min_size: 0 }}\n"));
     p.write("sql/by_string.sql", "SELECT * FROM big ORDER BY s DESC, id\n");
     p.write(
         "sql/joined.sql",

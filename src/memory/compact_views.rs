@@ -1,4 +1,5 @@
-//! Compacting string views before a sort buffers them, so the pool counts what the sort holds.
+//! Compacting string views before a sort buffers them and after it emits them, so the pool counts
+//! what the sort, and what reads it, hold.
 //!
 //! A Parquet reader decodes a `Utf8View` (or `BinaryView`) column as views into the page it
 //! read: every batch of the page shares the page's whole buffer. DataFusion counts a batch's
@@ -8,11 +9,18 @@
 //! that buffers until its share of the pool is charged full therefore spills runs less than
 //! half as long as the memory allows, and merges more of them in more passes.
 //!
+//! A sort's output has the same fault: each batch its merge emits is interleaved from the batches
+//! of every run it merges and shares their buffers, so a batch of 8,192 rows is charged one
+//! buffer per run. A `SortPreservingMergeExec` reading two sort partitions holds a few such
+//! batches of each: with 2 × 48 MiB shares, merging several runs each, it was charged 13–14 MiB
+//! and failed to grow by 9 more beside the merges (the string-key test under 200 MiB, 2 runs of
+//! 8 in CI), where the rows it held took under 2.
+//!
 //! `CompactViewsExec` copies the strings a batch's views point to into buffers of the batch's
 //! own when its view columns' buffers are more than twice what they use;
-//! [`CompactViewsBeforeSort`] puts one under every sort that may spill ([`super::under_sort`]).
-//! The copy is of the long strings only (a view holds up to 12 bytes inline), and DataFusion
-//! compacts the same way before it writes a spill file.
+//! [`CompactViewsAroundSorts`] puts one under and one above every sort that may spill
+//! ([`super::sort_steps`]). The copy is of the long strings only (a view holds up to 12 bytes
+//! inline), and DataFusion compacts the same way before it writes a spill file.
 
 use std::sync::Arc;
 
@@ -22,8 +30,9 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::sorts::sort::SortExec;
 
-use super::under_sort::{BatchStep, PartitionStep, under_full_sorts};
+use super::sort_steps::{BatchStep, PartitionStep, above_full_sorts, under_full_sorts};
 
 /// The step that compacts each batch's view columns (see the module); plans show it as
 /// `CompactViewsExec`.
@@ -66,18 +75,20 @@ fn compact_views<T: ByteViewType + ?Sized>(array: &GenericByteViewArray<T>) -> O
     (held > 2 * array.total_buffer_bytes_used()).then(|| Arc::new(array.gc()) as ArrayRef)
 }
 
-/// The physical rule that puts a compaction (`CompactViewsExec`) under every sort that buffers
-/// all its input (not a top-k sort, which keeps only its k rows) when that input has view columns.
+/// The physical rule that puts a compaction (`CompactViewsExec`) under and one above every sort
+/// that buffers all its input (not a top-k sort, which keeps only its k rows) when its rows have
+/// view columns.
 #[derive(Debug, Default)]
-pub struct CompactViewsBeforeSort;
+pub struct CompactViewsAroundSorts;
 
-impl PhysicalOptimizerRule for CompactViewsBeforeSort {
+impl PhysicalOptimizerRule for CompactViewsAroundSorts {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
-        under_full_sorts(plan, |sort| has_views(&sort.input().schema()).then(|| Arc::new(CompactViews) as _))
+        let step_for = |sort: &SortExec| has_views(&sort.schema()).then(|| Arc::new(CompactViews) as _);
+        above_full_sorts(under_full_sorts(plan, step_for)?, step_for)
     }
 
     fn name(&self) -> &str {
-        "compact_views_before_sort"
+        "compact_views_around_sorts"
     }
 
     fn schema_check(&self) -> bool {
@@ -119,6 +130,32 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_interleaved_from_many_as_a_merge_emits_it_is_copied_into_buffers_of_its_own() {
+        use datafusion::arrow::compute::interleave_record_batch;
+
+        // Eight sorted runs of 1,000 rows; a merge's output batch takes every eighth row of each.
+        let runs: Vec<RecordBatch> = (0..8)
+            .map(|run| {
+                batch_of(
+                    (0..1_000)
+                        .map(|i| Some(format!("run {run} holds a string longer than twelve bytes {i:05}")))
+                        .collect(),
+                )
+            })
+            .collect();
+        let picks: Vec<(usize, usize)> = (0..1_000).map(|i| (i % 8, i)).collect();
+        let merged = interleave_record_batch(&runs.iter().collect::<Vec<_>>(), &picks).unwrap();
+        let compacted = compact(&merged).unwrap();
+        assert_eq!(
+            compacted.column(0).as_string_view().iter().collect::<Vec<_>>(),
+            merged.column(0).as_string_view().iter().collect::<Vec<_>>()
+        );
+        let before = get_record_batch_memory_size(&merged);
+        let after = get_record_batch_memory_size(&compacted);
+        assert!(before > 5 * after, "charged all eight runs' strings: {before} against {after}");
+    }
+
+    #[test]
     fn a_column_that_uses_its_buffers_is_left_as_it_is() {
         let page: StringViewArray =
             (0..10_000).map(|i| Some(format!("a string longer than twelve bytes {i:05}"))).collect();
@@ -130,19 +167,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_full_sort_of_view_columns_reads_through_one_compaction_and_a_top_k_does_not() {
+    async fn every_full_sort_of_view_columns_reads_and_emits_through_a_compaction_and_a_top_k_does_not() {
         use datafusion::execution::SessionStateBuilder;
         use datafusion::physical_plan::{collect, displayable};
         use datafusion::prelude::SessionContext;
+
+        use datafusion::datasource::MemTable;
+        use datafusion::prelude::SessionConfig;
 
         let page: StringViewArray =
             (0..1_000).map(|i| Some(format!("a string longer than twelve bytes {:05}", (i * 7) % 1_000))).collect();
         let state = SessionStateBuilder::new()
             .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(CompactViewsBeforeSort))
+            .with_config(SessionConfig::new().with_target_partitions(2))
+            .with_physical_optimizer_rule(Arc::new(CompactViewsAroundSorts))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        ctx.register_batch("t", batch_of(page)).unwrap();
+        // Two partitions: each is sorted, and a SortPreservingMergeExec merges the two.
+        let halves = [page.slice(0, 500), page.slice(500, 500)].map(|half| vec![batch_of(half)]);
+        let table = MemTable::try_new(halves[0][0].schema(), halves.to_vec()).unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
         let plan = |sql: &'static str| {
             let ctx = ctx.clone();
             async move { ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap() }
@@ -150,11 +194,20 @@ mod tests {
 
         let full = plan("SELECT s FROM t ORDER BY s DESC").await;
         let text = displayable(full.as_ref()).indent(false).to_string();
-        assert_eq!(text.matches("CompactViewsExec").count(), 1, "{text}");
-        assert!(
-            text.contains("SortExec: expr=[s@0 DESC]") && text.find("SortExec") < text.find("CompactViewsExec"),
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        assert_eq!(
+            lines[..4],
+            [
+                "SortPreservingMergeExec: [s@0 DESC]",
+                "CompactViewsExec",
+                "SortExec: expr=[s@0 DESC], preserve_partitioning=[true]",
+                "CompactViewsExec"
+            ],
             "{text}"
         );
+        assert_eq!(text.matches("CompactViewsExec").count(), 2, "{text}");
+        let again = CompactViewsAroundSorts.optimize(full.clone(), &ConfigOptions::default()).unwrap();
+        assert_eq!(displayable(again.as_ref()).indent(false).to_string(), text, "the rule puts no second one");
         let sorted = collect(full, ctx.task_ctx()).await.unwrap();
         let values: Vec<String> =
             sorted.iter().flat_map(|b| b.column(0).as_string_view().iter().map(|v| v.unwrap().to_string())).collect();

@@ -29,7 +29,7 @@ use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::under_sort::{BatchStep, PartitionStep, under_full_sorts};
+use super::sort_steps::{BatchStep, PartitionStep, under_full_sorts};
 
 /// Parts per million: the unit of [`MergeRoom`]'s fraction.
 const PPM: usize = 1_000_000;

@@ -3,9 +3,10 @@
 //! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
 //! the allocator's tuning that makes the split hold ([`allocator`]), each sort partition's share
-//! of the pool ([`sort_share`]), the compaction of string views before a sort buffers them, so
-//! the pool counts what it holds ([`compact_views`]), the room a sort leaves for the merge
-//! that spills it ([`merge_room`]), the pass-through node both put under sorts ([`under_sort`]),
+//! of the pool ([`sort_share`]), the compaction of string views before a sort buffers them and
+//! after it emits them, so the pool counts what is held ([`compact_views`]), the room a sort
+//! leaves for the merge that spills it ([`merge_room`]), the pass-through node both put beside
+//! sorts ([`sort_steps`]),
 //! the sort-merge joins of one-partition plans ([`spilling_joins`]), letting go of the code that
 //! setup touched ([`code_pages`]), and the cache that keeps Parquet footers without their page
 //! indexes ([`footer_cache`]).
@@ -21,8 +22,8 @@ pub mod estimate;
 pub mod footer_cache;
 pub mod merge_room;
 pub mod sort_share;
+pub mod sort_steps;
 pub mod spilling_joins;
 pub mod strategy;
-pub mod under_sort;
 
 pub use budget::{MemoryBudget, peak_rss};

@@ -43,7 +43,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::MemoryBudget;
 use super::accounting::{Accounting, MIN_POOL};
-use super::compact_views::CompactViewsBeforeSort;
+use super::compact_views::CompactViewsAroundSorts;
 use super::footer_cache::FooterCache;
 use super::merge_room::{MeasureKeysBeforeSort, MergeRoom};
 use super::sort_share::SortSharePool;
@@ -252,7 +252,7 @@ impl ExecSettings {
             // spills them the room its keys need.
             state = state
                 .with_physical_optimizer_rule(Arc::new(SortMergeJoins))
-                .with_physical_optimizer_rule(Arc::new(CompactViewsBeforeSort))
+                .with_physical_optimizer_rule(Arc::new(CompactViewsAroundSorts))
                 .with_physical_optimizer_rule(Arc::new(MeasureKeysBeforeSort::new(room)));
         }
         let state = state.build();
