@@ -16,13 +16,12 @@ use datafusion::arrow::compute::SortOptions;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalExprRef, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{HashJoinExec, SortMergeJoinExec};
 use datafusion::physical_plan::limit::GlobalLimitExec;
-use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExprs};
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
@@ -69,15 +68,8 @@ fn sort_merge(join: &HashJoinExec) -> Result<Arc<dyn ExecutionPlan>> {
         join.null_equality,
     )?);
     if let Some(projection) = &join.projection {
-        let schema = plan.schema();
-        let columns: Vec<ProjectionExpr> = projection
-            .iter()
-            .map(|&i| {
-                let name = schema.field(i).name().clone();
-                ProjectionExpr { expr: Arc::new(Column::new(&name, i)), alias: name }
-            })
-            .collect();
-        plan = Arc::new(ProjectionExec::try_new(columns, plan)?);
+        let columns = ProjectionExprs::from_indices(projection, &plan.schema());
+        plan = Arc::new(ProjectionExec::try_new(columns.iter().cloned(), plan)?);
     }
     if let Some(fetch) = join.fetch() {
         plan = Arc::new(GlobalLimitExec::new(plan, 0, Some(fetch)));

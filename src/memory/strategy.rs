@@ -9,10 +9,10 @@
 //! | `stream` | ratio > 2.0 | fair spill pool of the budget | on (LZ4) | 2,048 | one per 32 MiB of pool, ≤ cores | sort-merge |
 //!
 //! DataFusion's hash join cannot spill; sort-merge join can, so the two spilling strategies
-//! prefer it, with one partition too ([`super::spilling_joins`]). Sorts and aggregates over all the data spill under both, since no streaming engine
-//! can sort without holding or spilling. Spill files are LZ4 compressed: lineitem SF10 sorted
-//! under 512 MiB with two partitions took 212 s uncompressed and 57 s with LZ4 (the disk was the
-//! limit).
+//! prefer it, with one partition too ([`super::spilling_joins`]). Sorts and aggregates over all
+//! the data spill under both, since no streaming engine can sort without holding or spilling.
+//! Spill files are LZ4 compressed: lineitem SF10 sorted under 512 MiB with two partitions took
+//! 212 s uncompressed and 57 s with LZ4 (the disk was the limit).
 //!
 //! Each sorting partition keeps to an equal share of the pool ([`super::sort_share`]), at least
 //! [`MIN_POOL`] (the least pool a sort runs with). Parallel partitions sort runs in parallel,
