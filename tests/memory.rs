@@ -168,6 +168,8 @@ fn string_keys_and_a_sort_merge_join_spill_within_a_tight_limit_and_never_hang()
     p.write("dfpipe.yml", &format!("{config}datafusion: {{ execution.target_partitions: 1 }}\n"));
     std::fs::remove_file(p.file("joined.parquet")).unwrap();
     let args = ["run", "-q", "--strategy", "spill", "--memory-limit", "150MiB", "--select", "joined"];
+    let plan = stdout(&p.dfpipe(&["plan", "--strategy", "spill", "--memory-limit", "150MiB", "--select", "joined"]));
+    assert!(plan.contains("; target partitions 1; joins: sort-merge (spills)"), "the project's setting: {plan}");
     assert_success(&p.dfpipe_within(&args, std::time::Duration::from_secs(120)));
     check_joined("one partition", 150);
 }

@@ -271,7 +271,7 @@ impl Pipeline {
         // A fixed limit bounds the process: the pool gets what the process and the writer leave.
         let accounting = match self.budget.fixed_limit {
             Some(limit) => {
-                let process = accounting::resident().unwrap_or(0);
+                let process = accounting::process_holds().unwrap_or(0);
                 Some(Accounting::new(limit, process, writer(&output.target, &estimate)).map_err(Error::Usage)?)
             }
             None => None,
@@ -281,6 +281,7 @@ impl Pipeline {
             (budget.budget, budget.fixed_limit) = (a.pool, Some(a.pool));
         }
         let mut decision = decide(estimate.bytes, &budget, &self.project.config.memory);
+        decision.settings = decision.settings.with_user(&self.project.config.datafusion);
         decision.accounting = accounting;
         Ok((estimate, decision))
     }

@@ -222,6 +222,26 @@ impl ExecSettings {
         ]
     }
 
+    /// These settings with the batch size, target partitions and join preference the project's
+    /// `datafusion:` section sets (`user`) in place of the strategy's, as the session will run
+    /// them ([`Self::apply`] leaves the user's), so that [`Self::describe`] tells what runs.
+    pub fn with_user(mut self, user: &[(String, String)]) -> ExecSettings {
+        let value = |key: &str| {
+            let short = key.trim_start_matches("datafusion.");
+            user.iter().rev().find(|(k, _)| k == key || k == short).map(|(_, v)| v.trim())
+        };
+        if let Some(rows) = value("datafusion.execution.batch_size").and_then(|v| v.parse().ok()) {
+            self.batch_size = rows;
+        }
+        if let Some(partitions) = value("datafusion.execution.target_partitions").and_then(|v| v.parse().ok()) {
+            self.target_partitions = partitions;
+        }
+        if let Some(hash) = value("datafusion.optimizer.prefer_hash_join").and_then(|v| v.parse().ok()) {
+            self.prefer_hash_join = hash;
+        }
+        self
+    }
+
     /// Applies [`Self::options`] to `config`, except those the project's `datafusion:` section
     /// sets (`user`), which win.
     pub fn apply(&self, config: &mut SessionConfig, user: &[(String, String)]) -> Result<()> {
@@ -360,5 +380,21 @@ mod tests {
         assert_eq!(file_bytes(&in_memory, &[]), 128 << 20);
         let user = [("execution.max_spill_file_size_bytes".to_string(), "4096".to_string())];
         assert_eq!(file_bytes(&spill, &user), 128 << 20, "left to the project's setting, applied after");
+    }
+
+    #[test]
+    fn a_projects_datafusion_settings_show_in_place_of_the_strategys() {
+        let spill = ExecSettings::new(Strategy::Spill, &budget(256 << 20, true));
+        let user: Vec<(String, String)> = [
+            ("execution.target_partitions", "1"),
+            ("datafusion.execution.batch_size", "4096"),
+            ("optimizer.prefer_hash_join", "true"),
+            ("execution.max_spill_file_size_bytes", "4096"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        let text = spill.clone().with_user(&user).describe();
+        assert!(text.ends_with("; batch size 4096; target partitions 1; joins: hash"), "{text}");
+        assert_eq!(spill.clone().with_user(&[]), spill);
     }
 }
