@@ -10,11 +10,11 @@
 //! half as long as the memory allows, and merges more of them in more passes.
 //!
 //! A sort's output has the same fault: each batch its merge emits is interleaved from the batches
-//! of every run it merges and shares their buffers, so a batch of 8,192 rows is charged one
+//! of every run it merges and shares their buffers, so a batch of 2,048 rows is charged one
 //! buffer per run. A `SortPreservingMergeExec` reading two sort partitions holds a few such
-//! batches of each: with 2 × 48 MiB shares, merging several runs each, it was charged 13–14 MiB
-//! and failed to grow by 9 more beside the merges (the string-key test under 200 MiB, 2 runs of
-//! 8 in CI), where the rows it held took under 2.
+//! batches of each: in the string-key test (tests/memory.rs) it was charged up to 8.8 MiB under
+//! 200 MiB, and in 2 CI runs of 8, where larger shares merged more runs at once, 13–14 MiB, and
+//! then failed to grow beside the sorts' merges. Compacted, its reservation stays under 1 MiB.
 //!
 //! `CompactViewsExec` copies the strings a batch's views point to into buffers of the batch's
 //! own when its view columns' buffers are more than twice what they use;
@@ -168,12 +168,10 @@ mod tests {
 
     #[tokio::test]
     async fn every_full_sort_of_view_columns_reads_and_emits_through_a_compaction_and_a_top_k_does_not() {
+        use datafusion::datasource::MemTable;
         use datafusion::execution::SessionStateBuilder;
         use datafusion::physical_plan::{collect, displayable};
-        use datafusion::prelude::SessionContext;
-
-        use datafusion::datasource::MemTable;
-        use datafusion::prelude::SessionConfig;
+        use datafusion::prelude::{SessionConfig, SessionContext};
 
         let page: StringViewArray =
             (0..1_000).map(|i| Some(format!("a string longer than twelve bytes {:05}", (i * 7) % 1_000))).collect();

@@ -134,6 +134,6 @@ pub fn above_full_sorts(
             Ok(Transformed::yes(node.with_new_children(children)?))
         })?
         .data;
-    // A sort at the root has nothing above it to put the step under.
+    // A sort at the root is no node's child: the walk above did not reach it.
     Ok(wrap(&plan, None).unwrap_or(plan))
 }
