@@ -226,10 +226,7 @@ impl ExecSettings {
     /// `datafusion:` section sets (`user`) in place of the strategy's, as the session will run
     /// them ([`Self::apply`] leaves the user's), so that [`Self::describe`] tells what runs.
     pub fn with_user(mut self, user: &[(String, String)]) -> ExecSettings {
-        let value = |key: &str| {
-            let short = key.trim_start_matches("datafusion.");
-            user.iter().rev().find(|(k, _)| k == key || k == short).map(|(_, v)| v.trim())
-        };
+        let value = |key: &str| user_setting(user, key).map(str::trim);
         if let Some(rows) = value("datafusion.execution.batch_size").and_then(|v| v.parse().ok()) {
             self.batch_size = rows;
         }
@@ -246,8 +243,7 @@ impl ExecSettings {
     /// sets (`user`), which win.
     pub fn apply(&self, config: &mut SessionConfig, user: &[(String, String)]) -> Result<()> {
         for (key, value) in self.options() {
-            let short = key.trim_start_matches("datafusion.");
-            if user.iter().any(|(k, _)| k == key || k == short) {
+            if user_setting(user, key).is_some() {
                 continue;
             }
             config.options_mut().set(key, &value).map_err(|e| Error::Run(format!("setting {key}: {e}")))?;
@@ -298,6 +294,13 @@ impl ExecSettings {
             if self.prefer_hash_join { "hash" } else { "sort-merge (spills)" }
         )
     }
+}
+
+/// The value the project's `datafusion:` section (`user`) gives `key` (`datafusion.x.y`, which it
+/// may write as `x.y`); the last one when it gives several, as DataFusion applies them in order.
+fn user_setting<'a>(user: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    let short = key.trim_start_matches("datafusion.");
+    user.iter().rev().find(|(k, _)| k == key || k == short).map(|(_, v)| v.as_str())
 }
 
 /// A hint for a target that ran out of memory, or None when `message` is not about memory.
