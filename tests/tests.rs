@@ -26,3 +26,4 @@ mod postgres_tls;
 mod quarantine;
 mod read_errors;
 mod schema_drift;
+mod source_files;

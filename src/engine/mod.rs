@@ -21,4 +21,5 @@ pub mod observe;
 pub mod params;
 pub mod pipeline;
 pub mod session;
+pub mod source_files;
 pub mod sources;

@@ -17,6 +17,8 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
     let mut session = SessionConfig::new().with_information_schema(true);
     // Planning errors then carry the line and column of the SQL they are about.
     session.options_mut().sql_parser.collect_spans = true;
+    // A source directory is read with its subdirectories ([`super::source_files`]).
+    session.options_mut().execution.listing_table_ignore_subdirectory = false;
     settings.apply(&mut session, &config.datafusion)?;
     if config.cluster.is_some() {
         // Sources take their scan partitions from this session: on a cluster, as many as its

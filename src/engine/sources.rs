@@ -14,9 +14,10 @@ use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
 
 use crate::config::{Format, SourceConfig};
+use crate::engine::new_files::FilesOnly;
+use crate::engine::source_files;
 use crate::error::{Error, Result, df_message};
 
 /// Registers `source` in `ctx` under its name, after checking its files exist and can be read.
@@ -40,6 +41,7 @@ pub async fn register(ctx: &SessionContext, source: &SourceConfig) -> Result<Opt
 }
 
 fn source_error(source: &SourceConfig, msg: &str) -> Error {
+    let msg = crate::util::redact::credentials(msg);
     Error::Source(format!("source `{}` ({}): {msg}", source.name, source.path))
 }
 
@@ -93,34 +95,56 @@ fn compression(source: &SourceConfig) -> FileCompressionType {
 }
 
 fn file_format(source: &SourceConfig) -> Arc<dyn FileFormat> {
-    let o = &source.options;
-    let byte = |s: &Option<String>| s.as_ref().and_then(|s| s.bytes().next());
     match source.format {
         Format::Parquet => Arc::new(ParquetFormat::default()),
-        Format::Csv => {
-            let tsv = source.location.to_ascii_lowercase().contains(".tsv");
-            let mut f = CsvFormat::default()
-                .with_has_header(o.header.unwrap_or(true))
-                .with_delimiter(byte(&o.delimiter).unwrap_or(if tsv { b'\t' } else { b',' }))
-                .with_quote(byte(&o.quote).unwrap_or(b'"'))
-                .with_escape(byte(&o.escape))
-                .with_comment(byte(&o.comment))
-                .with_null_regex(o.null_regex.clone())
-                .with_newlines_in_values(o.newlines_in_values.unwrap_or(false))
-                .with_file_compression_type(compression(source));
-            if let Some(n) = o.schema_infer_max_records {
-                f = f.with_schema_infer_max_rec(n);
-            }
-            Arc::new(f)
-        }
+        Format::Csv => Arc::new(csv_format(source)),
         Format::Json => {
-            let mut f = JsonFormat::default().with_file_compression_type(compression(source));
-            if let Some(n) = o.schema_infer_max_records {
-                f = f.with_schema_infer_max_rec(n);
-            }
-            Arc::new(f)
+            // Every line is read for its keys unless the source says otherwise: a key first
+            // seen after a sample would be dropped without a word.
+            let records = source.options.schema_infer_max_records.unwrap_or(usize::MAX);
+            Arc::new(
+                JsonFormat::default()
+                    .with_file_compression_type(compression(source))
+                    .with_schema_infer_max_rec(records),
+            )
         }
     }
+}
+
+fn csv_format(source: &SourceConfig) -> CsvFormat {
+    let o = &source.options;
+    let byte = |s: &Option<String>| s.as_ref().and_then(|s| s.bytes().next());
+    let tsv = source.location.to_ascii_lowercase().contains(".tsv");
+    let f = CsvFormat::default()
+        .with_has_header(o.header.unwrap_or(true))
+        .with_delimiter(byte(&o.delimiter).unwrap_or(if tsv { b'\t' } else { b',' }))
+        .with_quote(byte(&o.quote).unwrap_or(b'"'))
+        .with_escape(byte(&o.escape))
+        .with_comment(byte(&o.comment))
+        .with_null_regex(o.null_regex.clone())
+        .with_newlines_in_values(o.newlines_in_values.unwrap_or(false))
+        .with_file_compression_type(compression(source));
+    match o.schema_infer_max_records {
+        Some(n) => f.with_schema_infer_max_rec(n),
+        None => f,
+    }
+}
+
+/// Columns whose type inference saw only empty values (`Null`) are read as text: as `Null`
+/// every value a later row holds would be lost (DuckDB reads such columns as `VARCHAR` too).
+fn text_for_untyped(schema: SchemaRef) -> SchemaRef {
+    if !schema.fields().iter().any(|f| f.data_type() == &DataType::Null) {
+        return schema;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Null => f.as_ref().clone().with_data_type(DataType::Utf8).with_nullable(true),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The file extension listing filters on: none for a single file or a glob (the name or the
@@ -158,19 +182,34 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
         .with_session_config_options(state.config());
 
     let store = state.runtime_env().object_store(&url).map_err(|e| fail(df_message(&e)))?;
-    let first = url
-        .list_all_files(&state, store.as_ref(), &extension)
+    let listed = source_files::list(&state, store.as_ref(), &url, &extension)
         .await
-        .map_err(|e| fail(format!("cannot list files: {}", df_message(&e))))?
-        .try_next()
-        .await
-        .map_err(|e| fail(format!("cannot list files: {}", df_message(&e))))?;
-    if first.is_none() {
+        .map_err(|e| fail(format!("cannot list files: {e}")))?;
+    if listed.files.is_empty() {
         let what = if extension.is_empty() { "files".to_string() } else { format!("{extension} files") };
         return Err(fail(format!(
             "no {what} found at {}; check the path (relative paths start at the project directory)",
             source.location
         )));
+    }
+    // Empty files add no columns, and a reader may fail on them; they are still listed.
+    let nonempty: Vec<_> = listed.files.iter().filter(|f| f.size > 0).cloned().collect();
+    if nonempty.is_empty() {
+        return Err(fail(format!(
+            "{} empty (0 bytes): a source needs a file with its columns (a header, or data)",
+            if listed.files.len() == 1 {
+                "its file is".to_string()
+            } else {
+                format!("all {} files are", listed.files.len())
+            }
+        )));
+    }
+    let format = options.format.clone();
+    if let Format::Csv = source.format
+        && source.options.header.unwrap_or(true)
+    {
+        let header_only: Arc<dyn FileFormat> = Arc::new(csv_format(source).with_schema_infer_max_rec(0));
+        source_files::check_same_header(&state, &store, &header_only, &url, &nonempty).await.map_err(fail)?;
     }
 
     if url.is_collection() {
@@ -180,18 +219,32 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
             .map_err(|e| fail(format!("cannot read the partition layout: {}", df_message(&e))))?;
         options = options.with_table_partition_cols(partitions.into_iter().map(|p| (p, DataType::Utf8)).collect());
     }
-    let inferred = options.infer_schema(&state, &url).await.map_err(|e| {
-        let hint = match source.format {
-            Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
-            Format::Csv => " (check `delimiter`, `header` and `quote` in the source's options)",
-            Format::Parquet => "",
-        };
-        fail(format!("cannot read it as {}: {}{hint}", source.format.name(), df_message(&e)))
-    })?;
+    let inferred = match format.infer_schema(&state, &store, &nonempty).await {
+        Ok(schema) => schema,
+        Err(e) => {
+            let why = match source_files::why_no_merge(&state, &store, &format, &url, &nonempty).await {
+                Some(why) => why,
+                None => df_message(&e),
+            };
+            let hint = match source.format {
+                Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
+                Format::Csv => " (check `delimiter`, `header` and `quote` in the source's options)",
+                Format::Parquet => "",
+            };
+            let hint = if why.contains(" does not match ") { "" } else { hint };
+            return Err(fail(format!("cannot read it as {}: {why}{hint}", source.format.name())));
+        }
+    };
+    let inferred = text_for_untyped(inferred);
     let schema = apply_schema_overrides(ctx, source, inferred).await?;
+    let root = url.object_store();
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
-    let table = ListingTable::try_new(config).map_err(|e| fail(df_message(&e)))?;
-    Ok(Arc::new(table))
+    let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config).map_err(|e| fail(df_message(&e)))?);
+    if !listed.narrowed {
+        return Ok(table);
+    }
+    let keep = listed.files.iter().map(|f| format!("{}{}", root.as_str(), f.location)).collect();
+    Ok(Arc::new(FilesOnly::new(table, keep)))
 }
 
 /// Replaces the inferred types of the columns named in the source's `schema:`.

@@ -109,6 +109,7 @@ mod tests {
         assert!(!widens(&Int64, &Int32) && !widens(&Int32, &UInt64) && !widens(&Int64, &Float64));
         assert!(widens(&Int32, &Decimal128(12, 2)) && !widens(&Int32, &Decimal128(10, 2)));
         assert!(widens(&Decimal128(10, 2), &Decimal128(11, 3)) && !widens(&Decimal128(10, 2), &Decimal128(10, 3)));
+        assert!(widens(&Null, &Utf8) && widens(&Null, &Int64) && !widens(&Utf8, &Null));
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub fn widens(from: &DataType, to: &DataType) -> bool {
         return p as i16 - s as i16 >= digits;
     }
     match (from, to) {
+        // A column that held only NULLs (its type never seen) fits any type.
+        (Null, _) => true,
         (Float16, Float32 | Float64) | (Float32, Float64) => true,
         (Int8 | Int16 | UInt8 | UInt16, Float32) => true,
         (Int8 | Int16 | Int32 | UInt8 | UInt16 | UInt32, Float64) => true,

@@ -1,0 +1,126 @@
+//! Which files a source reads and how they become one table: subdirectories and globs read
+//! every file they name, CSV files with different headers are refused by name, a column empty
+//! in the inference sample keeps its later values, a JSON key first seen late is kept.
+
+use crate::util::*;
+
+fn project(source: &str, files: &[(&str, &str)]) -> Project {
+    let p = Project::new();
+    for (name, text) in files {
+        p.write(name, text);
+    }
+    p.write("dfpipe.yml", &format!("name: s\nsources:\n  raw: {{ {source} }}\n"));
+    p.write("sql/m.sql", "SELECT * FROM raw\n");
+    p
+}
+
+const NESTED: [(&str, &str); 4] = [
+    ("data/2024/01/a.csv", "id,v\n1,10\n"),
+    ("data/2024/02/b.csv", "id,v\n2,20\n"),
+    ("data/top.csv", "id,v\n3,30\n"),
+    ("data/_tmp/x.csv", "id,v\n99,990\n"),
+];
+
+fn ids(p: &Project) -> String {
+    one(p.duckdb("SELECT string_agg(id::VARCHAR, ',' ORDER BY id) FROM m"))
+}
+
+#[test]
+fn a_directory_is_read_with_its_subdirectories_but_not_hidden_ones() {
+    let p = project("path: data", &NESTED);
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(ids(&p), "1,2,3");
+}
+
+#[test]
+fn a_glob_star_stays_in_its_folder_and_a_double_star_crosses_them() {
+    for (glob, expected) in [
+        ("data/*.csv", "3"),
+        ("data/**/*.csv", "1,2,3,99"),
+        ("data/*/*/*.csv", "1,2"),
+        ("data/2024/0[12]/*.csv", "1,2"),
+    ] {
+        let p = project(&format!("path: \"{glob}\""), &NESTED);
+        assert_success(&p.dfpipe(&["run", "-q"]));
+        assert_eq!(ids(&p), expected, "{glob}");
+    }
+}
+
+#[test]
+fn csv_files_whose_headers_differ_are_refused_by_name() {
+    let p = project(
+        "path: data",
+        &[("data/a.csv", "id,first,last\n1,Ann,Lee\n"), ("data/b.csv", "id,last,first\n2,Smith,Bob\n")],
+    );
+    let out = p.dfpipe(&["run", "-q"]);
+    let root = p.path().canonicalize().unwrap();
+    let root = root.display();
+    assert_error(
+        &out,
+        1,
+        &format!(
+            "source `raw` (data): its files do not share one header: {root}/data/a.csv has `id, first, last`, \
+             {root}/data/b.csv has `id, last, first`. A CSV source's columns are read by position, so each of its \
+             files must have the same columns in the same order: fix the header, or give the files sources of \
+             their own and combine them by name in a model"
+        ),
+    );
+    assert!(
+        !p.file("dfpipe.duckdb").exists()
+            || p.duckdb("SELECT count(*) FROM information_schema.tables WHERE table_name = 'm'")[0][0] == "0"
+    );
+}
+
+#[test]
+fn files_whose_schemas_do_not_merge_are_named() {
+    let p = project(
+        "path: data, format: json",
+        &[("data/a.json", "{\"v\": 1}\n{\"v\": 2}\n"), ("data/b.json", "{\"v\": \"x\"}\n")],
+    );
+    let out = p.dfpipe(&["run", "-q"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let root = p.path().canonicalize().unwrap();
+    assert!(
+        err.contains(&format!("{}/data/b.json does not match {}/data/a.json: ", root.display(), root.display()))
+            && err.contains("give the column one type in the source's `schema:`, or split the files"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_column_empty_in_the_inference_sample_keeps_its_later_values() {
+    let mut csv = String::from("id,note\n");
+    for i in 0..1500 {
+        csv.push_str(&format!("{i},\n"));
+    }
+    csv.push_str("1500,hello\n");
+    let p = project("path: data/t.csv", &[("data/t.csv", &csv)]);
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT count(*)::VARCHAR, count(note)::VARCHAR, max(note), typeof(max(note)) FROM m"),
+        [["1501", "1", "hello", "VARCHAR"]]
+    );
+}
+
+#[test]
+fn a_json_key_first_seen_after_a_thousand_lines_is_kept() {
+    let mut json = String::new();
+    for i in 0..1500 {
+        json.push_str(&format!("{{\"id\": {i}}}\n"));
+    }
+    json.push_str("{\"id\": 1500, \"extra\": \"x\"}\n");
+    let p = project("path: data/e.json", &[("data/e.json", &json)]);
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(p.duckdb("SELECT count(*)::VARCHAR, count(extra)::VARCHAR, max(extra) FROM m"), [["1501", "1", "x"]]);
+}
+
+#[test]
+fn an_empty_file_is_refused_before_anything_runs() {
+    let p = project("path: data/t.csv", &[("data/t.csv", "")]);
+    assert_error(
+        &p.dfpipe(&["run", "-q"]),
+        1,
+        "source `raw` (data/t.csv): its file is empty (0 bytes): a source needs a file with its columns (a header, or data)",
+    );
+}
