@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             match err {
                 dfpipe::error::Error::TargetsFailed { .. } => {}
                 dfpipe::error::Error::Interrupted => eprintln!("{err}"),
-                _ => eprintln!("error: {err}"),
+                _ => eprintln!("error: {}", dfpipe::util::redact::credentials(&err.to_string())),
             }
             ExitCode::from(err.exit_code())
         }

@@ -26,4 +26,5 @@ mod postgres_tls;
 mod quarantine;
 mod read_errors;
 mod schema_drift;
+mod secrets;
 mod source_files;

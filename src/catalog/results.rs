@@ -109,7 +109,8 @@ pub fn write_results(dir: &std::path::Path, results: &RunResults) -> Result<()> 
     let fail = |e: std::io::Error| Error::Run(format!("cannot write {}: {e}", path.display()));
     std::fs::create_dir_all(dir).map_err(fail)?;
     let json = serde_json::to_string_pretty(results).expect("results serialize");
+    let json = crate::util::redact::credentials(&json);
     let tmp = dir.join(".run_results.json.tmp");
-    std::fs::write(&tmp, json).map_err(fail)?;
+    std::fs::write(&tmp, json.as_bytes()).map_err(fail)?;
     std::fs::rename(&tmp, &path).map_err(fail)
 }

@@ -13,7 +13,7 @@ use crate::config::Policy;
 use crate::engine::observe::FileIdentity;
 use crate::error::{Error, Result};
 use crate::schema::{Change, Kind, Snapshot, stored};
-use crate::util::duckdb_file;
+use crate::util::{duckdb_file, redact};
 
 /// The catalog's file name in the state directory.
 pub const CATALOG_FILE: &str = "catalog.duckdb";
@@ -220,6 +220,7 @@ impl Catalog {
             let failed: Vec<&str> = results.targets.iter().filter_map(|t| t.error.as_deref()).collect();
             (!failed.is_empty()).then(|| failed.join("\n"))
         });
+        let error = error.map(|e| redact::credentials(&e).into_owned());
         tx.execute(
             "UPDATE runs SET finished_at = CAST(? AS TIMESTAMP), status = ?, strategy = ?, targets = ?, rows = ?, \
              elapsed_seconds = ?, memory_budget_bytes = ?, peak_rss_bytes = ?, error = ? WHERE run_id = ?",
@@ -254,7 +255,7 @@ impl Catalog {
                     t.strategy.map(|s| s.name()),
                     t.estimate_bytes.map(|b| b as i64),
                     t.peak_rss_bytes.map(|b| b as i64),
-                    t.error
+                    t.error.as_deref().map(redact::credentials)
                 ],
             )
             .map_err(|e| self.fail(e))?;

@@ -1,4 +1,7 @@
-//! `tracing` to stderr, as text or JSON lines. DataFusion's `log` records are bridged in.
+//! `tracing` to stderr, as text or JSON lines. DataFusion's `log` records are bridged in. A URL's
+//! password and query values are masked in every line ([`crate::util::redact`]).
+
+use std::io::Write;
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,9 +17,25 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| MaskedStderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// stderr, with the credentials of any URL in a log line masked. The formatter hands over each
+/// event whole, so a URL is never split between two writes.
+struct MaskedStderr;
+
+impl Write for MaskedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(crate::util::redact::credentials(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

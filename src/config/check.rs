@@ -240,6 +240,8 @@ impl Checker<'_> {
     fn check_source(&self, name: &str, raw: &raw::RawSource) -> Result<SourceConfig> {
         let what = format!("source `{name}`");
         let path = self.interpolate(&raw.path, &format!("{what} path"))?;
+        // The path as messages show it: a URL's password and query values masked.
+        let path_shown = crate::util::redact::credentials(&path).into_owned();
         if path.trim().is_empty() {
             return Err(self.err(format!("{what}: `path` must not be empty")));
         }
@@ -248,7 +250,7 @@ impl Checker<'_> {
             Some(f) => f,
             None => infer_format(&location).or_else(|| sniff_directory(&location)).ok_or_else(|| {
                 self.err(format!(
-                    "{what}: cannot tell the format of `{path}` from its name; add `format: parquet`, `csv` or `json`"
+                    "{what}: cannot tell the format of `{path_shown}` from its name; add `format: parquet`, `csv` or `json`"
                 ))
             })?,
         };
@@ -319,7 +321,7 @@ impl Checker<'_> {
         };
         Ok(SourceConfig {
             name: name.to_string(),
-            path,
+            path: path_shown,
             location,
             format,
             options: o.clone(),

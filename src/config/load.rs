@@ -85,6 +85,7 @@ pub fn parse(text: &str, label: &str, toml: bool) -> Result<RawConfig> {
         }
     };
     let message = enrich_serde_message(&strip_location(&message));
+    let message = crate::util::redact::credentials(&message);
     Err(Error::Config(match place {
         Some((line, column)) => format!("{label}:{line}:{column}: {message}\n{}", snippet(text, line, column)),
         None => format!("{label}: {message}"),
@@ -113,6 +114,8 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 /// The offending line with a caret under the column.
 fn snippet(text: &str, line: usize, column: usize) -> String {
     let source = text.lines().nth(line - 1).unwrap_or_default();
+    // A line may hold a DSN's password: masked, at the same width so the caret stays put.
+    let source = crate::util::redact::credentials_same_width(source);
     let gutter = line.to_string();
     format!("{gutter} | {source}\n{} | {}^", " ".repeat(gutter.len()), " ".repeat(column.saturating_sub(1)))
 }

@@ -55,6 +55,11 @@ fn is_text_file(path: &str) -> bool {
 
 /// The format a path's extension implies (`.csv.gz` is csv).
 pub fn infer_format(location: &str) -> Option<Format> {
+    // A URL's query (`?sig=…`) and fragment are not part of the file name.
+    let location = match location.contains("://") {
+        true => location.split(['?', '#']).next().unwrap_or(location),
+        false => location,
+    };
     let name = location.trim_end_matches('/').rsplit('/').next().unwrap_or(location).to_ascii_lowercase();
     let name = ["gz", "bz2", "xz", "zst"]
         .iter()
@@ -78,6 +83,7 @@ mod tests {
         assert_eq!(infer_format("/d/orders/*.parquet"), Some(Format::Parquet));
         assert_eq!(infer_format("s3://b/x.csv.gz"), Some(Format::Csv));
         assert_eq!(infer_format("/d/x.ndjson"), Some(Format::Json));
+        assert_eq!(infer_format("https://h/x.parquet?sig=abc#f"), Some(Format::Parquet));
         assert_eq!(infer_format("/d/orders/"), None);
     }
 

@@ -1,6 +1,7 @@
 //! Leaf helpers used across dfpipe: SQL quoting, did-you-mean suggestions, human-readable
 //! numbers and tables, the row counter sinks and progress bars share, opening a DuckDB file
-//! another process may hold, and the pause point fault tests use.
+//! another process may hold, credentials masked in the URLs of messages, and the pause point
+//! fault tests use.
 //!
 //! May import: nothing from dfpipe (only [`crate::error`]'s types). Everything else may import it.
 
@@ -8,6 +9,7 @@ pub mod duckdb_file;
 pub mod fault;
 pub mod fmt;
 pub mod progress;
+pub mod redact;
 pub mod sql;
 pub mod sql_errors;
 pub mod suggest;

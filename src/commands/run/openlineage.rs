@@ -186,6 +186,7 @@ impl Emitter {
         };
         if let Err(e) = outcome {
             self.given_up.store(true, Ordering::Relaxed);
+            let e = crate::util::redact::credentials(&e);
             tracing::warn!("OpenLineage events are not sent for the rest of this run: {e}");
         }
     }
