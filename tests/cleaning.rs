@@ -113,3 +113,43 @@ fn a_date_the_detected_format_does_not_read_stops_the_run_instead_of_becoming_nu
     );
     assert_eq!(one(p.duckdb("SELECT count(day) FROM m")), "BigInt(1499)");
 }
+
+#[test]
+fn two_digit_years_are_this_centurys_or_the_last_never_the_year_24() {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: c\nsources:\n  days: { path: days.csv, clean: { dates: auto } }\noutputs:\n  - model: m\n",
+    );
+    p.write("sql/m.sql", "SELECT * FROM days\n");
+    // `short` has two-digit years only, `mixed` both kinds, in US order.
+    p.write("days.csv", "id,short,mixed\n1,1/2/24,1/2/24\n2,12/31/24,12/31/2024\n3,6/15/69,6/15/1969\n");
+    let plan = stdout(&p.dfpipe(&["plan"]));
+    assert!(
+        plan.contains(
+            "dfpipe_require_parsed(parse_date(\"short\", '%m/%d/%y'), \"short\", 'source `days`, column `short`: \
+             clean.dates read it as dates in format `%m/%d/%y` (detected from up to 1000 sampled values)') AS \"short\", \
+             dfpipe_require_parsed(coalesce(parse_date(\"mixed\", '%m/%d/%Y'), parse_date(\"mixed\", '%m/%d/%y')), \"mixed\", \
+             'source `days`, column `mixed`: clean.dates read it as dates in format `%m/%d/%Y` or `%m/%d/%y` (detected from \
+             up to 1000 sampled values)') AS \"mixed\""
+        ),
+        "{plan}"
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT concat_ws(' | ', id, short, mixed) FROM m ORDER BY id"),
+        [["1 | 2024-01-02 | 2024-01-02"], ["2 | 2024-12-31 | 2024-12-31"], ["3 | 1969-06-15 | 1969-06-15"]]
+    );
+    // A three-digit year is no year: not the year 202.
+    p.write(
+        "dfpipe.yml",
+        "name: c\nsources:\n  days: { path: days.csv, clean: { dates: [mixed] } }\noutputs:\n  - model: m\n",
+    );
+    p.write("days.csv", "id,short,mixed\n1,1/2/24,1/2/24\n2,12/31/24,12/31/2024\n3,6/15/69,6/15/202\n");
+    assert_error(
+        &p.dfpipe(&["plan"]),
+        1,
+        "source `days` (days.csv): clean.dates: column `mixed`: no single date or timestamp format reads all of 3 \
+         sampled value(s), e.g. `6/15/202`; CAST or parse it in a model",
+    );
+}

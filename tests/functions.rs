@@ -68,3 +68,35 @@ fn bad_function_files_are_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("udfs/zz_bad.sql: "), "{}", stderr(&out));
 }
+
+#[test]
+fn parse_number_reads_decimal_commas_and_says_why_grouping_is_no_number() {
+    let p = Project::new();
+    p.write("dfpipe.yml", "name: f\nsources:\n  raw: { path: raw.csv }\noutputs:\n  - model: m\n");
+    p.write(
+        "raw.csv",
+        "id,amount\n1,\"1,5\"\n2,\"€ 3,50\"\n3,\"1.234,56\"\n4,\"1,234.56\"\n5,\"1,234\"\n6,\"1,2,3\"\n7,\"12,34,567\"\n",
+    );
+    p.write("sql/m.sql", "SELECT id, parse_number(amount) AS amount, number_error(amount) AS why FROM raw\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb(
+            "SELECT concat_ws(' | ', id, coalesce(CAST(amount AS VARCHAR), 'NULL'), coalesce(why, 'NULL')) FROM m ORDER BY id"
+        ),
+        [
+            ["1 | 1.5 | NULL"],
+            ["2 | 3.5 | NULL"],
+            ["3 | 1234.56 | NULL"],
+            ["4 | 1234.56 | NULL"],
+            ["5 | 1234.0 | NULL"],
+            [
+                "6 | NULL | `1,2,3` is not a number: `,` groups its digits 1-1-1, but a thousands separator needs groups \
+                 of three after the first (1,234,567)"
+            ],
+            [
+                "7 | NULL | `12,34,567` is not a number: `,` groups its digits 2-2-3, but a thousands separator needs \
+                 groups of three after the first (1,234,567)"
+            ],
+        ]
+    );
+}

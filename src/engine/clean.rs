@@ -96,17 +96,36 @@ pub fn rename(name: &str, naming: Naming) -> String {
     }
 }
 
-/// The date or timestamp format every sampled value of a string column parses with, if any:
-/// `(is_timestamp, format)`. Date formats are tried first, in [`DATE_FORMATS`] order.
-pub fn detect_format(values: &[&str]) -> Option<(bool, &'static str)> {
+/// The date or timestamp formats every sampled value of a string column parses with, if any:
+/// `(is_timestamp, formats)`. One format, or else a four-digit-year format with its two-digit
+/// twin (`%m/%d/%Y`, `%m/%d/%y`) when the sample mixes `1/2/2024` and `1/2/24`: each value is
+/// read by the first that reads it. Date formats are tried first, in [`DATE_FORMATS`] order, each
+/// alone before any pair, so a pair never overrides a single format's day/month order.
+pub fn detect_format(values: &[&str]) -> Option<(bool, Vec<&'static str>)> {
     if values.is_empty() {
         return None;
     }
-    let all = |f: &dyn Fn(&str) -> bool| values.iter().all(|v| f(v));
-    if let Some(format) = DATE_FORMATS.iter().find(|f| **f != "%Y-%m" && all(&|v| parse_date(v, Some(f)).is_some())) {
-        return Some((false, format));
+    for (timestamp, list) in [(false, &DATE_FORMATS[..]), (true, &TIMESTAMP_FORMATS[..])] {
+        let reads_all = |formats: &[&str]| {
+            values.iter().all(|v| {
+                formats.iter().any(|f| {
+                    if timestamp { parse_timestamp(v, Some(f)).is_some() } else { parse_date(v, Some(f)).is_some() }
+                })
+            })
+        };
+        let candidates = || list.iter().copied().filter(|f| *f != "%Y-%m");
+        if let Some(format) = candidates().find(|f| reads_all(&[f])) {
+            return Some((timestamp, vec![format]));
+        }
+        let mut pairs = candidates().filter_map(|f| {
+            let twin = f.replace("%Y", "%y");
+            list.iter().copied().find(|t| *t == twin && *t != f).map(|t| [f, t])
+        });
+        if let Some(pair) = pairs.find(|pair| reads_all(pair)) {
+            return Some((timestamp, pair.to_vec()));
+        }
     }
-    TIMESTAMP_FORMATS.iter().find(|f| all(&|v| parse_timestamp(v, Some(f)).is_some())).map(|f| (true, *f))
+    None
 }
 
 /// The view's SQL over the raw table with `schema`; errors name the option at fault.
@@ -148,16 +167,20 @@ pub async fn view_sql(
                 values.extend((0..text.len()).filter(|i| text.is_valid(*i)).map(|i| text.value(i).to_string()));
             }
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-            let checked = |function: &str, format: &str, what: &str| {
+            let checked = |function: &str, formats: &[&str], what: &str| {
+                let named: Vec<String> = formats.iter().map(|f| format!("`{f}`")).collect();
                 let context = format!(
-                    "source `{source}`, column `{name}`: clean.dates read it as {what}s in format `{format}` \
-                     (detected from up to {DATE_SAMPLE_ROWS} sampled values)"
+                    "source `{source}`, column `{name}`: clean.dates read it as {what}s in format {} \
+                     (detected from up to {DATE_SAMPLE_ROWS} sampled values)",
+                    named.join(" or ")
                 );
-                format!("{REQUIRE_PARSED}({function}({column}, '{format}'), {column}, {})", literal(&context))
+                let calls: Vec<String> = formats.iter().map(|f| format!("{function}({column}, '{f}')")).collect();
+                let parsed = if calls.len() == 1 { calls.join("") } else { format!("coalesce({})", calls.join(", ")) };
+                format!("{REQUIRE_PARSED}({parsed}, {column}, {})", literal(&context))
             };
             match detect_format(&refs) {
-                Some((false, format)) => checked("parse_date", format, "date"),
-                Some((true, format)) => checked("parse_timestamp", format, "timestamp"),
+                Some((false, formats)) => checked("parse_date", &formats, "date"),
+                Some((true, formats)) => checked("parse_timestamp", &formats, "timestamp"),
                 None if clean.dates.contains(name) => {
                     return Err(format!(
                         "clean.dates: column `{name}`: no single date or timestamp format reads all of {} sampled value(s), e.g. `{}`; CAST or parse it in a model",
@@ -203,14 +226,23 @@ mod tests {
 
     #[test]
     fn formats_are_detected_from_every_sampled_value() {
-        assert_eq!(detect_format(&["2024-01-31", "2023-12-01"]), Some((false, "%Y-%m-%d")));
+        assert_eq!(detect_format(&["2024-01-31", "2023-12-01"]), Some((false, vec!["%Y-%m-%d"])));
         // 13/01 rules out month-first.
-        assert_eq!(detect_format(&["01/02/2024", "13/01/2024"]), Some((false, "%d/%m/%Y")));
-        assert_eq!(detect_format(&["01/02/2024", "12/31/2024"]), Some((false, "%m/%d/%Y")));
+        assert_eq!(detect_format(&["01/02/2024", "13/01/2024"]), Some((false, vec!["%d/%m/%Y"])));
+        assert_eq!(detect_format(&["01/02/2024", "12/31/2024"]), Some((false, vec!["%m/%d/%Y"])));
         assert_eq!(
             detect_format(&["2024-01-31 10:00:00", "2024-02-01 11:30:00.5"]),
-            Some((true, "%Y-%m-%d %H:%M:%S%.f"))
+            Some((true, vec!["%Y-%m-%d %H:%M:%S%.f"]))
         );
+        // Two-digit years: `%y`, never `%Y` read as the year 24 (nor year-first as 0001-02-24).
+        assert_eq!(detect_format(&["1/2/24", "12/31/24"]), Some((false, vec!["%m/%d/%y"])));
+        assert_eq!(detect_format(&["1/2/24", "13/1/24"]), Some((false, vec!["%d/%m/%y"])));
+        assert_eq!(detect_format(&["1/2/24 10:00", "12/31/99 11:30"]), Some((true, vec!["%m/%d/%y %H:%M"])));
+        // A sample mixing both is read by the pair, keeping one day/month order.
+        assert_eq!(detect_format(&["1/2/24", "1/2/2024"]), Some((false, vec!["%m/%d/%Y", "%m/%d/%y"])));
+        assert_eq!(detect_format(&["13/1/24", "1/2/2024"]), Some((false, vec!["%d/%m/%Y", "%d/%m/%y"])));
+        assert_eq!(detect_format(&["13/1/24", "1/13/2024"]), None);
+        assert_eq!(detect_format(&["1/2/24", "2024-01-02"]), None);
         assert_eq!(detect_format(&["2024-01-31", "soon"]), None);
         assert_eq!(detect_format(&[]), None);
     }
