@@ -221,15 +221,51 @@ fn a_bad_value_late_in_the_load_leaves_the_old_table() {
 fn appending_casts_to_the_existing_column_types() {
     let schema = pg::schema("t_existing");
     pg::query(&format!(
-        "CREATE TABLE {schema}.m (id bigint, v varchar(10), amount numeric(9,3), note text DEFAULT 'kept')"
+        "CREATE TABLE {schema}.m (id bigint, v varchar(10), amount numeric(9,3), note text DEFAULT 'kept', \
+         half smallint, neg integer, f4 bigint, quarter integer)"
     ));
     let p = project(&schema, "mode: append");
+    // Fractions into integer columns round as PostgreSQL's own casts do: a float to the nearest,
+    // halves to even (`rint`); a numeric half away from zero. Never truncated.
+    p.write(
+        "sql/m.sql",
+        "SELECT id, v, CAST(id AS DECIMAL(12,2)) / 4 AS amount, CAST(id AS DOUBLE) / 2 AS half, \
+         -CAST(id AS DOUBLE) / 2 AS neg, CAST(CAST(id AS DOUBLE) / 2 AS FLOAT) AS f4, \
+         CAST(id AS DECIMAL(12,2)) / 4 AS quarter FROM raw\n",
+    );
     p.write("raw.csv", &csv(1..=10, "a"));
     assert_success(&run(&p, &["run", "-q"]));
     assert_eq!(
-        pg::query(&format!("SELECT count(*)::text, sum(amount)::text, min(note) FROM {schema}.m")),
-        [["10", "13.750", "kept"]]
+        pg::query(&format!(
+            "SELECT count(*)::text, sum(amount)::text, min(note), string_agg(half::text, ',' ORDER BY id), \
+                    string_agg(neg::text, ',' ORDER BY id), string_agg(f4::text, ',' ORDER BY id), \
+                    string_agg(quarter::text, ',' ORDER BY id), \
+                    bool_and(half = (id::float8 / 2)::smallint AND neg = (-id::float8 / 2)::integer \
+                             AND f4 = (id::float4 / 2)::bigint AND quarter = (id::numeric / 4)::integer)::text \
+             FROM {schema}.m"
+        )),
+        [[
+            "10",
+            "13.750",
+            "kept",
+            "0,1,2,2,2,3,4,4,4,5",
+            "0,-1,-2,-2,-2,-3,-4,-4,-4,-5",
+            "0,1,2,2,2,3,4,4,4,5",
+            "0,1,1,1,1,2,2,2,2,3",
+            "true"
+        ]]
     );
+    // A value that rounds out of the column's range fails the load, naming the column and value.
+    let model = std::fs::read_to_string(p.file("sql/m.sql")).unwrap();
+    p.write("sql/m.sql", &model.replace("CAST(id AS DOUBLE) / 2 AS half", "CAST(id AS DOUBLE) + 32766.5 AS half"));
+    assert_error(
+        &run(&p, &["run"]),
+        1,
+        &format!(
+            "pg.{schema}.m (model `m`): PostgreSQL {schema}.m: column `half` (rows 1..): cannot convert Float64 to the table's type: Cast error: value 32767.5 is out of range for Int16"
+        ),
+    );
+    assert_eq!(pg::query(&format!("SELECT count(*)::text FROM {schema}.m")), [["10"]]);
 }
 
 #[test]

@@ -1,13 +1,15 @@
 //! One `COPY … FROM STDIN (FORMAT binary)`: batches cast to the table's column types (a value
-//! that does not fit is an error naming the column, never a silent NULL), encoded by
+//! that does not fit is an error naming the column, never a silent NULL; a fraction going into
+//! an integer column is rounded as PostgreSQL's own cast rounds it, never truncated), encoded by
 //! [`super::encode`], sent, and the server's row count checked against what was sent.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{SinkExt, StreamExt};
 use tokio_postgres::Transaction;
@@ -142,7 +144,7 @@ impl Copier {
                 if c.data_type() == t {
                     Ok(c.clone())
                 } else {
-                    cast_with_options(c, t, &options).map_err(|e| {
+                    cast_like_postgres(c, t, &options).map_err(|e| {
                         format!(
                             "column `{}` (rows {}..): cannot convert {} to the table's type: {e}",
                             f.name(),
@@ -157,6 +159,47 @@ impl Copier {
             schema.fields().iter().zip(types).map(|(f, t)| f.as_ref().clone().with_data_type(t.clone())).collect();
         RecordBatch::try_new(Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), columns)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Casts `array` to `to` as PostgreSQL's own cast would: Arrow truncates a fraction going into
+/// an integer, PostgreSQL rounds it — a `real` or `double precision` to the nearest integer,
+/// halves to even (`rint`: 0.5 → 0, 1.5 → 2, 2.5 → 2), a `numeric` halves away from zero
+/// (0.5 → 1, -2.5 → -3). The range is checked after rounding, as PostgreSQL does (32767.5 does
+/// not fit a `smallint`). Array elements are cast the same way; everything else is Arrow's cast.
+fn cast_like_postgres(array: &ArrayRef, to: &DataType, options: &CastOptions) -> Result<ArrayRef, ArrowError> {
+    match (array.data_type(), to) {
+        (DataType::Float16 | DataType::Float32 | DataType::Float64, to) if to.is_integer() => {
+            // Every float16 and float32 is exact in a float64, so it rounds the same there.
+            let wide = cast_with_options(array, &DataType::Float64, options)?;
+            let wide = wide.as_primitive::<Float64Type>();
+            let rounded = wide.unary::<_, Float64Type>(f64::round_ties_even);
+            cast_with_options(&rounded, to, options).map_err(|e| {
+                // Name the value as the model had it, not as rounded.
+                let fits = |i: usize| cast_with_options(&rounded.slice(i, 1), to, options).is_ok();
+                match (0..rounded.len()).find(|&i| rounded.is_valid(i) && !fits(i)) {
+                    Some(i) => ArrowError::CastError(format!("value {} is out of range for {to}", wide.value(i))),
+                    None => e,
+                }
+            })
+        }
+        // Arrow rescales a decimal rounding halves away from zero, as PostgreSQL's numeric does.
+        (DataType::Decimal128(..), to) if to.is_integer() => {
+            cast_with_options(&cast_with_options(array, &DataType::Decimal128(38, 0), options)?, to, options)
+        }
+        (DataType::Decimal256(..), to) if to.is_integer() => {
+            cast_with_options(&cast_with_options(array, &DataType::Decimal256(76, 0), options)?, to, options)
+        }
+        (DataType::List(_), DataType::List(element)) => {
+            let list = array.as_list::<i32>();
+            let values = cast_like_postgres(list.values(), element.data_type(), options)?;
+            Ok(Arc::new(ListArray::try_new(element.clone(), list.offsets().clone(), values, list.nulls().cloned())?))
+        }
+        (DataType::LargeList(from), DataType::List(_)) => {
+            let narrow = DataType::List(Arc::new(Field::clone(from)));
+            cast_like_postgres(&cast_with_options(array, &narrow, options)?, to, options)
+        }
+        _ => cast_with_options(array, to, options),
     }
 }
 
@@ -189,5 +232,83 @@ impl Default for MessageRows {
     /// The first message: 1,024 rows, then sized from what they took.
     fn default() -> Self {
         MessageRows { rows: 1024 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Decimal128Array, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array};
+    use datafusion::arrow::datatypes::Int32Type;
+
+    use super::*;
+
+    fn strict() -> CastOptions<'static> {
+        CastOptions { safe: false, ..Default::default() }
+    }
+
+    #[test]
+    fn floats_round_halves_to_even_like_rint() {
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(0.5),
+            Some(1.5),
+            Some(2.5),
+            Some(-0.5),
+            Some(-1.5),
+            Some(-2.5),
+            Some(1.7),
+            Some(-1.2),
+            None,
+        ]));
+        let cast = cast_like_postgres(&floats, &DataType::Int16, &strict()).unwrap();
+        assert_eq!(
+            cast.as_primitive::<datafusion::arrow::datatypes::Int16Type>(),
+            &Int16Array::from(vec![Some(0), Some(2), Some(2), Some(0), Some(-2), Some(-2), Some(2), Some(-1), None])
+        );
+        let reals: ArrayRef = Arc::new(Float32Array::from(vec![2.5f32, 3.5, 1e10]));
+        let cast = cast_like_postgres(&reals, &DataType::Int64, &strict()).unwrap();
+        assert_eq!(
+            cast.as_primitive::<datafusion::arrow::datatypes::Int64Type>(),
+            &Int64Array::from(vec![2, 4, 10_000_000_000])
+        );
+    }
+
+    #[test]
+    fn decimals_round_halves_away_from_zero() {
+        let decimals: ArrayRef =
+            Arc::new(Decimal128Array::from(vec![25, 15, -25, -15, 24, -26]).with_precision_and_scale(4, 1).unwrap());
+        let cast = cast_like_postgres(&decimals, &DataType::Int32, &strict()).unwrap();
+        assert_eq!(cast.as_primitive::<Int32Type>(), &Int32Array::from(vec![3, 2, -3, -2, 2, -3]));
+    }
+
+    #[test]
+    fn array_elements_round_too() {
+        let lists: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
+            Some(vec![Some(0.5), Some(1.5), None]),
+            None,
+            Some(vec![Some(-2.5)]),
+        ]));
+        let to = DataType::new_list(DataType::Int32, true);
+        let cast = cast_like_postgres(&lists, &to, &strict()).unwrap();
+        assert_eq!(
+            cast.as_list::<i32>(),
+            &ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+                Some(vec![Some(0), Some(2), None]),
+                None,
+                Some(vec![Some(-2)])
+            ])
+        );
+    }
+
+    #[test]
+    fn out_of_range_after_rounding_is_an_error_naming_the_value() {
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![32767.4, 32767.5]));
+        let err = cast_like_postgres(&floats, &DataType::Int16, &strict()).unwrap_err();
+        assert_eq!(err.to_string(), "Cast error: value 32767.5 is out of range for Int16");
+        let nan: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN]));
+        let err = cast_like_postgres(&nan, &DataType::Int32, &strict()).unwrap_err();
+        assert_eq!(err.to_string(), "Cast error: value NaN is out of range for Int32");
+        let decimals: ArrayRef = Arc::new(Decimal128Array::from(vec![327675]).with_precision_and_scale(6, 1).unwrap());
+        let err = cast_like_postgres(&decimals, &DataType::Int16, &strict()).unwrap_err();
+        assert_eq!(err.to_string(), "Cast error: value of 32768 is out of range Int16");
     }
 }
