@@ -278,6 +278,61 @@ fn source_drift_history_and_the_schema_commands() {
     );
 }
 
+/// Every column of each Parquet file under `dir` (or of the file `dir`), as `name type
+/// nullable|NOT NULL`, one entry per distinct schema.
+fn parquet_schemas(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .map(|e| {
+            let file = std::fs::File::open(e.path()).unwrap();
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+            let fields = reader.schema().fields().iter().map(|f| {
+                format!("{} {} {}", f.name(), f.data_type(), if f.is_nullable() { "nullable" } else { "NOT NULL" })
+            });
+            fields.collect::<Vec<_>>().join(", ")
+        })
+        .collect()
+}
+
+/// The files a Parquet output gains over time read together as one source: every column is
+/// written nullable (a literal's NOT NULL is no contract), so a column a later load added reads
+/// as NULL in the files before it.
+#[test]
+fn parquet_appends_with_an_added_column_read_back_as_one_source() {
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: w\noutputs:\n  - { model: m, to: out/d/, mode: append }\n  - { model: m, to: out/m.parquet }\n",
+    );
+    p.write("sql/m.sql", "SELECT 1 AS a\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    p.write("sql/m.sql", "SELECT 2 AS a, 3 AS b\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        parquet_schemas(&p.file("out/d")).into_iter().collect::<Vec<_>>(),
+        ["a Int64 nullable", "a Int64 nullable, b Int64 nullable"]
+    );
+    assert_eq!(
+        parquet_schemas(&p.file("out/m.parquet")).into_iter().collect::<Vec<_>>(),
+        ["a Int64 nullable, b Int64 nullable"]
+    );
+
+    let reader = Project::new();
+    reader.write(
+        "dfpipe.yml",
+        &format!("name: r\nsources:\n  d: {{ path: {}/ }}\noutputs:\n  - model: merged\n", p.file("out/d").display()),
+    );
+    reader.write("sql/merged.sql", "SELECT a, b FROM d\n");
+    assert_success(&reader.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        reader.duckdb("SELECT a, b FROM merged ORDER BY a"),
+        [["BigInt(1)", "NULL"], ["BigInt(2)", "BigInt(3)"]]
+    );
+}
+
 #[test]
 fn contracts_are_enforced_before_anything_is_written() {
     let p = Project::new();

@@ -12,6 +12,9 @@
 //! directories give readers no isolation. A full refresh of a local directory builds a whole new
 //! directory (its marker inside) and swaps it in as `replace` does; on an object store its
 //! files and marker are written first and everything else under the prefix deleted after.
+//!
+//! Every column is written nullable, as in any Parquet output (see [`super::parquet`]), the
+//! rewritten files of a restated window included.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,7 +33,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use super::marker::{LoadExtras, LoadMarker, TargetLoads};
-use super::parquet::{hidden, remove, swap_into_place, sync_dir, sync_tree, written};
+use super::parquet::{hidden, nullable_columns, remove, swap_into_place, sync_dir, sync_tree, written};
 use crate::error::df_message;
 use crate::util::progress::RowCounter;
 
@@ -441,6 +444,7 @@ async fn stage(
     options.global.compression = Some(compression.to_string());
     let write_options = || DataFrameWriteOptions::new().with_insert_operation(InsertOp::Append);
     let staging = dir.staging();
+    let df = nullable_columns(df)?;
     let rows = written(df.write_parquet(&staging, write_options(), Some(options.clone())).await)?;
     counter.add(rows);
     // Earlier loads inside a restated window are superseded; those overlapping it are rewritten
@@ -473,6 +477,7 @@ async fn stage(
                         })
                         .map_err(|e| df_message(&e))?;
                     let out = format!("{staging}kept-{}-{i}/", old.marker.load_id);
+                    let kept = nullable_columns(kept)?;
                     written(kept.write_parquet(&out, write_options(), Some(options.clone())).await)?;
                 }
                 supersedes.push(name.clone());
