@@ -58,12 +58,52 @@ fn killed_run_mid_load_leaves_the_old_table() {
     assert_success(&p.dfpipe(&["run", "-q"]));
     p.write("raw.csv", &rows_csv(1..=400_000, "b"));
     let (mut child, _pause) = p.spawn_paused_mid_load(&[]);
-    child.kill().unwrap();
+    child.kill().unwrap(); // SIGKILL, as `kill -9`: the run cannot record its end.
     child.wait().unwrap();
     assert_eq!(p.duckdb("SELECT count(*), min(v), max(v) FROM m")[0], ["BigInt(1000)", "a1", "a999"]);
-    // The next run is not stopped by what the killed one left behind.
+    let runs = |args: &[&str]| stdout(&p.dfpipe(args));
+    let status = |json: &serde_json::Value| {
+        let run = |r: &serde_json::Value| (r["run_id"].clone(), r["status"].clone(), r["finished_at"].clone());
+        json.as_array().unwrap().iter().map(run).collect::<Vec<_>>()
+    };
+    let before: serde_json::Value = serde_json::from_str(&runs(&["runs", "--format", "json"])).unwrap();
+    assert_eq!(status(&before)[0], (2.into(), "running".into(), serde_json::Value::Null));
+    // The next run is not stopped by what the killed one left behind, and, holding the lock,
+    // marks it crashed: nothing else can still be running it.
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(one(p.duckdb("SELECT count(*) FROM m")), "BigInt(400000)");
+    let after: serde_json::Value = serde_json::from_str(&runs(&["runs", "--format", "json"])).unwrap();
+    let finished = after[0]["finished_at"].clone();
+    assert!(finished.is_string(), "{after}");
+    assert_eq!(
+        status(&after),
+        [
+            (3.into(), "success".into(), finished),
+            (2.into(), "crashed".into(), serde_json::Value::Null),
+            (1.into(), "success".into(), after[2]["finished_at"].clone())
+        ]
+    );
+    assert_eq!(after[1]["error"], "ended without recording its end (killed or crashed); found by run #3");
+    assert_eq!((&after[1]["rows"], &after[1]["targets"]), (&serde_json::Value::Null, &serde_json::Value::Null));
+    let table = runs(&["runs"]);
+    let row = |id: &str| -> Vec<String> {
+        let line = table.lines().find(|l| l.starts_with(&format!("{id} "))).unwrap_or_else(|| panic!("{table}"));
+        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+        [&words[..1], &words[3..]].concat()
+    };
+    // Without the start (date and time): run, command, status, strategy, targets, rows, seconds,
+    // peak RSS.
+    assert_eq!(row("#2"), ["#2", "run", "crashed", "-", "-", "-", "-", "-"], "{table}");
+    assert!(table.ends_with("#2: ended without recording its end (killed or crashed); found by run #3\n"), "{table}");
+    // A later run finds nothing left to mark.
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        duckdb_rows(
+            &p.file(".dfpipe/catalog.duckdb"),
+            "SELECT status, count(*) FROM runs GROUP BY ALL ORDER BY status"
+        ),
+        [["crashed", "BigInt(1)"], ["success", "BigInt(3)"]]
+    );
 }
 
 #[test]

@@ -39,4 +39,4 @@ pub mod results;
 mod store;
 
 pub use crate::schema::Kind;
-pub use store::{CATALOG_FILE, Catalog, LoadRecord, RunRecord, SchemaRecord};
+pub use store::{CATALOG_FILE, CRASHED, Catalog, LoadRecord, RunRecord, SchemaRecord};

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use duckdb::{Connection, OptionalExt, params};
 use serde::Serialize;
 
+use super::lock::ProjectLock;
 use super::results::{RunResults, Status};
 use crate::checks::data_tests::TestResult;
 use crate::config::Policy;
@@ -45,6 +46,10 @@ CREATE TABLE IF NOT EXISTS drift (
     before VARCHAR, after VARCHAR, policy VARCHAR, outcome VARCHAR);
 ";
 
+/// The status of a run that ended without recording its end (killed with `kill -9`, out of
+/// memory, the machine stopped): set by the next run to take the project's lock.
+pub const CRASHED: &str = "crashed";
+
 /// The catalog's format. 2: snapshots store types in dfpipe's own stable JSON
 /// ([`crate::schema::stored`]); 1 stored Arrow's display text. Opening a catalog for writing
 /// migrates it; a catalog of a newer format is refused.
@@ -80,7 +85,8 @@ pub struct RunRecord {
     pub started_at: String,
     /// End, UTC (None while running, or if the process died).
     pub finished_at: Option<String>,
-    /// `running`, `success`, `error` or `drift`.
+    /// `running`, `success`, `error`, `drift`, `contract`, `test`, `state`, `interrupted` (Ctrl-C)
+    /// or [`CRASHED`] (ended without recording its end, found by a later run).
     pub status: String,
     /// The strategies the targets ran with, comma-separated.
     pub strategy: Option<String>,
@@ -186,17 +192,37 @@ impl Catalog {
         Ok(Some(conn))
     }
 
-    /// Records the start of a run; returns its id.
-    pub fn begin_run(&self, project: &str, command: &str, started_at: chrono::DateTime<chrono::Utc>) -> Result<i64> {
-        let conn = self.open()?;
-        let id: i64 = conn
+    /// Records the start of a run; returns its id. Taking the project's lock (`_lock`, the proof)
+    /// means no earlier run is still going, so any still marked `running` ended without
+    /// recording its end (killed, out of memory, the machine stopped): it is marked
+    /// [`CRASHED`] in the same transaction, its end left unknown.
+    pub fn begin_run(
+        &self,
+        _lock: &ProjectLock,
+        project: &str,
+        command: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction().map_err(|e| self.fail(e))?;
+        let id: i64 = tx
             .query_row("SELECT coalesce(max(run_id), 0) + 1 FROM runs", [], |r| r.get(0))
             .map_err(|e| self.fail(e))?;
-        conn.execute(
+        let crashed = tx
+            .execute(
+                "UPDATE runs SET status = ?, error = ? WHERE status = 'running'",
+                params![CRASHED, format!("ended without recording its end (killed or crashed); found by run #{id}")],
+            )
+            .map_err(|e| self.fail(e))?;
+        if crashed > 0 {
+            tracing::warn!("{crashed} earlier run(s) ended without recording their end; marked `{CRASHED}`");
+        }
+        tx.execute(
             "INSERT INTO runs (run_id, project, command, dfpipe_version, started_at, status) VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMP), 'running')",
             params![id, project, command, env!("CARGO_PKG_VERSION"), stamp(started_at)],
         )
         .map_err(|e| self.fail(e))?;
+        tx.commit().map_err(|e| self.fail(e))?;
         Ok(id)
     }
 

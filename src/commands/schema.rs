@@ -32,9 +32,9 @@ pub async fn command(config: Config, command: SchemaCommand) -> Result<u8> {
             }
         }
         SchemaCommand::Accept { names } => {
-            let _lock = ProjectLock::acquire(&config.state_dir, "schema accept")?;
+            let lock = ProjectLock::acquire(&config.state_dir, "schema accept")?;
             let pipeline = prepare(config, &select_all()).await?;
-            print!("{}", accept(&pipeline, &catalog, &names).await?);
+            print!("{}", accept(&lock, &pipeline, &catalog, &names).await?);
         }
     }
     Ok(EXIT_OK)
@@ -139,12 +139,12 @@ fn history(catalog: &Catalog, name: &str) -> Result<String> {
 }
 
 /// `dfpipe schema accept NAME…`: records the current schemas as the new baselines, in a
-/// catalog run of its own; returns what was accepted.
-async fn accept(pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<String> {
+/// catalog run of its own (under the project's `lock`); returns what was accepted.
+async fn accept(lock: &ProjectLock, pipeline: &Pipeline, catalog: &Catalog, names: &[String]) -> Result<String> {
     let observed = observe(pipeline).await?;
     let picked = pick(&observed, names)?;
     let started_at = chrono::Utc::now();
-    let run_id = catalog.begin_run(&pipeline.project.config.name, "schema accept", started_at)?;
+    let run_id = catalog.begin_run(lock, &pipeline.project.config.name, "schema accept", started_at)?;
     let schemas: Vec<(Kind, String, Snapshot)> =
         picked.iter().map(|o| (o.kind, o.name.clone(), o.snapshot.clone())).collect();
     catalog.record_schemas(run_id, &schemas, true)?;

@@ -48,7 +48,7 @@ pub async fn command(
     let config = config::load(project_dir, load)?;
     let (name, state_dir) = (config.name.clone(), config.state_dir.clone());
     // One run per project at a time; the catalog records it from its start.
-    let _lock = ProjectLock::acquire(&state_dir, "run")?;
+    let lock = ProjectLock::acquire(&state_dir, "run")?;
     let catalog = Catalog::new(&state_dir);
     let stopped = |e: Error, run_id: Option<i64>| {
         let results = RunResults::failed(&name, started_at, e.to_string());
@@ -68,7 +68,7 @@ pub async fn command(
         }
         e
     };
-    let run_id = catalog.begin_run(&name, "run", started_at).map_err(|e| stopped(e, None))?;
+    let run_id = catalog.begin_run(&lock, &name, "run", started_at).map_err(|e| stopped(e, None))?;
     let outcome = tokio::select! {
         outcome = check_and_write(config, select, fail_fast, incremental, global, &catalog, run_id) => outcome,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
