@@ -626,3 +626,33 @@ fn with_no_new_files_the_source_tests_do_not_run_on_an_empty_input() {
     assert_success(&out);
     assert!(stdout(&out).contains("warehouse.facts: no new files in source `raw`"), "{}", stdout(&out));
 }
+
+#[test]
+fn a_model_bound_per_run_is_never_read_whole_by_anything_else() {
+    // Another model reading the cursor model would see only the new rows (a count of 0 on a
+    // run with none); another output of it would be replaced by them.
+    let p = cursor_project("");
+    p.write("sql/summary.sql", "SELECT count(*) AS n FROM customers\n");
+    let text = std::fs::read_to_string(p.file("dfpipe.yml")).unwrap();
+    p.write("dfpipe.yml", &format!("{text}  - model: summary\n"));
+    assert_error(
+        &p.dfpipe(&["run", "-q"]),
+        2,
+        "model `customers` (sql/customers.sql): its $last is bound per run to what its incremental output \
+         loads, so model `summary`, which reads it, would see only those rows; put the filter on $last in a model \
+         of its own that only the incremental output reads (e.g. `customers_new.sql`: SELECT * FROM customers \
+         WHERE …), and let the rest read `customers`",
+    );
+    assert!(!p.file("dfpipe.duckdb").exists());
+
+    let p = cursor_project("");
+    let text = std::fs::read_to_string(p.file("dfpipe.yml")).unwrap();
+    p.write("dfpipe.yml", &format!("{text}  - model: customers\n    table: plain\n"));
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("its $last is bound per run to what its incremental output loads, so its output to warehouse.plain would get only those rows;"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -115,6 +115,10 @@ impl Pipeline {
                     continue;
                 }
             };
+            if let Some(why) = self.narrowed_by_run_values(name, &names) {
+                failed.insert(name.clone(), format!("model `{name}` ({}): {why}", model.file.display()));
+                continue;
+            }
             used.extend(names);
             if cache.contains(name) {
                 tracing::info!(model = %name, "computing once for the targets that share it (in_memory)");
@@ -147,6 +151,39 @@ impl Pipeline {
             )));
         }
         Ok(())
+    }
+
+    /// Why model `name`, which uses the parameters `used`, cannot be planned: its `$start`/`$end`/
+    /// `$last` are bound per run to what its incremental output loads now, so its view holds only
+    /// those rows, and anything else reading it — another model, another output of it — would see
+    /// only them (a `replace` output would be replaced by them). dbt's `{{ this }}` has no such
+    /// trap because a model there is its table; here a model is a view of its query.
+    fn narrowed_by_run_values(&self, name: &str, used: &BTreeSet<String>) -> Option<String> {
+        let bound: Vec<String> =
+            used.iter().filter(|p| params::RUN_BOUND.contains(&p.as_str())).map(|p| format!("${p}")).collect();
+        if bound.is_empty() {
+            return None;
+        }
+        let (list, verb) = (bound.join(", "), if bound.len() == 1 { "is" } else { "are" });
+        let bound = format!("{list} {verb}");
+        let fix = format!(
+            "put the filter on {list} in a model of its own that only the incremental output reads \
+             (e.g. `{name}_new.sql`: SELECT * FROM {name} WHERE …), and let the rest read `{name}`"
+        );
+        let all_outputs = self.project.config.outputs.iter().flatten();
+        if let Some(plain) = all_outputs.filter(|o| o.model == name).find(|o| o.incremental.is_none()) {
+            return Some(format!(
+                "its {bound} bound per run to what its incremental output loads, so its output to {} would \
+                 get only those rows; {fix}",
+                plain.target.label(&self.project.config.project_dir)
+            ));
+        }
+        let reader = self.project.models.values().find(|m| m.model_deps.contains(name))?;
+        Some(format!(
+            "its {bound} bound per run to what its incremental output loads, so model `{}`, which reads it, \
+             would see only those rows; {fix}",
+            reader.name
+        ))
     }
 
     /// Model `name`'s SQL planned in `ctx` (a query only: no DDL, DML or statements) with its
