@@ -64,6 +64,24 @@ fn duckdb_names_tables_without_regard_to_case_as_duckdb_does() {
          (DuckDB table names ignore case); give one of them another `table:`",
     );
     assert_eq!(one(p.duckdb("SELECT count(*) FROM orders")), "BigInt(10)");
+
+    // A table another output quarantines into is written by it too.
+    set_outputs(&p, "  - model: m\n    on_invalid: quarantine\n  - model: m\n    table: M_Quarantine\n");
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "dfpipe.yml: outputs[0] quarantines its rows into DuckDB table `main.m_quarantine` of dfpipe.duckdb \
+         (DuckDB table names ignore case), which outputs[1] writes too; give one of them another `table:`",
+    );
+    // dfpipe's own tables are not outputs.
+    set_outputs(&p, "  - model: m\n    table: _dfpipe_loads\n");
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "dfpipe.yml: outputs[0] (model `m`): table `_dfpipe_loads`: names starting with `_dfpipe` are dfpipe's own \
+         (its load markers, staging tables); give the output another `table:`",
+    );
+    assert_eq!(one(p.duckdb("SELECT count(*) FROM orders")), "BigInt(10)");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! loaded + rows quarantined + rows dropped.
 
 use super::split::INVALID_FLAG;
-use crate::config::{DataTest, Rule, Target};
+use crate::config::{DataTest, Rule};
 use crate::util::sql::{self, quote};
 
 /// The columns a quarantine table adds to the model's.
@@ -169,30 +169,10 @@ impl RowFilter {
     }
 }
 
-/// Where an output's quarantined rows go: `<table>_quarantine` beside a table, or
-/// `<name>_quarantine.parquet` / `<dir>_quarantine/` beside Parquet.
-pub fn quarantine_target(target: &Target) -> Target {
-    let mut target = target.clone();
-    match &mut target {
-        Target::DuckDb(t) => t.table.name.push_str("_quarantine"),
-        Target::Postgres { table, .. } => table.name.push_str("_quarantine"),
-        Target::Parquet { location, single_file, .. } => {
-            *location = if *single_file {
-                match location.strip_suffix(".parquet") {
-                    Some(stem) => format!("{stem}_quarantine.parquet"),
-                    None => format!("{location}_quarantine"),
-                }
-            } else {
-                format!("{}_quarantine/", location.trim_end_matches('/'))
-            };
-        }
-    }
-    target
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Target;
 
     #[test]
     fn quarantine_sql_names_test_column_and_reason() {
@@ -230,7 +210,7 @@ mod tests {
             Target::Parquet { location, .. } => location,
             _ => unreachable!(),
         };
-        assert_eq!(location(quarantine_target(&parquet("/o/x.parquet", true))), "/o/x_quarantine.parquet");
-        assert_eq!(location(quarantine_target(&parquet("/o/x/", false))), "/o/x_quarantine/");
+        assert_eq!(location(parquet("/o/x.parquet", true).quarantine()), "/o/x_quarantine.parquet");
+        assert_eq!(location(parquet("/o/x/", false).quarantine()), "/o/x_quarantine/");
     }
 }

@@ -12,6 +12,16 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::util::suggest::did_you_mean;
 
+/// The start of the names of dfpipe's own tables (`_dfpipe_loads`, `__dfpipe_staging_…`).
+const RESERVED_PREFIX: &str = "_dfpipe";
+
+/// Whether a table name is one of dfpipe's own: underscores, then `dfpipe` (any case).
+fn is_reserved(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    let bare = lower.trim_start_matches('_');
+    bare.len() < lower.len() && bare.starts_with("dfpipe")
+}
+
 /// Turns a [`RawConfig`] into a [`Config`], resolving variables and paths.
 pub(crate) struct Checker<'a> {
     pub(crate) text: &'a str,
@@ -368,6 +378,7 @@ impl Checker<'_> {
     ) -> Result<Vec<OutputConfig>> {
         let mut checked = Vec::with_capacity(outputs.len());
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut quarantines = Vec::new();
         for (i, out) in outputs.iter().enumerate() {
             let what = format!("outputs[{i}] (model `{}`)", out.model);
             let mode = out.mode.unwrap_or(Mode::Replace);
@@ -409,6 +420,15 @@ impl Checker<'_> {
                     )));
                 }
             }
+            if let Target::DuckDb(DuckDbTarget { table, .. }) | Target::Postgres { table, .. } = &target
+                && is_reserved(&table.name)
+            {
+                return Err(self.err(format!(
+                    "{what}: table `{}`: names starting with `{RESERVED_PREFIX}` are dfpipe's own (its load \
+                     markers, staging tables); give the output another `table:`",
+                    table.name
+                )));
+            }
             // Two outputs are one target when the database would resolve them to one table.
             let (key, described) = target.identity(self.project_dir);
             if let Some(first) = seen.insert(key, i) {
@@ -424,15 +444,29 @@ impl Checker<'_> {
                     Some(self.check_incremental(&place, raw, incremental, mode, &unique_key, &target)?)
                 }
             };
+            let on_invalid = out.on_invalid.unwrap_or_default();
+            if on_invalid == OnInvalid::Quarantine {
+                let (key, described) = target.quarantine().identity(self.project_dir);
+                quarantines.push((key, described, i));
+            }
             checked.push(OutputConfig {
                 model: out.model.clone(),
                 target,
                 mode,
                 unique_key,
                 on_schema_change: out.on_schema_change,
-                on_invalid: out.on_invalid.unwrap_or_default(),
+                on_invalid,
                 incremental,
             });
+        }
+        // A quarantine table is written too: no output may write it, and no two share one.
+        for (key, described, i) in quarantines {
+            if let Some(other) = seen.insert(key, i) {
+                return Err(self.err(format!(
+                    "outputs[{i}] quarantines its rows into {described}, which outputs[{other}] writes too; \
+                     give one of them another `table:`"
+                )));
+            }
         }
         Ok(checked)
     }

@@ -239,6 +239,27 @@ impl Target {
 }
 
 impl Target {
+    /// Where this output's quarantined rows go: `<table>_quarantine` beside a table, or
+    /// `<name>_quarantine.parquet` / `<dir>_quarantine/` beside Parquet.
+    pub fn quarantine(&self) -> Target {
+        let mut target = self.clone();
+        match &mut target {
+            Target::DuckDb(t) => t.table.name.push_str("_quarantine"),
+            Target::Postgres { table, .. } => table.name.push_str("_quarantine"),
+            Target::Parquet { location, single_file, .. } => {
+                *location = if *single_file {
+                    match location.strip_suffix(".parquet") {
+                        Some(stem) => format!("{stem}_quarantine.parquet"),
+                        None => format!("{location}_quarantine"),
+                    }
+                } else {
+                    format!("{}_quarantine/", location.trim_end_matches('/'))
+                };
+            }
+        }
+        target
+    }
+
     /// What two outputs must not share, and how a message names it: a DuckDB table by file,
     /// schema and name without regard to case (DuckDB resolves names that way, quoted or not);
     /// a PostgreSQL table by connection, schema and name exactly as written (dfpipe quotes

@@ -13,7 +13,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::prelude::{DataFrame, SessionContext};
 
-use crate::checks::quarantine::{RowFilter, quarantine_target};
+use crate::checks::quarantine::RowFilter;
 use crate::checks::split;
 use crate::config::{Mode, OnInvalid, OutputConfig, Target};
 use crate::engine::cluster::{ClusterWork, RemoteJob};
@@ -136,7 +136,7 @@ pub(super) async fn write_output(
         return Ok(Written { rows, dropped: rejected.rows(), cluster, ..Written::default() });
     }
     // The target committed; the quarantine follows from the spilled rows.
-    let target = quarantine_target(&output.target);
+    let target = output.target.quarantine();
     let label = target.label(&pipeline.project.config.project_dir);
     let written = async {
         let path = rejected.finish()?.expect("quarantine spills");
