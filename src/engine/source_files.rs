@@ -10,9 +10,10 @@
 //! naming both files. When DataFusion cannot merge the files' schemas, the file that breaks
 //! the merge is named.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::ListingTableUrl;
@@ -126,23 +127,33 @@ pub async fn check_same_header(
     Ok(())
 }
 
-/// After DataFusion could not merge the files' schemas (`error`): the first file whose schema
-/// does not merge with the files before it, and why; `None` when each file reads alone and
-/// they merge (the error is then about something else).
-pub async fn why_no_merge(
+/// After DataFusion could not merge the files' schemas: the files' schemas read one by one,
+/// the columns in `declared` (the source's `schema:`) taking their declared type, merged — or
+/// the first file whose schema does not merge with the files before it, and why.
+pub async fn merge_by_file(
     state: &dyn Session,
     store: &Arc<dyn ObjectStore>,
     format: &Arc<dyn FileFormat>,
     url: &ListingTableUrl,
     files: &[ObjectMeta],
-) -> Option<String> {
+    declared: &BTreeMap<String, DataType>,
+) -> std::result::Result<Schema, String> {
     let mut merged: Option<(Schema, usize)> = None;
     for (i, schema) in schemas_by_file(state, store, format, files).await.into_iter().enumerate() {
         let file = display(url, &files[i].location);
         let schema = match schema {
-            Ok(s) => s.as_ref().clone(),
-            Err(e) => return Some(format!("{file}: {}", df_message(&e))),
+            Ok(s) => s,
+            Err(e) => return Err(format!("{file}: {}", df_message(&e))),
         };
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| match declared.get(f.name()) {
+                Some(data_type) => Field::new(f.name(), data_type.clone(), true),
+                None => f.as_ref().clone(),
+            })
+            .collect();
+        let schema = Schema::new_with_metadata(fields, schema.metadata().clone());
         merged = match merged {
             None => Some((schema, i)),
             Some((before, first)) => match Schema::try_merge([before, schema]) {
@@ -153,7 +164,7 @@ pub async fn why_no_merge(
                     } else {
                         format!("the {} files before it (from {})", i - first, display(url, &files[first].location))
                     };
-                    return Some(format!(
+                    return Err(format!(
                         "{file} does not match {earlier}: {}; give the column one type in the source's \
                          `schema:`, or split the files into sources of their own",
                         df_message(&datafusion::error::DataFusionError::from(e))
@@ -162,7 +173,7 @@ pub async fn why_no_merge(
             },
         };
     }
-    None
+    Ok(merged.map(|(schema, _)| schema).unwrap_or_else(Schema::empty))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! the same on an object store. Each is checked before anything runs: a missing file or an
 //! unreadable one is an error naming the source and its path.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -222,17 +223,26 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     let inferred = match format.infer_schema(&state, &store, &nonempty).await {
         Ok(schema) => schema,
         Err(e) => {
-            let why = match source_files::why_no_merge(&state, &store, &format, &url, &nonempty).await {
-                Some(why) => why,
-                None => df_message(&e),
-            };
-            let hint = match source.format {
-                Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
-                Format::Csv => " (check `delimiter`, `header` and `quote` in the source's options)",
-                Format::Parquet => "",
-            };
-            let hint = if why.contains(" does not match ") { "" } else { hint };
-            return Err(fail(format!("cannot read it as {}: {why}{hint}", source.format.name())));
+            // The files do not merge as inferred: read one by one, with the declared types.
+            let mut declared = BTreeMap::new();
+            for (column, sql_type) in &source.schema {
+                if let Ok(data_type) = sql_type_to_arrow(ctx, sql_type).await {
+                    declared.insert(column.clone(), data_type);
+                }
+            }
+            match source_files::merge_by_file(&state, &store, &format, &url, &nonempty, &declared).await {
+                Ok(schema) if !schema.fields().is_empty() => Arc::new(schema),
+                Ok(_) => return Err(fail(format!("cannot read it as {}: {}", source.format.name(), df_message(&e)))),
+                Err(why) => {
+                    let hint = match source.format {
+                        Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
+                        Format::Csv => " (check `delimiter`, `header` and `quote` in the source's options)",
+                        Format::Parquet => "",
+                    };
+                    let hint = if why.contains(" does not match ") { "" } else { hint };
+                    return Err(fail(format!("cannot read it as {}: {why}{hint}", source.format.name())));
+                }
+            }
         }
     };
     let inferred = text_for_untyped(inferred);
