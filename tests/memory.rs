@@ -255,7 +255,7 @@ fn plan_explains_each_targets_estimate_and_strategy() {
     // A run computes the model every target reads once, and reports strategy and estimate.
     let run = p.dfpipe(&["run"]);
     assert_success(&run);
-    assert!(stderr(&run).contains("computing once for the targets that share it"), "{}", stderr(&run));
+    assert!(stderr(&run).contains("computed once for the targets that read it"), "{}", stderr(&run));
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
     for target in results["targets"].as_array().unwrap() {
@@ -334,4 +334,31 @@ fn estimates_skip_empty_and_header_only_parts() {
     assert!(!text.contains("estimate: 0 B"), "{text}");
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(one(p.duckdb("SELECT count(*) FROM m")), "BigInt(1000)");
+}
+
+#[test]
+fn a_model_several_targets_read_is_held_once_only_while_it_fits_the_limit() {
+    const LIMIT: u64 = 192 << 20;
+    let p = Project::new();
+    // 3 M rows of ~60 bytes: larger than half the pool, and estimated at 0 bytes (no files).
+    p.write("dfpipe.yml", "name: shared\noutputs:\n  - model: wide\n  - model: wide\n    table: wide_copy\n");
+    p.write(
+        "sql/wide.sql",
+        "SELECT value AS id, concat('row-', value, '-', repeat('x', 40)) AS s FROM range(3000000)\n",
+    );
+    let out = p.dfpipe(&["run", "--memory-limit", "192MiB"]);
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains("not computed once (its rows pass "), "{err}");
+    assert!(err.contains(", half the memory budget): each target that reads it computes it"), "{err}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    for target in results["targets"].as_array().unwrap() {
+        assert_eq!((target["strategy"].as_str(), target["rows"].as_u64()), (Some("in_memory"), Some(3_000_000)));
+    }
+    let peak = results["peak_rss_bytes"].as_u64().unwrap();
+    assert!(peak <= LIMIT, "peak RSS {} MiB over the {} MiB limit", peak >> 20, LIMIT >> 20);
+    let sum = "sum(id)::VARCHAR || ' ' || count(DISTINCT s)::VARCHAR";
+    assert_eq!(one(p.duckdb(&format!("SELECT {sum} FROM wide"))), "4499998500000 3000000");
+    assert_eq!(one(p.duckdb(&format!("SELECT {sum} FROM wide_copy"))), "4499998500000 3000000");
 }

@@ -97,3 +97,27 @@ fn a_readme_never_decides_a_directory_format_and_other_formats_are_reported() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_bad_value_in_a_model_several_targets_read_names_its_file_in_each_target() {
+    let p = Project::new();
+    p.write("data/a.csv", "n\n1\n2\n");
+    p.write("data/b.csv", "n\n3\nthree\n");
+    p.write(
+        "dfpipe.yml",
+        "name: r\nsources:\n  raw: { path: data/, schema: { n: BIGINT } }\n\
+         outputs:\n  - model: m\n  - model: m\n    to: out/m.parquet\n",
+    );
+    p.write("sql/m.sql", "SELECT n FROM raw\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for target in ["warehouse.m", "out/m.parquet"] {
+        let line = format!(
+            "error: {target} (model `m`): Parser error: Error while parsing value 'three' as type 'Int64' for column 0"
+        );
+        let at = err.find(&line).unwrap_or_else(|| panic!("no `{line}` in {err}"));
+        assert!(err[at..].contains("\n  in file data/b.csv (source `raw`); fix or remove that file"), "{err}");
+    }
+    assert!(!p.file("out/m.parquet").exists());
+}

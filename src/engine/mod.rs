@@ -2,7 +2,8 @@
 //! ([`object_stores`]) and SQL-defined functions ([`functions`]); sources registered as listing
 //! tables ([`sources`]) behind their cleaning views ([`clean`]); models as views, their `$name`
 //! placeholders bound ([`params`]); the prepared
-//! [`pipeline`] with each output's memory decision; what a run observes of it before
+//! [`pipeline`] with each output's memory decision (a model several targets read
+//! [`computed_once`] when it fits); what a run observes of it before
 //! writing ([`observe`]: schemas, files read); column [`lineage`] read from the plans; and the
 //! [`cluster`] path (outputs' queries run on Ballista, scheduler and executor set-up).
 //!
@@ -11,6 +12,7 @@
 
 pub mod clean;
 pub mod cluster;
+pub mod computed_once;
 pub mod diagnose;
 pub mod functions;
 pub mod incremental;

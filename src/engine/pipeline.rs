@@ -13,7 +13,7 @@ use datafusion::prelude::SessionContext;
 use crate::config::Strategy;
 use crate::config::params::ParamOrigin;
 use crate::config::{OutputConfig, Target};
-use crate::engine::{params, session, sources};
+use crate::engine::{computed_once, params, session, sources};
 use crate::error::{Error, Result, df_message};
 use crate::memory::MemoryBudget;
 use crate::memory::accounting::{self, Accounting, Writer};
@@ -50,6 +50,8 @@ pub struct Pipeline {
     pub cluster: Option<crate::engine::cluster::Cluster>,
     /// Values dfpipe binds per model (`$start`/`$end`/`$last` of incremental outputs).
     bound: std::sync::Mutex<BTreeMap<String, HashMap<String, ScalarValue>>>,
+    /// The models computed once, held for the run (their rows charged to the session's pool).
+    held: std::sync::Mutex<Vec<computed_once::Held>>,
 }
 
 impl Pipeline {
@@ -75,7 +77,8 @@ impl Pipeline {
         }
         let bound = std::sync::Mutex::new(run_bound(&outputs, crate::util::fault::now()));
         let cluster = crate::engine::cluster::Cluster::of(&project.config);
-        let pipeline = Pipeline { project, outputs, budget, ctx, cleaned, cluster, bound };
+        let held = Default::default();
+        let pipeline = Pipeline { project, outputs, budget, ctx, cleaned, cluster, bound, held };
         pipeline.register_models(&BTreeSet::new()).await?;
         Ok(pipeline)
     }
@@ -90,7 +93,8 @@ impl Pipeline {
     }
 
     /// Registers the needed models as views in dependency order; those in `cache` are computed
-    /// now and held in memory, so the views downstream read them instead of recomputing them.
+    /// now and held in memory when they fit ([`computed_once`]), so the views downstream read
+    /// them instead of recomputing them.
     async fn register_models(&self, cache: &BTreeSet<String>) -> Result<()> {
         let needed = needed_models(&self.project, &self.outputs);
         let params = &self.project.config.params;
@@ -108,7 +112,7 @@ impl Pipeline {
                 skipped.push(name.as_str());
                 continue;
             }
-            let (mut df, names) = match self.model_frame(&self.ctx, name).await {
+            let (df, names) = match self.model_frame(&self.ctx, name).await {
                 Ok(planned) => planned,
                 Err(e) => {
                     failed.insert(name.clone(), e.to_string());
@@ -120,13 +124,23 @@ impl Pipeline {
                 continue;
             }
             used.extend(names);
-            if cache.contains(name) {
-                tracing::info!(model = %name, "computing once for the targets that share it (in_memory)");
-                df = df.cache().await.map_err(fail)?;
-            }
             let table = TableReference::bare(name.as_str());
             self.ctx.deregister_table(table.clone()).map_err(fail)?;
-            self.ctx.register_table(table, df.into_view()).map_err(fail)?;
+            let pool = &self.ctx.runtime_env().memory_pool;
+            let cap = (self.budget.budget / 2) as usize;
+            let held = match cache.contains(name) {
+                true => computed_once::compute(name, df.clone(), pool, cap).await,
+                false => None,
+            };
+            match held {
+                Some(held) => {
+                    self.ctx.register_table(table, held.table.clone()).map_err(fail)?;
+                    self.held.lock().unwrap_or_else(|p| p.into_inner()).push(held);
+                }
+                None => {
+                    self.ctx.register_table(table, df.into_view()).map_err(fail)?;
+                }
+            }
         }
         if !failed.is_empty() {
             let count = failed.len();
@@ -387,9 +401,13 @@ impl Pipeline {
         }
     }
 
-    /// Computes `models` once and re-plans the views that read them.
-    pub async fn materialize(&self, models: &BTreeSet<String>) -> Result<()> {
-        if models.is_empty() { Ok(()) } else { self.register_models(models).await }
+    /// Computes `models` once where they fit and re-plans the views that read them; the bytes
+    /// now held, which the targets' own pools must leave room for.
+    pub async fn materialize(&self, models: &BTreeSet<String>) -> Result<u64> {
+        if !models.is_empty() {
+            self.register_models(models).await?;
+        }
+        Ok(self.held.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|h| h.reservation.size() as u64).sum())
     }
 }
 

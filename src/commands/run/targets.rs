@@ -72,7 +72,10 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
         // Models several in-memory outputs read are computed once, here (on a cluster every
         // output's query runs there whole).
         let strategies: Vec<Strategy> = decisions.iter().map(|d| d.strategy).collect();
-        pipeline.materialize(&pipeline.shared_in_memory(&strategies)).await?;
+        let held = pipeline.materialize(&pipeline.shared_in_memory(&strategies)).await?;
+        for decision in decisions.iter_mut() {
+            decision.settings.pool_bytes = decision.settings.pool_bytes.map(|b| b.saturating_sub(held));
+        }
     }
     let mut stop = false;
     for (i, (output, decision)) in pipeline.outputs.iter().zip(&decisions).enumerate() {
