@@ -117,7 +117,7 @@ fn a_bad_value_in_a_model_several_targets_read_names_its_file_in_each_target() {
             "error: {target} (model `m`): Parser error: Error while parsing value 'three' as type 'Int64' for column 0"
         );
         let at = err.find(&line).unwrap_or_else(|| panic!("no `{line}` in {err}"));
-        assert!(err[at..].contains("\n  in file data/b.csv (source `raw`); fix or remove that file"), "{err}");
+        assert!(err[at..].contains("\n  in file data/b.csv (source `raw`); column `n` (Int64) holds it; "), "{err}");
     }
     assert!(!p.file("out/m.parquet").exists());
 }

@@ -124,3 +124,46 @@ fn an_empty_file_is_refused_before_anything_runs() {
         "source `raw` (data/t.csv): its file is empty (0 bytes): a source needs a file with its columns (a header, or data)",
     );
 }
+
+#[test]
+fn csv_null_regex_nulls_matching_values_and_decimals_round_as_databases_do() {
+    let p = Project::new();
+    p.write("data/a.csv", "id,price,qty,name,day\n1,1.005,3,a,2024-01-02\n2,NA,NA,NA,NA\n3,2.675,,,\n");
+    p.write("data/b.csv", "id,price,qty,name,day\n4,-1.005,7,NASA,2024-02-03\n5,0.999,N/A,n/a,2024-02-04\n");
+    p.write(
+        "dfpipe.yml",
+        "name: n\nsources:\n  raw: { path: data/, schema: { price: 'DECIMAL(10,2)' }, options: { null_regex: '^(NA|N/A)$' } }\n",
+    );
+    p.write("sql/m.sql", "SELECT * FROM raw\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let rows = p.duckdb(
+        "SELECT id::VARCHAR, price::VARCHAR, qty::VARCHAR, name, day::VARCHAR, typeof(price) || ' ' || typeof(qty) || ' ' || typeof(day) \
+         FROM m ORDER BY id",
+    );
+    let types = "DECIMAL(10,2) BIGINT DATE";
+    assert_eq!(
+        rows,
+        [
+            ["1", "1.01", "3", "a", "2024-01-02", types],
+            ["2", "NULL", "NULL", "NULL", "NULL", types],
+            ["3", "2.68", "NULL", "NULL", "NULL", types],
+            ["4", "-1.01", "7", "NASA", "2024-02-03", types],
+            ["5", "1.00", "NULL", "n/a", "2024-02-04", types],
+        ]
+    );
+
+    // A value that is not of its column's type names the file and the column.
+    p.write("data/c.csv", "id,price,qty,name,day\n6,1.5x,1,c,2024-03-01\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "\n  in file data/c.csv (source `raw`); column `price` (Decimal128(10, 2)) holds it; correct the value, \
+             or read the column as text with `schema: { price: varchar }` on the source and convert it in a model; \
+             fix or remove that file and run again\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(one(p.duckdb("SELECT count(*)::VARCHAR FROM m")), "5");
+}

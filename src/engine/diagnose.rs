@@ -15,7 +15,8 @@ use crate::error::df_message;
 
 /// Whether `message` reads as a failure to decode data (worth finding the file for).
 pub fn is_read_error(message: &str) -> bool {
-    const SIGNS: [&str; 12] = [
+    const SIGNS: [&str; 13] = [
+        "Cast error",
         "Parquet error",
         "snappy",
         "corrupt",
@@ -32,35 +33,73 @@ pub fn is_read_error(message: &str) -> bool {
     SIGNS.iter().any(|s| message.to_lowercase().contains(&s.to_lowercase()))
 }
 
+/// A file that does not read whole.
+pub struct Unreadable {
+    /// The source it belongs to.
+    pub source: String,
+    /// Its location.
+    pub file: String,
+    /// What fails when it is read alone.
+    pub error: String,
+    /// Where in it, when found: a JSON line, a CSV column.
+    pub detail: Option<String>,
+}
+
 /// The first file of the sources `model` reads (directly or upstream) that does not read whole:
-/// `(source, file, what fails)`.
-pub async fn unreadable_file(pipeline: &Pipeline, model: &str) -> Option<(String, String, String)> {
+pub async fn unreadable_file(pipeline: &Pipeline, model: &str) -> Option<Unreadable> {
     for name in pipeline.project.sources_upstream(model) {
         let source = pipeline.project.config.sources.get(&name)?;
         let Ok(files) = files_of(pipeline, &name).await else { continue };
         for file in files {
-            if let Err(e) = read_whole(&pipeline.ctx, source, &file.path).await {
-                let e = match json_key_change(source, &file.path) {
-                    Some(detail) => format!("{e}; {detail}"),
-                    None => e,
+            if let Err(e) = read_whole(&pipeline.ctx, source, &file.path, None).await {
+                let detail = match source.format {
+                    Format::Json => json_key_change(source, &file.path),
+                    Format::Csv => failing_column(&pipeline.ctx, source, &file.path).await,
+                    Format::Parquet => None,
                 };
-                return Some((name, file.path, e));
+                return Some(Unreadable { source: name, file: file.path, error: e, detail });
             }
         }
     }
     None
 }
 
-/// Reads one file of `source` to its end.
-async fn read_whole(ctx: &SessionContext, source: &SourceConfig, file: &str) -> Result<(), String> {
+/// Reads one file of `source` to its end (only `column`, when given).
+async fn read_whole(
+    ctx: &SessionContext,
+    source: &SourceConfig,
+    file: &str,
+    column: Option<&str>,
+) -> Result<(), String> {
     let single = SourceConfig { location: file.to_string(), clean: None, ..source.clone() };
     let table = crate::engine::sources::listing_table(ctx, &single).await.map_err(|e| e.to_string())?;
-    let df = ctx.read_table(table).map_err(|e| df_message(&e))?;
+    let mut df = ctx.read_table(table).map_err(|e| df_message(&e))?;
+    if let Some(column) = column {
+        df = df.select(vec![datafusion::logical_expr::ident(column)]).map_err(|e| df_message(&e))?;
+    }
     let mut stream = df.execute_stream().await.map_err(|e| df_message(&e))?;
     while let Some(batch) = stream.next().await {
         batch.map_err(|e| df_message(&e))?;
     }
     Ok(())
+}
+
+/// For a CSV file that does not read: the first column that does not read alone, and what to do.
+async fn failing_column(ctx: &SessionContext, source: &SourceConfig, file: &str) -> Option<String> {
+    let single = SourceConfig { location: file.to_string(), clean: None, ..source.clone() };
+    let table = crate::engine::sources::listing_table(ctx, &single).await.ok()?;
+    for field in table.schema().fields() {
+        if read_whole(ctx, source, file, Some(field.name())).await.is_err() {
+            return Some(format!(
+                "column `{}` ({}) holds it; correct the value, or read the column as text with \
+                 `schema: {{ {}: varchar }}` on the source and convert it in a model",
+                field.name(),
+                field.data_type(),
+                field.name()
+            ));
+        }
+    }
+    None
 }
 
 /// For a local JSON file: the first line where a key holds another JSON type than where it

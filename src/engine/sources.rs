@@ -122,7 +122,8 @@ fn csv_format(source: &SourceConfig) -> CsvFormat {
         .with_quote(byte(&o.quote).unwrap_or(b'"'))
         .with_escape(byte(&o.escape))
         .with_comment(byte(&o.comment))
-        .with_null_regex(o.null_regex.clone())
+        // An empty field stays NULL beside the values the regex matches, as without one.
+        .with_null_regex(o.null_regex.as_ref().map(|r| format!("^$|(?:{r})")))
         .with_newlines_in_values(o.newlines_in_values.unwrap_or(false))
         .with_file_compression_type(compression(source));
     match o.schema_infer_max_records {
@@ -247,14 +248,85 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     };
     let inferred = text_for_untyped(inferred);
     let schema = apply_schema_overrides(ctx, source, inferred).await?;
+    let typed = read_as_text(source, &schema);
+    let file_schema = match typed.is_empty() {
+        true => schema,
+        false => Arc::new(Schema::new_with_metadata(
+            schema.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>(),
+            schema.metadata().clone(),
+        )),
+    };
     let root = url.object_store();
-    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
-    let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config).map_err(|e| fail(df_message(&e)))?);
-    if !listed.narrowed {
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(file_schema);
+    let mut table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config).map_err(|e| fail(df_message(&e)))?);
+    if listed.narrowed {
+        let keep = listed.files.iter().map(|f| format!("{}{}", root.as_str(), f.location)).collect();
+        table = Arc::new(FilesOnly::new(table, keep));
+    }
+    if typed.is_empty() {
         return Ok(table);
     }
-    let keep = listed.files.iter().map(|f| format!("{}{}", root.as_str(), f.location)).collect();
-    Ok(Arc::new(FilesOnly::new(table, keep)))
+    typed_view(table, &typed, source.options.null_regex.as_deref()).map_err(|e| fail(df_message(&e)))
+}
+
+/// The CSV columns DataFusion's reader would get wrong, and their types: with `null_regex`,
+/// every column (its reader does not apply the regex, only its type inference does); without,
+/// the decimals (its reader truncates digits past the scale, where a cast rounds as DuckDB and
+/// PostgreSQL do). They are read as text and typed by [`typed_view`]. Empty when none.
+fn read_as_text(source: &SourceConfig, schema: &Schema) -> BTreeMap<String, DataType> {
+    if !matches!(source.format, Format::Csv) {
+        return BTreeMap::new();
+    }
+    let all = source.options.null_regex.is_some();
+    let decimal = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+    };
+    if !all && !schema.fields().iter().any(|f| decimal(f.data_type())) {
+        return BTreeMap::new();
+    }
+    // Every column goes through the view, so the file is read all as text; only these are cast.
+    schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+}
+
+/// `table` (every file column text) as a view giving each column in `types` its type: NULL
+/// where the value matches `null_regex`, else the value cast (which fails on a value that is
+/// not of the type, as the reader would).
+fn typed_view(
+    table: Arc<dyn TableProvider>,
+    types: &BTreeMap<String, DataType>,
+    null_regex: Option<&str>,
+) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+    use datafusion::common::{Column, ScalarValue};
+    use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, lit, when};
+    const RAW: &str = "raw";
+    let columns: Vec<Expr> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = Expr::Column(Column::new(Some(TableReference::bare(RAW)), f.name()));
+            let Some(data_type) = types.get(f.name()) else { return Ok(column) };
+            let value = match data_type {
+                DataType::Utf8 => column.clone(),
+                _ => cast(column.clone(), data_type.clone()),
+            };
+            let value = match null_regex {
+                Some(regex) => {
+                    let null = lit(ScalarValue::try_from(data_type)?);
+                    when(datafusion::functions::expr_fn::regexp_like(column, lit(regex), None), null)
+                        .otherwise(value)?
+                }
+                None => value,
+            };
+            Ok(value.alias(f.name()))
+        })
+        .collect::<datafusion::error::Result<_>>()?;
+    let scan = LogicalPlanBuilder::scan(RAW, datafusion::datasource::provider_as_source(table), None)?;
+    let plan = scan.project(columns)?.build()?;
+    Ok(Arc::new(datafusion::datasource::ViewTable::new(plan, None)))
 }
 
 /// Replaces the inferred types of the columns named in the source's `schema:`.

@@ -159,15 +159,16 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                     None => message,
                 };
                 if crate::engine::diagnose::is_read_error(&message)
-                    && let Some((source, file, error)) =
-                        crate::engine::diagnose::unreadable_file(pipeline, &output.model).await
+                    && let Some(bad) = crate::engine::diagnose::unreadable_file(pipeline, &output.model).await
                 {
                     let dir = pipeline.project.config.project_dir.to_string_lossy().into_owned();
-                    let local = file.strip_prefix("file://").unwrap_or(&file);
+                    let local = bad.file.strip_prefix("file://").unwrap_or(&bad.file);
                     let shown = local.strip_prefix(&format!("{dir}/")).unwrap_or(local);
-                    let detail = if message.contains(&error) { String::new() } else { format!(": {error}") };
+                    let error = if message.contains(&bad.error) { String::new() } else { format!(": {}", bad.error) };
+                    let detail = bad.detail.map(|d| format!("; {d}")).unwrap_or_default();
                     message.push_str(&format!(
-                        "\n  in file {shown} (source `{source}`){detail}; fix or remove that file and run again"
+                        "\n  in file {shown} (source `{}`){error}{detail}; fix or remove that file and run again",
+                        bad.source
                     ));
                 }
                 let message = format!("{label} (model `{}`): {message}", output.model);
