@@ -183,6 +183,52 @@ fn every_drift_class_under_every_policy_on_postgres() {
     every_class_under_every_policy(Db::Postgres);
 }
 
+/// A table behind the accepted schema (a change accepted with `schema accept` under `fail`):
+/// the append names the column and the fix; `evolve` then adds it, comparing with the table.
+fn a_table_behind_the_accepted_schema(db: Db) {
+    let p = Project::new();
+    let schema = match db {
+        Db::DuckDb => String::new(),
+        Db::Postgres => pg::schema("drift_behind"),
+    };
+    let to = match db {
+        Db::DuckDb => String::new(),
+        Db::Postgres => format!("    to: pg\n    table: {schema}.m\n"),
+    };
+    let config = |policy: &str| {
+        format!(
+            "name: drift\nconnections:\n  pg: {{ kind: postgres, dsn: \"${{DFPIPE_PG}}\" }}\n\
+             outputs:\n  - model: m\n    mode: append\n    on_schema_change: {policy}\n{to}"
+        )
+    };
+    let run = |args: &[&str]| p.dfpipe_env(args, &[("DFPIPE_PG", pg::database_url())]);
+    p.write("dfpipe.yml", &config("fail"));
+    p.write("sql/m.sql", BASE);
+    assert_success(&run(&["run", "-q"]));
+    p.write("sql/m.sql", CLASSES[0].1);
+    assert_eq!(run(&["run", "-q"]).status.code(), Some(3));
+    assert_success(&run(&["schema", "accept", "m"]));
+    let out = run(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("column `extra` of the model is not in table "), "{}", stderr(&out));
+    assert!(stderr(&out).contains("set on_schema_change: evolve on the output to add it"), "{}", stderr(&out));
+    p.write("dfpipe.yml", &config("evolve"));
+    assert_success(&run(&["run", "-q"]));
+    let extra = if db == Db::DuckDb { "extra DOUBLE" } else { "extra double precision" };
+    let (_, _, base) = expected(db, "removed", "fail");
+    assert_eq!((rows(db, &p, &schema), columns(db, &p, &schema)), ("4".to_string(), format!("{base}, {extra}")));
+}
+
+#[test]
+fn a_table_behind_the_accepted_schema_gains_its_columns_under_evolve_on_duckdb() {
+    a_table_behind_the_accepted_schema(Db::DuckDb);
+}
+
+#[test]
+fn a_table_behind_the_accepted_schema_gains_its_columns_under_evolve_on_postgres() {
+    a_table_behind_the_accepted_schema(Db::Postgres);
+}
+
 /// A CSV source with a policy of its own, the run history, and the `schema` commands.
 #[test]
 fn source_drift_history_and_the_schema_commands() {

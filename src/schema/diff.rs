@@ -165,10 +165,15 @@ pub fn refused(policy: Policy, changes: &[Change]) -> Vec<&Change> {
     }
 }
 
-/// What `evolve` changes in an existing target table: only the columns whose drift it allowed
-/// (a table that differs from the model for other reasons is left alone).
+/// What `evolve` changes in an existing target table: the columns whose drift it allowed and,
+/// with [`Evolution::to_table`], every column of the model the table lacks (as dbt's
+/// `append_new_columns` compares with the table): a table can be behind the accepted schema,
+/// after `dfpipe schema accept`. Types are widened, and NOT NULL dropped, only where the drift
+/// did so: a table's own types (a user's DDL) are left alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Evolution {
+    /// Whether columns are added by comparing with the table, not only by the drift.
+    pub to_table: bool,
     /// Columns the model gained: added to the table.
     pub added: Vec<String>,
     /// Columns whose type the model widened: widened in the table.
@@ -188,14 +193,30 @@ impl Evolution {
                 .collect()
         };
         Evolution {
+            to_table: false,
             added: columns(ChangeKind::Added, None),
             widened: columns(ChangeKind::Widened, None),
             nullable: columns(ChangeKind::Nullability, Some("nullable")),
         }
     }
 
+    /// This evolution, also adding whatever columns the table lacks (see [`Evolution`]).
+    pub fn to_table(self) -> Evolution {
+        Evolution { to_table: true, ..self }
+    }
+
+    /// Whether `column` is added when the table lacks it.
+    pub fn adds(&self, column: &str) -> bool {
+        self.to_table || self.added.iter().any(|c| c == column)
+    }
+
+    /// Whether `column` is widened when the table holds a narrower type.
+    pub fn widens(&self, column: &str) -> bool {
+        self.widened.iter().any(|c| c == column)
+    }
+
     /// Whether it changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.widened.is_empty() && self.nullable.is_empty()
+        !self.to_table && self.added.is_empty() && self.widened.is_empty() && self.nullable.is_empty()
     }
 }

@@ -429,12 +429,12 @@ impl LoadJob {
         for f in self.schema.fields() {
             let column = quote(f.name());
             match held.field_with_name(f.name()) {
-                Err(_) if named(&self.evolution.added, f) => {
+                Err(_) if self.evolution.adds(f.name()) => {
                     alter.push(format!("ALTER TABLE {target} ADD COLUMN {column} {}", duckdb_type(f.data_type())?))
                 }
                 Err(_) => {}
                 Ok(now) => {
-                    if named(&self.evolution.widened, f)
+                    if self.evolution.widens(f.name())
                         && widens(&logical_type(now.data_type()), &logical_type(f.data_type()))
                     {
                         alter.push(format!(

@@ -110,7 +110,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             Ok(ctx) => {
                 let policy = output.on_schema_change.unwrap_or(pipeline.project.config.on_schema_change);
                 let evolution = match policy {
-                    Policy::Evolve => options.evolutions.get(&output.model).cloned().unwrap_or_default(),
+                    Policy::Evolve => options.evolutions.get(&output.model).cloned().unwrap_or_default().to_table(),
                     _ => Evolution::default(),
                 };
                 match &increment {

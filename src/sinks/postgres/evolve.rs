@@ -31,11 +31,11 @@ impl PostgresSink {
             let pg = || types::pg_type(f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name()));
             let column = quote(f.name());
             match existing.iter().find(|(name, ..)| name == f.name()) {
-                None if named(&self.evolution.added, f) => alter.push(format!("ADD COLUMN {column} {}", pg()?)),
+                None if self.evolution.adds(f.name()) => alter.push(format!("ADD COLUMN {column} {}", pg()?)),
                 None => {}
                 Some((_, pg_now, not_null)) => {
                     let held = types::arrow_for_pg(pg_now, f.data_type()).map(|t| logical_type(&t));
-                    if named(&self.evolution.widened, f)
+                    if self.evolution.widens(f.name())
                         && held.is_some_and(|held| widens(&held, &logical_type(f.data_type())))
                     {
                         alter.push(format!("ALTER COLUMN {column} TYPE {}", pg()?));
