@@ -189,3 +189,29 @@ fn a_json_array_file_gets_a_hint() {
     assert!(err.contains("error: source `rows` (rows.json): cannot read it as json: "), "{err}");
     assert!(err.ends_with("(dfpipe reads newline-delimited JSON: one object per line, not one array)\n"), "{err}");
 }
+
+#[test]
+fn column_names_a_target_cannot_take_are_refused_before_anything_runs() {
+    let p = project("name: t\noutputs:\n  - model: m\n    mode: merge\n    unique_key: [idd]\n");
+    p.write("sql/m.sql", "SELECT 1 AS id, 'a' AS v\n");
+    assert_error(
+        &p.dfpipe(&["plan"]),
+        2,
+        "the output of model `m` to warehouse.m: unique_key `idd` is not a column of the model (did you mean `id`?); \
+         its columns: id, v",
+    );
+    p.write("dfpipe.yml", "name: t\noutputs:\n  - model: m\n");
+    p.write("sql/m.sql", "SELECT 1 AS \"\", 2 AS b\n");
+    assert_error(&p.dfpipe(&["run"]), 2, "model `m` (sql/m.sql): column 1 has no name; name it with AS in the SELECT");
+    p.write("sql/m.sql", "SELECT 1 AS total, 2 AS \"Total\"\n");
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "model `m` (sql/m.sql): columns `total` and `Total` differ only in case, and DuckDB takes them as one name; \
+         rename one with AS",
+    );
+    assert!(!p.file("dfpipe.duckdb").exists());
+    // A Parquet file keeps both.
+    p.write("dfpipe.yml", "name: t\noutputs:\n  - model: m\n    to: m.parquet\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+}

@@ -80,7 +80,47 @@ impl Pipeline {
         let held = Default::default();
         let pipeline = Pipeline { project, outputs, budget, ctx, cleaned, cluster, bound, held };
         pipeline.register_models(&BTreeSet::new()).await?;
+        pipeline.check_output_columns().await?;
         Ok(pipeline)
+    }
+
+    /// Refuses, before anything runs, column names a target cannot take: an empty one; two that
+    /// differ only in case in a DuckDB table (DuckDB takes them as one name); a `unique_key`
+    /// that is not a column of the model.
+    async fn check_output_columns(&self) -> Result<()> {
+        use crate::util::suggest::did_you_mean;
+        for output in &self.outputs {
+            let model = &self.project.models[&output.model];
+            let df = self.ctx.table(output.model.as_str()).await.map_err(|e| Error::Project(df_message(&e)))?;
+            let names: Vec<&str> = df.schema().fields().iter().map(|f| f.name().as_str()).collect();
+            let what = format!("model `{}` ({})", output.model, model.file.display());
+            if let Some(at) = names.iter().position(|n| n.trim().is_empty()) {
+                return Err(Error::Project(format!(
+                    "{what}: column {} has no name; name it with AS in the SELECT",
+                    at + 1
+                )));
+            }
+            if let Target::DuckDb(_) = output.target {
+                for (j, name) in names.iter().enumerate() {
+                    if let Some(other) = names[..j].iter().find(|n| n.eq_ignore_ascii_case(name)) {
+                        return Err(Error::Project(format!(
+                            "{what}: columns `{other}` and `{name}` differ only in case, and DuckDB takes them \
+                             as one name; rename one with AS"
+                        )));
+                    }
+                }
+            }
+            if let Some(key) = output.unique_key.iter().find(|k| !names.contains(&k.as_str())) {
+                return Err(Error::Config(format!(
+                    "the output of model `{}` to {}: unique_key `{key}` is not a column of the model{}; its columns: {}",
+                    output.model,
+                    output.target.label(&self.project.config.project_dir),
+                    did_you_mean(key, names.iter().copied()),
+                    names.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// With a cluster: refuses sources its executors cannot read, then checks the scheduler
