@@ -1,5 +1,6 @@
 //! Connecting: the DSN from the config (`${DATABASE_URL}`), else `DATABASE_URL`, else libpq's
-//! `PG*` variables; TLS by `sslmode` (see [`super::tls`]); retries with exponential backoff;
+//! `PG*` variables, which with the password file also fill in what a DSN leaves out
+//! ([`super::libpq_env`]); TLS by `sslmode` (see [`super::tls`]); retries with exponential backoff;
 //! messages that never include the password.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -125,6 +126,7 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
             (c, TlsOptions::from_env()?)
         }
     };
+    super::libpq_env::fill(&mut config);
     // A host that never answers must not hang the run (libpq's `connect_timeout` or
     // `PGCONNECT_TIMEOUT` set it; each attempt gets this long).
     if config.get_connect_timeout().is_none() {

@@ -27,6 +27,7 @@ pub mod connect;
 mod copy;
 pub mod encode;
 mod evolve;
+mod libpq_env;
 mod load;
 pub mod loads;
 mod merge;
