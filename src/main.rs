@@ -21,9 +21,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             match err {
-                dfpipe::error::Error::TargetsFailed { .. } => {}
-                dfpipe::error::Error::Interrupted => eprintln!("{err}"),
-                _ => eprintln!("error: {}", dfpipe::util::redact::credentials(&err.to_string())),
+                // As text, each failed target's `error:` line was the last word.
+                dfpipe::error::Error::TargetsFailed { .. } if !dfpipe::cli::logging::is_json() => {}
+                dfpipe::error::Error::Interrupted if !dfpipe::cli::logging::is_json() => eprintln!("{err}"),
+                _ => dfpipe::cli::logging::final_error(&err.to_string(), err.exit_code()),
             }
             ExitCode::from(err.exit_code())
         }

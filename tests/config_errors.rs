@@ -215,3 +215,33 @@ fn column_names_a_target_cannot_take_are_refused_before_anything_runs() {
     p.write("dfpipe.yml", "name: t\noutputs:\n  - model: m\n    to: m.parquet\n");
     assert_success(&p.dfpipe(&["run", "-q"]));
 }
+
+#[test]
+fn under_json_logs_every_stderr_line_is_json_the_last_error_with_its_exit_code() {
+    let p = project("name: t\noutputs:\n  - model: m\n");
+    p.write("sql/m.sql", "SELECT 1 AS total, 2 AS \"Total\"\n");
+    let lines = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        stderr(out).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    };
+    let out = p.dfpipe(&["--log-format", "json", "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let last = lines(&out).pop().unwrap();
+    assert_eq!((last["level"].as_str(), last["fields"]["exit_code"].as_u64()), (Some("ERROR"), Some(2)));
+    assert!(
+        last["fields"]["message"].as_str().unwrap().starts_with("model `m` (sql/m.sql): columns `total` and `Total`")
+    );
+    // A failed target is logged once, as it fails; the run's end says how many failed.
+    p.write("data.csv", "n\nx\n");
+    p.write("dfpipe.yml", "name: t\nsources:\n  d: { path: data.csv, schema: { n: INT } }\noutputs:\n  - model: m\n");
+    p.write("sql/m.sql", "SELECT n FROM d\n");
+    let out = p.dfpipe(&["--log-format", "json", "run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let errors: Vec<String> = lines(&out)
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .map(|l| l["fields"]["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("warehouse.m (model `m`): "), "{errors:?}");
+    assert_eq!(errors[1], "1 of 1 targets failed");
+}

@@ -7,8 +7,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
+/// Whether log lines are JSON (set once by [`init`]).
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Installs the global subscriber. `RUST_LOG` wins over `-v`/`-q`.
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
+    JSON.store(format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn,dfpipe=info",
@@ -22,6 +26,22 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Reports a command's final error on stderr: `error: MESSAGE` as text; under `--log-format
+/// json` a JSON line like every other (level ERROR, with the `exit_code`), so a log collector
+/// parses the whole stream. Credentials are masked either way.
+pub fn final_error(message: &str, exit_code: u8) {
+    if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!(target: "dfpipe", exit_code, "{message}");
+    } else {
+        eprintln!("error: {}", crate::util::redact::credentials(message));
+    }
+}
+
+/// Whether log lines are JSON: a target's error, logged when it failed, is then not repeated.
+pub fn is_json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// stderr, with the credentials of any URL in a log line masked. The formatter hands over each

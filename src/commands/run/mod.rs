@@ -88,7 +88,8 @@ pub async fn command(
         return Err(Error::Run(format!("the targets were written, but the run could not be recorded: {e}")));
     }
     let failed: Vec<&TargetResult> = results.targets.iter().filter(|t| t.status == Status::Error).collect();
-    for target in &failed {
+    // Under JSON logs each was logged as it failed, with its model and target.
+    for target in failed.iter().filter(|_| !crate::cli::logging::is_json()) {
         eprintln!("error: {}", target.error.as_deref().unwrap_or("failed"));
     }
     if failed.is_empty() {
