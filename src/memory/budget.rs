@@ -40,6 +40,9 @@ impl MemoryBudget {
             available = available.min(c.free_memory);
         }
         let budget = config.limit.unwrap_or(((available as f64) * (1.0 - config.os_margin)) as u64);
+        if let Some(warning) = over_available(config.limit, available) {
+            tracing::warn!("{warning}");
+        }
         MemoryBudget {
             available,
             cgroup_limit,
@@ -57,7 +60,10 @@ impl MemoryBudget {
             lines.push(format!("cgroup limit: {}", human_bytes(limit)));
         }
         match self.fixed_limit {
-            Some(limit) => lines.push(format!("budget: {} (memory.limit or --memory-limit)", human_bytes(limit))),
+            Some(limit) => {
+                lines.push(format!("budget: {} (memory.limit or --memory-limit)", human_bytes(limit)));
+                lines.extend(over_available(self.fixed_limit, self.available));
+            }
             None => lines.push(format!(
                 "budget: {} (available × (1 − os_margin {:.2}))",
                 human_bytes(self.budget),
@@ -66,6 +72,19 @@ impl MemoryBudget {
         }
         lines
     }
+}
+
+/// The warning for a fixed `limit` above the `available` memory: dfpipe would not spill before
+/// the system runs out.
+fn over_available(limit: Option<u64>, available: u64) -> Option<String> {
+    let limit = limit.filter(|l| *l > available)?;
+    Some(format!(
+        "the memory limit {} is more than the {} available: dfpipe spills only past its limit, so the \
+         system may run out first (swapping, or the OOM killer ending the run); lower the limit, or leave it \
+         unset to size the budget from the memory available",
+        human_bytes(limit),
+        human_bytes(available)
+    ))
 }
 
 /// The process's peak resident set size so far (VmHWM), on Linux.
@@ -86,6 +105,14 @@ mod tests {
         let budget = MemoryBudget::measure(&config);
         assert_eq!(budget.budget, 256 << 20);
         assert!(budget.available > 0);
+    }
+
+    #[test]
+    fn a_limit_above_the_memory_available_is_warned_about() {
+        assert_eq!(over_available(Some(2 << 30), 4 << 30), None);
+        assert_eq!(over_available(None, 4 << 30), None);
+        let warning = over_available(Some(1 << 40), 4 << 30).unwrap();
+        assert!(warning.starts_with("the memory limit 1.0 TiB is more than the 4.0 GiB available: "), "{warning}");
     }
 
     #[test]
