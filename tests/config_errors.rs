@@ -245,3 +245,23 @@ fn under_json_logs_every_stderr_line_is_json_the_last_error_with_its_exit_code()
     assert!(errors[0].starts_with("warehouse.m (model `m`): "), "{errors:?}");
     assert_eq!(errors[1], "1 of 1 targets failed");
 }
+
+#[test]
+fn a_dsn_variable_that_is_not_set_fails_only_the_commands_that_connect() {
+    let p = project(
+        "name: t\nconnections:\n  pg: { kind: postgres, dsn: \"${DFPIPE_TEST_PG_NOT_SET}\" }\n\
+         outputs:\n  - model: m\n  - model: n\n    to: pg\n",
+    );
+    p.write("sql/n.sql", "SELECT 2 AS y\n");
+    let missing = "dfpipe.yml:3:31: connection `pg` dsn: environment variable DFPIPE_TEST_PG_NOT_SET is not set; export it, \
+                   pass --vars DFPIPE_TEST_PG_NOT_SET=VALUE, or write ${DFPIPE_TEST_PG_NOT_SET:-default}";
+    assert_error(&p.dfpipe(&["plan"]), 2, missing);
+    assert_error(&p.dfpipe(&["run"]), 2, missing);
+    assert!(!p.file("dfpipe.duckdb").exists());
+    // The DuckDB output alone runs; the history and the lineage need no connection.
+    assert_success(&p.dfpipe(&["run", "-q", "-s", "m"]));
+    let runs = p.dfpipe(&["runs"]);
+    assert_success(&runs);
+    assert!(stdout(&runs).contains("success"), "{}", stdout(&runs));
+    assert_success(&p.dfpipe(&["lineage", "m.x"]));
+}

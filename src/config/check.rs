@@ -654,7 +654,19 @@ impl Checker<'_> {
                         _ => table,
                     };
                     let dsn = match &connection.dsn {
-                        Some(dsn) => Some(Secret::new(self.interpolate(dsn, &format!("connection `{to}` dsn"))?)),
+                        // A variable it lacks is reported where the DSN is used (see `Secret`).
+                        Some(dsn) => Some(match self.interpolate(dsn, &format!("connection `{to}` dsn")) {
+                            Ok(dsn) => Secret::new(dsn),
+                            Err(e)
+                                if self
+                                    .vars
+                                    .interpolate(dsn)
+                                    .is_err_and(|e| matches!(e, InterpolateError::Missing(_))) =>
+                            {
+                                Secret::unresolved(e.to_string())
+                            }
+                            Err(e) => return Err(e),
+                        }),
                         None => None,
                     };
                     let copy_streams = match connection.copy_streams {

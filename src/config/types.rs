@@ -188,19 +188,27 @@ impl std::fmt::Display for TableName {
     }
 }
 
-/// A value that must never be printed: `Debug` and `Display` show `***`.
+/// A value that must never be printed: `Debug` and `Display` show `***`. A connection's DSN
+/// whose `${VAR}` is not set is held unresolved, with the message saying so: commands that
+/// never connect (`runs`, `docs`, `lineage`…) then work without it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::result::Result<String, String>);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: String) -> Self {
-        Secret(value)
+        Secret(Ok(value))
     }
 
-    /// The value itself, for the one place that needs it (opening a connection).
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// A value that could not be resolved, and why (which variable is not set, and how to set it).
+    pub fn unresolved(why: String) -> Self {
+        Secret(Err(why))
+    }
+
+    /// The value itself, for the one place that needs it (opening a connection); the reason
+    /// when it could not be resolved.
+    pub fn expose(&self) -> std::result::Result<&str, String> {
+        self.0.as_deref().map_err(String::clone)
     }
 }
 

@@ -111,6 +111,7 @@ async fn check_and_write(
     run_id: i64,
 ) -> Result<(Pipeline, RunResults)> {
     let pipeline = super::prepare(config, select).await?;
+    pipeline.check_connections()?;
     pipeline.check_cluster().await?;
     warehouses_free(&pipeline)?;
     if pipeline.outputs.iter().any(|o| matches!(o.target, Target::DuckDb(_))) {

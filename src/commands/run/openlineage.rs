@@ -195,7 +195,7 @@ impl Emitter {
         let client = self.client.as_ref().ok_or("no HTTP client")?;
         let mut request = client.post(url).header("content-type", "application/json").body(body);
         if let Some(key) = api_key {
-            request = request.bearer_auth(key.expose());
+            request = request.bearer_auth(key.expose()?);
         }
         // reqwest's errors name the URL, never the headers (the key).
         let response = request.send().await.map_err(|e| format!("cannot post to {url}: {e}"))?;
@@ -240,7 +240,7 @@ fn target_dataset(target: &Target) -> (String, String) {
             format!("{}.{}", t.table.schema.as_deref().unwrap_or("main"), t.table.name),
         ),
         Target::Postgres { dsn, table, .. } => {
-            let config: Option<tokio_postgres::Config> = dsn.as_ref().and_then(|d| d.expose().parse().ok());
+            let config: Option<tokio_postgres::Config> = dsn.as_ref().and_then(|d| d.expose().ok()?.parse().ok());
             let host = config
                 .as_ref()
                 .and_then(|c| {

@@ -7,7 +7,7 @@ use crate::sinks::marker::{LOADS_TABLE, LoadMarker, TargetLoads, create_loads_sq
 
 /// What `table` holds of its incremental loads.
 pub async fn read_loads(dsn: Option<&Secret>, table: &TableName) -> Result<TargetLoads, String> {
-    let settings = connect::config(dsn.map(Secret::expose))?;
+    let settings = connect::config(dsn.map(Secret::expose).transpose()?)?;
     let connection = connect::connect(&settings).await?;
     let client = &connection.client;
     let fail = |e: tokio_postgres::Error| format!("reading the incremental state of {table}: {e}");
@@ -42,7 +42,7 @@ pub async fn read_loads(dsn: Option<&Secret>, table: &TableName) -> Result<Targe
 
 /// Rewrites the markers of `table` to `markers` in one transaction.
 pub async fn rewrite_loads(dsn: Option<&Secret>, table: &TableName, markers: &[LoadMarker]) -> Result<(), String> {
-    let settings = connect::config(dsn.map(Secret::expose))?;
+    let settings = connect::config(dsn.map(Secret::expose).transpose()?)?;
     let mut connection = connect::connect(&settings).await?;
     let fail = |e: tokio_postgres::Error| format!("rewriting the incremental state of {table}: {e}");
     let loads = qualified(table.schema.as_deref(), LOADS_TABLE);

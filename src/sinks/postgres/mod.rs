@@ -171,7 +171,7 @@ impl DataSink for PostgresSink {
 
 impl PostgresSink {
     async fn load(&self, data: SendableRecordBatchStream) -> Result<u64, String> {
-        let config = connect::config(self.dsn.as_ref().map(Secret::expose))?;
+        let config = connect::config(self.dsn.as_ref().map(Secret::expose).transpose()?)?;
         if self.mode == Mode::Replace && self.streams > 1 {
             return self.replace_in_parallel(&config, data).await;
         }
