@@ -183,7 +183,13 @@ fn query_prints_table_csv_and_json() {
 
     let bad = p.dfpipe(&["query", "SELECT * FROM nowhere"]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(stderr(&bad).contains("Table with name nowhere does not exist"), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("Table with name nowhere does not exist!\ntables in "), "{}", stderr(&bad));
+    assert!(stderr(&bad).ends_with("dfpipe.duckdb: daily_revenue\n"), "{}", stderr(&bad));
+    assert_error(
+        &p.dfpipe(&["query", " ;"]),
+        2,
+        "no SQL to run: pass a query, e.g. dfpipe query \"SELECT * FROM my_model LIMIT 10\"",
+    );
 }
 
 #[test]

@@ -43,8 +43,35 @@ pub fn query(path: &Path, sql: &str) -> Result<Vec<RecordBatch>> {
     if !path.exists() {
         return Err(Error::Usage(format!("no DuckDB file at {} yet; run `dfpipe run` first", path.display())));
     }
+    if sql.trim().trim_matches(';').trim().is_empty() {
+        return Err(Error::Usage(
+            "no SQL to run: pass a query, e.g. dfpipe query \"SELECT * FROM my_model LIMIT 10\"".to_string(),
+        ));
+    }
     let conn = crate::util::duckdb_file::open(path, true, crate::util::duckdb_file::lock_wait()).map_err(Error::Run)?;
-    let mut statement = conn.prepare(sql).map_err(|e| Error::Run(format!("query failed: {e}")))?;
+    let failed = |e: duckdb::Error| {
+        let text = e.to_string();
+        // DuckDB suggests its own catalog tables for a name it lacks; list the file's instead.
+        let tables = || -> Option<String> {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT string_agg(CASE WHEN schema_name = 'main' THEN '' ELSE schema_name || '.' END || table_name, \
+                     ', ' ORDER BY schema_name, table_name) FROM duckdb_tables() WHERE NOT internal \
+                     AND table_name NOT LIKE '\\_dfpipe%' ESCAPE '\\'",
+                )
+                .ok()?;
+            stmt.query_row([], |row| row.get::<_, Option<String>>(0)).ok()?
+        };
+        match text.contains("Catalog Error: Table with name") {
+            true => {
+                let first = text.lines().next().unwrap_or_default();
+                let listed = tables().unwrap_or_else(|| "none yet".to_string());
+                Error::Run(format!("query failed: {first}\ntables in {}: {listed}", path.display()))
+            }
+            false => Error::Run(format!("query failed: {text}")),
+        }
+    };
+    let mut statement = conn.prepare(sql).map_err(failed)?;
     let arrow = statement.query_arrow([]).map_err(|e| Error::Run(format!("query failed: {e}")))?;
     let schema = arrow.get_schema();
     let mut batches: Vec<RecordBatch> = arrow.collect();
