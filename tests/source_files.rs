@@ -167,3 +167,19 @@ fn csv_null_regex_nulls_matching_values_and_decimals_round_as_databases_do() {
     );
     assert_eq!(one(p.duckdb("SELECT count(*)::VARCHAR FROM m")), "5");
 }
+
+#[test]
+fn json_columns_keep_the_order_their_keys_first_appear_in() {
+    let p = Project::new();
+    p.write(
+        "data/d.ndjson",
+        "{\"zeta\": 1, \"alpha\": \"x\", \"mid\": 2.5}\n{\"extra\": true, \"zeta\": 2, \"alpha\": \"y\"}\n",
+    );
+    p.write("dfpipe.yml", "name: j\nsources:\n  d: { path: data/d.ndjson }\n");
+    p.write("sql/m.sql", "SELECT * FROM d\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let columns = p.duckdb(
+        "SELECT string_agg(column_name, ', ' ORDER BY column_index) FROM duckdb_columns() WHERE table_name = 'm'",
+    );
+    assert_eq!(one(columns), "zeta, alpha, mid, extra");
+}

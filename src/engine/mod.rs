@@ -16,6 +16,7 @@ pub mod computed_once;
 pub mod diagnose;
 pub mod functions;
 pub mod incremental;
+pub mod json_keys;
 pub mod lineage;
 pub mod new_files;
 pub mod object_stores;

@@ -247,6 +247,12 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
         }
     };
     let inferred = text_for_untyped(inferred);
+    let inferred = match (&source.format, compression(source)) {
+        (Format::Json, FileCompressionType::UNCOMPRESSED) => {
+            crate::engine::json_keys::in_file_order(inferred, &store, &nonempty[0]).await
+        }
+        _ => inferred,
+    };
     let schema = apply_schema_overrides(ctx, source, inferred).await?;
     let typed = read_as_text(source, &schema);
     let file_schema = match typed.is_empty() {
