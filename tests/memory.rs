@@ -340,17 +340,24 @@ fn estimates_skip_empty_and_header_only_parts() {
 fn a_model_several_targets_read_is_held_once_only_while_it_fits_the_limit() {
     const LIMIT: u64 = 192 << 20;
     let p = Project::new();
-    // 3 M rows of ~60 bytes: larger than half the pool, and estimated at 0 bytes (no files).
-    p.write("dfpipe.yml", "name: shared\noutputs:\n  - model: wide\n  - model: wide\n    table: wide_copy\n");
+    // A join of a small file with itself: 3 M rows of ~60 bytes, larger than half the pool,
+    // from an estimate of a few KiB (in_memory).
+    let ids: String = (0..1733).map(|i| format!("{i}\n")).collect();
+    p.write("ids.csv", &format!("id\n{ids}"));
+    p.write(
+        "dfpipe.yml",
+        "name: shared\nsources:\n  ids: { path: ids.csv }\noutputs:\n  - model: wide\n  - model: wide\n    table: wide_copy\n",
+    );
     p.write(
         "sql/wide.sql",
-        "SELECT value AS id, concat('row-', value, '-', repeat('x', 40)) AS s FROM range(3000000)\n",
+        "SELECT a.id * 1733 + b.id AS id, concat('row-', a.id * 1733 + b.id, '-', repeat('x', 40)) AS s \
+         FROM ids a CROSS JOIN ids b WHERE a.id * 1733 + b.id < 3000000\n",
     );
     let out = p.dfpipe(&["run", "--memory-limit", "192MiB"]);
     assert_success(&out);
     let err = stderr(&out);
     assert!(err.contains("not computed once (its rows pass "), "{err}");
-    assert!(err.contains(", half the memory budget): each target that reads it computes it"), "{err}");
+    assert!(err.contains(", half its readers' memory): each target that reads it computes it"), "{err}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
     for target in results["targets"].as_array().unwrap() {
@@ -361,4 +368,35 @@ fn a_model_several_targets_read_is_held_once_only_while_it_fits_the_limit() {
     let sum = "sum(id)::VARCHAR || ' ' || count(DISTINCT s)::VARCHAR";
     assert_eq!(one(p.duckdb(&format!("SELECT {sum} FROM wide"))), "4499998500000 3000000");
     assert_eq!(one(p.duckdb(&format!("SELECT {sum} FROM wide_copy"))), "4499998500000 3000000");
+}
+
+#[test]
+fn an_in_memory_strategy_whose_estimate_proves_short_runs_again_under_spill() {
+    const LIMIT: u64 = 192 << 20;
+    let p = Project::new();
+    // A few KiB of input (in_memory) sorted into 3 M rows of ~60 bytes: more than the pool.
+    let ids: String = (0..1733).map(|i| format!("{i}\n")).collect();
+    p.write("ids.csv", &format!("id\n{ids}"));
+    p.write("dfpipe.yml", "name: short\nsources:\n  ids: { path: ids.csv }\noutputs:\n  - model: wide\n");
+    p.write(
+        "sql/wide.sql",
+        "SELECT a.id * 1733 + b.id AS id, concat('row-', (a.id * 7919 + b.id) % 1000003, '-', repeat('x', 40)) AS s \
+         FROM ids a CROSS JOIN ids b WHERE a.id * 1733 + b.id < 3000000 ORDER BY s, id\n",
+    );
+    let out = p.dfpipe(&["run", "--memory-limit", "192MiB"]);
+    assert_success(&out);
+    let err = stderr(&out);
+    assert!(err.contains(" pool (the estimate was short); running the target again under spill"), "{err}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    let target = &results["targets"][0];
+    assert_eq!((target["strategy"].as_str(), target["rows"].as_u64()), (Some("spill"), Some(3_000_000)));
+    let peak = results["peak_rss_bytes"].as_u64().unwrap();
+    assert!(peak <= LIMIT, "peak RSS {} MiB over the {} MiB limit", peak >> 20, LIMIT >> 20);
+    assert_eq!(one(p.duckdb("SELECT (count(*), sum(id))::VARCHAR FROM wide")), "(3000000, 4499998500000)");
+    // Forced, in_memory fails cleanly instead: the user chose it.
+    let forced = p.dfpipe(&["run", "--memory-limit", "192MiB", "--strategy", "in_memory"]);
+    assert_eq!(forced.status.code(), Some(1));
+    assert!(stderr(&forced).contains("not enough memory under the in_memory strategy"), "{}", stderr(&forced));
+    assert_eq!(one(p.duckdb("SELECT count(*)::VARCHAR FROM wide")), "3000000");
 }

@@ -53,7 +53,7 @@ pub async fn compute(name: &str, df: DataFrame, pool: &Arc<dyn MemoryPool>, cap:
         };
         let size = batch.get_array_memory_size();
         if reservation.size() + size > cap {
-            return give_up(format!("its rows pass {}, half the memory budget", human_bytes(cap as u64)));
+            return give_up(format!("its rows pass {}, half its readers' memory", human_bytes(cap as u64)));
         }
         if let Err(e) = reservation.try_grow(size) {
             return give_up(e.to_string());

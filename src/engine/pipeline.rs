@@ -79,7 +79,7 @@ impl Pipeline {
         let cluster = crate::engine::cluster::Cluster::of(&project.config);
         let held = Default::default();
         let pipeline = Pipeline { project, outputs, budget, ctx, cleaned, cluster, bound, held };
-        pipeline.register_models(&BTreeSet::new()).await?;
+        pipeline.register_models(&BTreeSet::new(), 0).await?;
         pipeline.check_output_columns().await?;
         Ok(pipeline)
     }
@@ -146,7 +146,7 @@ impl Pipeline {
     /// Registers the needed models as views in dependency order; those in `cache` are computed
     /// now and held in memory when they fit ([`computed_once`]), so the views downstream read
     /// them instead of recomputing them.
-    async fn register_models(&self, cache: &BTreeSet<String>) -> Result<()> {
+    async fn register_models(&self, cache: &BTreeSet<String>, cap: u64) -> Result<()> {
         let needed = needed_models(&self.project, &self.outputs);
         let params = &self.project.config.params;
         let mut used = BTreeSet::new();
@@ -178,9 +178,8 @@ impl Pipeline {
             let table = TableReference::bare(name.as_str());
             self.ctx.deregister_table(table.clone()).map_err(fail)?;
             let pool = &self.ctx.runtime_env().memory_pool;
-            let cap = (self.budget.budget / 2) as usize;
             let held = match cache.contains(name) {
-                true => computed_once::compute(name, df.clone(), pool, cap).await,
+                true => computed_once::compute(name, df.clone(), pool, cap as usize).await,
                 false => None,
             };
             match held {
@@ -297,7 +296,7 @@ impl Pipeline {
             self.narrow_source(&name, keep).await?;
         }
         self.bound.lock().expect("bound values").extend(values);
-        self.register_models(&BTreeSet::new()).await
+        self.register_models(&BTreeSet::new(), 0).await
     }
 
     /// Registers source `name` narrowed to the files in `keep` (behind its cleaning view, if
@@ -370,11 +369,34 @@ impl Pipeline {
         let df = self.ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| fail(df_message(&e)))?;
         let plan = df.create_physical_plan().await.map_err(|e| fail(df_message(&e)))?;
         let estimate = estimate(&self.ctx, &plan).await.map_err(fail)?;
+        let process = accounting::process_holds().unwrap_or(0);
+        let decision = self.decide_from(output, &estimate, process, 0)?;
+        Ok((estimate, decision))
+    }
+
+    /// `decision`, an in_memory one that ran out of its pool, turned into spill over the same
+    /// budget (with the project's `datafusion:` settings).
+    pub fn spilling(&self, decision: &Decision) -> Decision {
+        let mut budget = self.budget.clone();
+        budget.budget = decision.budget;
+        budget.fixed_limit = decision.settings.pool_bytes;
+        let settings = ExecSettings::new(Strategy::Spill, &budget).with_user(&self.project.config.datafusion);
+        Decision {
+            strategy: Strategy::Spill,
+            reason: "in_memory ran out of its pool, so the target ran again under spill".to_string(),
+            settings,
+            ..decision.clone()
+        }
+    }
+
+    /// The decision for `output` estimated at `estimate` when the process holds `process` bytes
+    /// before it, with `held` bytes of models computed once (held beside every target for the
+    /// rest of the run) taken from its budget.
+    pub fn decide_from(&self, output: &OutputConfig, estimate: &Estimate, process: u64, held: u64) -> Result<Decision> {
         // A fixed limit bounds the process: the pool gets what the process and the writer leave.
         let accounting = match self.budget.fixed_limit {
             Some(limit) => {
-                let process = accounting::process_holds().unwrap_or(0);
-                Some(Accounting::new(limit, process, writer(&output.target, &estimate)).map_err(Error::Usage)?)
+                Some(Accounting::new(limit, process, writer(&output.target, estimate)).map_err(Error::Usage)?)
             }
             None => None,
         };
@@ -382,10 +404,14 @@ impl Pipeline {
         if let Some(a) = &accounting {
             (budget.budget, budget.fixed_limit) = (a.pool, Some(a.pool));
         }
-        let mut decision = decide(estimate.bytes, &budget, &self.project.config.memory);
+        // Models computed once are held beside every target for the rest of the run.
+        budget.budget = budget.budget.saturating_sub(held).max(1);
+        budget.fixed_limit = budget.fixed_limit.map(|l| l.saturating_sub(held).max(1));
+        let unknown = !estimate.unknown.is_empty();
+        let mut decision = decide(estimate.bytes, unknown, &budget, &self.project.config.memory);
         decision.settings = decision.settings.with_user(&self.project.config.datafusion);
         decision.accounting = accounting;
-        Ok((estimate, decision))
+        Ok(decision)
     }
 
     /// Models that more than one selected target reads (directly or upstream), when every
@@ -452,11 +478,11 @@ impl Pipeline {
         }
     }
 
-    /// Computes `models` once where they fit and re-plans the views that read them; the bytes
-    /// now held, which the targets' own pools must leave room for.
-    pub async fn materialize(&self, models: &BTreeSet<String>) -> Result<u64> {
+    /// Computes `models` once where they fit in `cap` bytes and re-plans the views that read
+    /// them; the bytes now held, which the targets' own pools must leave room for.
+    pub async fn materialize(&self, models: &BTreeSet<String>, cap: u64) -> Result<u64> {
         if !models.is_empty() {
-            self.register_models(models).await?;
+            self.register_models(models, cap).await?;
         }
         Ok(self.held.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|h| h.reservation.size() as u64).sum())
     }

@@ -35,6 +35,9 @@ pub struct Estimate {
     pub bytes: u64,
     /// One entry per file scan in the plan.
     pub scans: Vec<ScanEstimate>,
+    /// What else the plan reads whose size nothing tells before it runs (a generated table:
+    /// `range`, `generate_series`): the estimate is then a floor, not a figure.
+    pub unknown: Vec<String>,
 }
 
 /// The estimate for one file scan.
@@ -61,8 +64,13 @@ pub struct ScanEstimate {
 impl Estimate {
     /// Lines for `dfpipe plan`.
     pub fn describe(&self) -> Vec<String> {
+        let unknown = match self.unknown.is_empty() {
+            true => None,
+            false => Some(format!("  and {}, whose size is unknown before it runs", self.unknown.join(", "))),
+        };
         if self.scans.is_empty() {
-            return vec!["estimate: 0 B (the plan reads no files)".into()];
+            let what = if unknown.is_some() { "no files" } else { "no files, nor data of unknown size" };
+            return vec![format!("estimate: 0 B (the plan reads {what})")].into_iter().chain(unknown).collect();
         }
         let mut lines =
             vec![format!("estimate: {} decoded, from {} file scan(s)", human_bytes(self.bytes), self.scans.len())];
@@ -79,6 +87,7 @@ impl Estimate {
                 scan.method
             ));
         }
+        lines.extend(unknown);
         lines
     }
 }
@@ -88,6 +97,7 @@ pub async fn estimate(ctx: &SessionContext, plan: &Arc<dyn ExecutionPlan>) -> Re
     let mut scans = Vec::new();
     collect_scans(plan, &mut scans);
     let mut estimate = Estimate::default();
+    unknown_leaves(plan, &mut estimate.unknown);
     for scan in scans {
         let store = ctx
             .runtime_env()
@@ -110,6 +120,35 @@ pub(crate) fn collect_scans(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<FileSca
     }
     for child in plan.children() {
         collect_scans(child, out);
+    }
+}
+
+/// The leaves of `plan` that read data of a size unknown before it runs: not a file scan, not
+/// in-memory rows (whose statistics are exact), not a single placeholder row.
+fn unknown_leaves(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<String>) {
+    use datafusion::common::stats::Precision;
+    let children = plan.children();
+    if children.is_empty() {
+        let plan_any: &dyn Any = plan.as_ref();
+        let file_scan = plan_any
+            .downcast_ref::<DataSourceExec>()
+            .is_some_and(|e| (e.data_source().as_ref() as &dyn Any).is::<FileScanConfig>());
+        let sized = plan
+            .partition_statistics(None)
+            .is_ok_and(|s| !matches!(s.num_rows, Precision::Absent) || !matches!(s.total_byte_size, Precision::Absent));
+        let placeholder = matches!(plan.name(), "PlaceholderRowExec" | "EmptyExec");
+        if !file_scan && !sized && !placeholder {
+            let what = match plan.name() {
+                "LazyMemoryExec" => "a generated table (range, generate_series)".to_string(),
+                other => other.to_string(),
+            };
+            if !out.contains(&what) {
+                out.push(what);
+            }
+        }
+    }
+    for child in children {
+        unknown_leaves(child, out);
     }
 }
 

@@ -72,11 +72,17 @@ pub struct Decision {
     pub accounting: Option<Accounting>,
 }
 
-/// Decides the strategy for a target estimated at `estimate` bytes.
-pub fn decide(estimate: u64, budget: &MemoryBudget, config: &MemoryConfig) -> Decision {
+/// Decides the strategy for a target estimated at `estimate` bytes; `unknown` when it also
+/// reads data of a size nothing tells before it runs (the estimate is then only a floor).
+pub fn decide(estimate: u64, unknown: bool, budget: &MemoryBudget, config: &MemoryConfig) -> Decision {
     let ratio = estimate as f64 / budget.budget.max(1) as f64;
     let (strategy, reason) = match config.strategy {
         Some(strategy) => (strategy, "forced by --strategy or memory.strategy".to_string()),
+        None if unknown && ratio <= config.stream_above => (
+            Strategy::Spill,
+            "part of what the plan reads has no size before it runs: spill, which holds to the budget whatever it is"
+                .to_string(),
+        ),
         None if ratio <= config.in_memory_below => {
             (Strategy::InMemory, format!("≤ {} memory.in_memory_below", config.in_memory_below))
         }
@@ -342,14 +348,19 @@ mod tests {
     fn ratios_pick_strategies_at_the_thresholds() {
         let config = MemoryConfig::default();
         let b = budget(1000, false);
-        assert_eq!(decide(650, &b, &config).strategy, Strategy::InMemory);
-        assert_eq!(decide(651, &b, &config).strategy, Strategy::Spill);
-        assert_eq!(decide(2000, &b, &config).strategy, Strategy::Spill);
-        let stream = decide(2001, &b, &config);
+        assert_eq!(decide(650, false, &b, &config).strategy, Strategy::InMemory);
+        assert_eq!(decide(651, false, &b, &config).strategy, Strategy::Spill);
+        assert_eq!(decide(2000, false, &b, &config).strategy, Strategy::Spill);
+        let stream = decide(2001, false, &b, &config);
         assert_eq!(stream.strategy, Strategy::Stream);
         assert_eq!(stream.reason, "> 2 memory.stream_above");
         let forced = MemoryConfig { strategy: Some(Strategy::Spill), ..MemoryConfig::default() };
-        assert_eq!(decide(1, &b, &forced).strategy, Strategy::Spill);
+        assert_eq!(decide(1, false, &b, &forced).strategy, Strategy::Spill);
+        // A size unknown before the run is never held in memory on trust.
+        let unknown = decide(0, true, &b, &config);
+        assert_eq!(unknown.strategy, Strategy::Spill);
+        assert!(unknown.reason.starts_with("part of what the plan reads has no size before it runs"));
+        assert_eq!(decide(2001, true, &b, &config).strategy, Strategy::Stream);
     }
 
     #[test]

@@ -45,6 +45,15 @@ impl RowCounter {
         }
     }
 
+    /// Counts from zero again (a target that runs again from its start).
+    pub fn restart(&self) {
+        self.rows.store(0, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.set_position(0);
+            bar.reset_elapsed();
+        }
+    }
+
     /// Rows counted so far.
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)

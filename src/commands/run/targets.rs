@@ -9,11 +9,12 @@ use super::incremental::Increment;
 use super::write::{Frame, Written, write_output};
 use crate::catalog::Catalog;
 use crate::catalog::results::{RunResults, Status, TargetResult, write_results};
-use crate::config::{Policy, Strategy};
+use crate::config::{OutputConfig, Policy, Strategy};
 use crate::engine::pipeline::Pipeline;
 use crate::error::{Error, Result, df_message};
+use crate::memory::estimate::Estimate;
 use crate::memory::peak_rss;
-use crate::memory::strategy::out_of_memory_hint;
+use crate::memory::strategy::{Decision, out_of_memory_hint};
 use crate::schema::Evolution;
 use crate::sinks::marker::LoadExtras;
 use crate::util::fmt::{group_digits, human_bytes};
@@ -47,34 +48,98 @@ async fn preflight_cluster(pipeline: &Pipeline, cluster: &crate::engine::cluster
     Ok(())
 }
 
+/// Each output's estimate and memory decision, logged.
+async fn decide_all(pipeline: &Pipeline) -> Result<(Vec<Estimate>, Vec<Decision>)> {
+    let (mut estimates, mut decisions) = (Vec::new(), Vec::new());
+    for output in &pipeline.outputs {
+        let (estimate, decision) = pipeline.decide(output).await?;
+        log_decision(output, &estimate, &decision, 0);
+        estimates.push(estimate);
+        decisions.push(decision);
+    }
+    Ok((estimates, decisions))
+}
+
+fn log_decision(output: &OutputConfig, estimate: &Estimate, decision: &Decision, held: u64) {
+    tracing::info!(
+        model = %output.model,
+        estimate = %human_bytes(estimate.bytes),
+        budget = %human_bytes(decision.budget),
+        ratio = decision.ratio,
+        strategy = decision.strategy.name(),
+        held = %human_bytes(held),
+        "memory strategy: {}",
+        decision.reason
+    );
+}
+
+/// Writes `output` under `decision` (a fresh session with its settings); what was written, or
+/// why not.
+async fn write_target(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    output: &OutputConfig,
+    decision: &Decision,
+    increment: &Option<Increment>,
+    counter: &RowCounter,
+) -> std::result::Result<Written, String> {
+    match decision.settings.session(&pipeline.ctx, &pipeline.project.config.datafusion) {
+        Ok(ctx) => {
+            let policy = output.on_schema_change.unwrap_or(pipeline.project.config.on_schema_change);
+            let evolution = match policy {
+                Policy::Evolve => options.evolutions.get(&output.model).cloned().unwrap_or_default().to_table(),
+                _ => Evolution::default(),
+            };
+            match &increment {
+                None => {
+                    let plain = Frame {
+                        relation: output.model.clone(),
+                        mode: output.mode,
+                        extras: LoadExtras::default(),
+                        computed: false,
+                    };
+                    write_output(pipeline, &ctx, decision, output, plain, evolution, counter).await
+                }
+                Some(inc) if inc.is_empty() => Ok(Written::default()),
+                Some(inc) => {
+                    let catalog = options.catalog.as_ref();
+                    super::increments::write(pipeline, &ctx, decision, output, inc, evolution, counter, catalog).await
+                }
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs every output of `pipeline`.
 pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults> {
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     let mut targets = Vec::with_capacity(pipeline.outputs.len());
-    let mut decisions = Vec::with_capacity(pipeline.outputs.len());
-    for output in &pipeline.outputs {
-        let (estimate, decision) = pipeline.decide(output).await?;
-        tracing::info!(
-            model = %output.model,
-            estimate = %human_bytes(estimate.bytes),
-            budget = %human_bytes(decision.budget),
-            ratio = decision.ratio,
-            strategy = decision.strategy.name(),
-            "memory strategy: {}",
-            decision.reason
-        );
-        decisions.push(decision);
-    }
+    let (estimates, mut decisions) = decide_all(pipeline).await?;
     if let Some(cluster) = &pipeline.cluster {
         preflight_cluster(pipeline, cluster).await?;
     } else {
         // Models several in-memory outputs read are computed once, here (on a cluster every
-        // output's query runs there whole).
+        // output's query runs there whole), in at most half the smallest of their pools; the
+        // targets are then decided again with what is left.
         let strategies: Vec<Strategy> = decisions.iter().map(|d| d.strategy).collect();
-        let held = pipeline.materialize(&pipeline.shared_in_memory(&strategies)).await?;
-        for decision in decisions.iter_mut() {
-            decision.settings.pool_bytes = decision.settings.pool_bytes.map(|b| b.saturating_sub(held));
+        let cap = decisions
+            .iter()
+            .filter(|d| d.strategy == Strategy::InMemory)
+            .map(|d| d.settings.pool_bytes.unwrap_or(d.budget))
+            .min()
+            .unwrap_or(0)
+            / 2;
+        let held = pipeline.materialize(&pipeline.shared_in_memory(&strategies), cap).await?;
+        if held > 0 {
+            for (i, output) in pipeline.outputs.iter().enumerate() {
+                // The process as it was before: what computing the copy left the allocator
+                // holding is not the copy (which `held` counts).
+                let process = decisions[i].accounting.as_ref().map_or(0, |a| a.process);
+                decisions[i] = pipeline.decide_from(output, &estimates[i], process, held)?;
+                log_decision(output, &estimates[i], &decisions[i], held);
+            }
         }
     }
     let mut stop = false;
@@ -106,33 +171,32 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             emitter.start(pipeline, output).await;
         }
         let begun = Instant::now();
-        let outcome = match decision.settings.session(&pipeline.ctx, &pipeline.project.config.datafusion) {
-            Ok(ctx) => {
-                let policy = output.on_schema_change.unwrap_or(pipeline.project.config.on_schema_change);
-                let evolution = match policy {
-                    Policy::Evolve => options.evolutions.get(&output.model).cloned().unwrap_or_default().to_table(),
-                    _ => Evolution::default(),
-                };
-                match &increment {
-                    None => {
-                        let plain = Frame {
-                            relation: output.model.clone(),
-                            mode: output.mode,
-                            extras: LoadExtras::default(),
-                            computed: false,
-                        };
-                        write_output(pipeline, &ctx, decision, output, plain, evolution, &counter).await
-                    }
-                    Some(inc) if inc.is_empty() => Ok(Written::default()),
-                    Some(inc) => {
-                        let catalog = options.catalog.as_ref();
-                        super::increments::write(pipeline, &ctx, decision, output, inc, evolution, &counter, catalog)
-                            .await
-                    }
-                }
+        let mut outcome = write_target(pipeline, options, output, decision, &increment, &counter).await;
+        // An in_memory strategy dfpipe chose from an estimate that proved short: nothing was
+        // committed, so the target runs again under spill, which holds to the same pool.
+        let fallback = match &outcome {
+            Err(message)
+                if increment.is_none()
+                    && decision.strategy == Strategy::InMemory
+                    && pipeline.project.config.memory.strategy.is_none()
+                    && decision.settings.pool_bytes.is_some()
+                    && out_of_memory_hint(message, &decision.settings).is_some() =>
+            {
+                Some(pipeline.spilling(decision))
             }
-            Err(e) => Err(e.to_string()),
+            _ => None,
         };
+        if let Some(spilling) = &fallback {
+            tracing::warn!(
+                model = %output.model,
+                target = %label,
+                "in_memory ran out of its {} pool (the estimate was short); running the target again under spill",
+                human_bytes(decision.settings.pool_bytes.unwrap_or(0))
+            );
+            counter.restart();
+            outcome = write_target(pipeline, options, output, spilling, &increment, &counter).await;
+        }
+        let decision = fallback.as_ref().unwrap_or(decision);
         let seconds = begun.elapsed().as_secs_f64();
         let (status, written, error) = match outcome {
             Ok(written) => {
