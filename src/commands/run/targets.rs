@@ -173,10 +173,13 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
         let begun = Instant::now();
         let mut outcome = write_target(pipeline, options, output, decision, &increment, &counter).await;
         // An in_memory strategy dfpipe chose from an estimate that proved short: nothing was
-        // committed, so the target runs again under spill, which holds to the same pool.
+        // committed, so the target runs again under spill, which holds to the same pool. (Not
+        // where part of the work may have committed: an increment's loads, a quarantine written
+        // after its target.)
         let fallback = match &outcome {
             Err(message)
                 if increment.is_none()
+                    && output.on_invalid != crate::config::OnInvalid::Quarantine
                     && decision.strategy == Strategy::InMemory
                     && pipeline.project.config.memory.strategy.is_none()
                     && decision.settings.pool_bytes.is_some()
