@@ -183,3 +183,29 @@ fn json_columns_keep_the_order_their_keys_first_appear_in() {
     );
     assert_eq!(one(columns), "zeta, alpha, mid, extra");
 }
+
+#[test]
+fn csv_null_regex_matches_whole_values_and_nulls_before_casting() {
+    let p = Project::new();
+    p.write("x.csv", "id,flag,name,amount\n1,true,NANCY,1.5\n2,NA,NA,NA\n3,false,DANA,99999.995\n");
+    p.write(
+        "dfpipe.yml",
+        "name: n\nsources:\n  x: { path: x.csv, schema: { amount: 'DECIMAL(7,2)' }, options: { null_regex: NA } }\n",
+    );
+    p.write("sql/m.sql", "SELECT * FROM x\n");
+    // 99999.995 rounds to 100000.00, which DECIMAL(7,2) cannot hold: the file and column are named.
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("\n  in file x.csv (source `x`); column `amount` (Decimal128(7, 2)) holds it; "),
+        "{}",
+        stderr(&out)
+    );
+    p.write("x.csv", "id,flag,name,amount\n1,true,NANCY,1.5\n2,NA,NA,NA\n3,false,DANA,99999.99\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    let rows = p.duckdb("SELECT id::VARCHAR, flag::VARCHAR, name, amount::VARCHAR FROM m ORDER BY id");
+    assert_eq!(
+        rows,
+        [["1", "true", "NANCY", "1.50"], ["2", "NULL", "NULL", "NULL"], ["3", "false", "DANA", "99999.99"]]
+    );
+}

@@ -15,8 +15,9 @@ use crate::error::df_message;
 
 /// Whether `message` reads as a failure to decode data (worth finding the file for).
 pub fn is_read_error(message: &str) -> bool {
-    const SIGNS: [&str; 13] = [
+    const SIGNS: [&str; 14] = [
         "Cast error",
+        "too large to store in a Decimal",
         "Parquet error",
         "snappy",
         "corrupt",

@@ -122,8 +122,9 @@ fn csv_format(source: &SourceConfig) -> CsvFormat {
         .with_quote(byte(&o.quote).unwrap_or(b'"'))
         .with_escape(byte(&o.escape))
         .with_comment(byte(&o.comment))
-        // An empty field stays NULL beside the values the regex matches, as without one.
-        .with_null_regex(o.null_regex.as_ref().map(|r| format!("^$|(?:{r})")))
+        // A value is NULL when the regex matches all of it (as DuckDB's `nullstr` and
+        // PostgreSQL's `NULL` compare whole values); an empty field stays NULL too.
+        .with_null_regex(o.null_regex.as_ref().map(|r| format!("^$|^(?:{r})$")))
         .with_newlines_in_values(o.newlines_in_values.unwrap_or(false))
         .with_file_compression_type(compression(source));
     match o.schema_infer_max_records {
@@ -298,7 +299,7 @@ fn read_as_text(source: &SourceConfig, schema: &Schema) -> BTreeMap<String, Data
 }
 
 /// `table` (every file column text) as a view giving each column in `types` its type: NULL
-/// where the value matches `null_regex`, else the value cast (which fails on a value that is
+/// where `null_regex` matches the whole value, else the value cast (which fails on a value that is
 /// not of the type, as the reader would).
 fn typed_view(
     table: Arc<dyn TableProvider>,
@@ -315,17 +316,20 @@ fn typed_view(
         .map(|f| {
             let column = Expr::Column(Column::new(Some(TableReference::bare(RAW)), f.name()));
             let Some(data_type) = types.get(f.name()) else { return Ok(column) };
-            let value = match data_type {
-                DataType::Utf8 => column.clone(),
-                _ => cast(column.clone(), data_type.clone()),
-            };
-            let value = match null_regex {
+            // The text is NULLed first, then cast: a CASE around the cast would be rewritten
+            // into a form that casts every value, those the regex matches too.
+            let text = match null_regex {
                 Some(regex) => {
-                    let null = lit(ScalarValue::try_from(data_type)?);
-                    when(datafusion::functions::expr_fn::regexp_like(column, lit(regex), None), null)
-                        .otherwise(value)?
+                    let null = lit(ScalarValue::Utf8(None));
+                    let whole = format!("^(?:{regex})$");
+                    when(datafusion::functions::expr_fn::regexp_like(column.clone(), lit(whole), None), null)
+                        .otherwise(column)?
                 }
-                None => value,
+                None => column,
+            };
+            let value = match data_type {
+                DataType::Utf8 => text,
+                _ => cast(text, data_type.clone()),
             };
             Ok(value.alias(f.name()))
         })
