@@ -90,9 +90,11 @@ fn a_readme_never_decides_a_directory_format_and_other_formats_are_reported() {
     assert_success(&out);
     assert_eq!(one(p.duckdb("SELECT CAST(count(*) AS VARCHAR) FROM m")), "2");
     assert!(
-        stderr(&out).contains(
-            "read as parquet (parquet is the format most of its files have); 1 csv file(s) there are skipped"
-        ),
+        stderr(&out).contains(&format!(
+            "data/: 1 file(s) of another format are not read (e.g. {}/data/notes.csv): this source reads parquet \
+             files; give them a source of their own",
+            p.path().canonicalize().unwrap().display()
+        )),
         "{}",
         stderr(&out)
     );

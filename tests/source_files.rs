@@ -209,3 +209,115 @@ fn csv_null_regex_matches_whole_values_and_nulls_before_casting() {
         [["1", "true", "NANCY", "1.50"], ["2", "NULL", "NULL", "NULL"], ["3", "false", "DANA", "99999.99"]]
     );
 }
+
+/// Writes `ids` as a Parquet file of one Int64 column `id`.
+fn write_parquet(path: &std::path::Path, ids: &[i64]) {
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let batch =
+        RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(Int64Array::from(ids.to_vec()))]).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_directory_reads_its_format_by_name_in_any_case_compressed_or_not() {
+    // Upper-case names are read; notes beside the data are not.
+    let p = project(
+        "path: data",
+        &[("data/A.CSV", "id,v\n1,10\n"), ("data/b.csv", "id,v\n2,20\n"), ("data/README.md", "# notes\n")],
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(ids(&p), "1,2");
+
+    // A directory of gzipped TSV files is read as gzip, tab-separated.
+    let p = project("path: data", &[("data/a.tsv", "id\tv\n1\t10\n"), ("data/b.tsv", "id\tv\n2\t20\n")]);
+    let gzip = std::process::Command::new("gzip").arg("data/a.tsv").arg("data/b.tsv").current_dir(p.path()).status();
+    assert!(gzip.unwrap().success(), "gzip must be installed");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(p.duckdb("SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM m"), [["1:10,2:20"]]);
+
+    // A Parquet directory with notes in it.
+    let p = project("path: data", &[("data/README.md", "# notes\n")]);
+    write_parquet(&p.file("data/part-0.parquet"), &[1, 2]);
+    write_parquet(&p.file("data/part-1.PARQUET"), &[3]);
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(ids(&p), "1,2,3");
+}
+
+#[test]
+fn a_directory_mixing_compressed_and_plain_files_is_refused_naming_both() {
+    let p = project("path: data", &[("data/a.csv", "id,v\n1,10\n"), ("data/b.csv.gz", "not read\n")]);
+    let out = p.dfpipe(&["run", "-q"]);
+    let root = p.path().canonicalize().unwrap();
+    let root = root.display();
+    assert_error(
+        &out,
+        1,
+        &format!(
+            "source `raw` (data): {root}/data/a.csv (uncompressed) and {root}/data/b.csv.gz (gzip) are csv files of \
+             different kinds: a source reads one kind; give each kind a source of its own (e.g. a glob such as \
+             `*.csv.gz`), or set `options.extension` to the one to read"
+        ),
+    );
+    // With the compression declared, the plain file is the odd one.
+    let p = project(
+        "path: data, options: { compression: gzip }",
+        &[("data/a.csv", "id,v\n1,10\n"), ("data/b.csv.gz", "not read\n")],
+    );
+    let err = stderr(&p.dfpipe(&["run", "-q"]));
+    assert!(
+        err.contains("data/a.csv (uncompressed) and ") && err.contains("data/b.csv.gz (gzip) are csv files"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_csv_header_that_leaves_a_column_unnamed_or_names_one_twice_is_refused() {
+    let p = project("path: data/t.csv", &[("data/t.csv", "id,,v\n1,2,3\n")]);
+    let root = p.path().canonicalize().unwrap();
+    let fix = "fix the header, or set `header: false` on the source and name the columns in a model (they are read \
+               as column_1, column_2, …)";
+    assert_error(
+        &p.dfpipe(&["run", "-q"]),
+        1,
+        &format!(
+            "source `raw` (data/t.csv): column 2 of the header of {}/data/t.csv has no name: {fix}",
+            root.display()
+        ),
+    );
+    p.write("data/t.csv", "id,v,id\n1,2,3\n");
+    assert_error(
+        &p.dfpipe(&["run", "-q"]),
+        1,
+        &format!(
+            "source `raw` (data/t.csv): the header of {}/data/t.csv names columns 1 and 3 both `id`: {fix}",
+            root.display()
+        ),
+    );
+    // Read without the header, the columns are numbered.
+    p.write("dfpipe.yml", "name: s\nsources:\n  raw: { path: data/t.csv, options: { header: false } }\n");
+    p.write("sql/m.sql", "SELECT column_1 AS a, column_3 AS c FROM raw WHERE column_1 <> 'id'\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(p.duckdb("SELECT a || ':' || c FROM m"), [["1:3"]]);
+}
+
+#[test]
+fn csv_values_clean_makes_decimal_are_read_from_their_text() {
+    // Through a float, 1.005 was 1.00499999… and rounded to 1.00; 2.675 to 2.67.
+    let csv = "id,price,rate\n1,1.005,2.675\n2,1.5e3,0.125\n";
+    let p =
+        project("path: data/t.csv, clean: { casts: { price: 'DECIMAL(10,2)' }, decimals: 2 }", &[("data/t.csv", csv)]);
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT id::VARCHAR, price::VARCHAR, rate::VARCHAR, typeof(price), typeof(rate) FROM m ORDER BY id"),
+        [
+            ["1", "1.01", "2.68", "DECIMAL(10,2)", "DECIMAL(38,2)"],
+            ["2", "1500.00", "0.13", "DECIMAL(10,2)", "DECIMAL(38,2)"]
+        ]
+    );
+}

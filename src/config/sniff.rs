@@ -34,17 +34,8 @@ pub fn sniff_directory(location: &str) -> Option<Format> {
             best = Some(c);
         }
     }
-    let format = best?.0;
-    for (other, n, example) in counts.iter().filter(|(f, _, _)| *f != format) {
-        tracing::warn!(
-            "{location}: read as {} ({} is the format most of its files have); {n} {} file(s) there are skipped (e.g. {example}): \
-             set `format:` on the source, or `options.extension`, to choose",
-            format.name(),
-            format.name(),
-            other.name()
-        );
-    }
-    Some(format)
+    // Files of other formats are reported when the source is listed (engine::source_files).
+    Some(best?.0)
 }
 
 /// `.txt` files count as CSV when a source names one, never when a directory is sniffed.

@@ -1,6 +1,7 @@
 //! A source's `clean:` options, compiled into the SQL of the view models read it through: column
 //! naming, casts, date and timestamp parsing with the format detected from a sample, decimal
-//! precision for floats. The raw listing table is registered as `__dfpipe_raw_<source>`;
+//! precision for floats (a CSV source's floats made decimal are read from their text, see
+//! `engine::sources`, and reach the view decimal already). The raw listing table is registered as `__dfpipe_raw_<source>`;
 //! `dfpipe plan` prints the view's SQL.
 //!
 //! A detected format is checked on every row, not only the sample: a value it does not read

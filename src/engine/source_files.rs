@@ -10,16 +10,20 @@
 //! naming both files. When DataFusion cannot merge the files' schemas, the file that breaks
 //! the merge is named.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::DataFusionError;
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
+use crate::config::Format;
 use crate::error::df_message;
 
 /// Files checked at once for their header or schema.
@@ -51,6 +55,143 @@ pub async fn list(
     let total = all.len();
     let files: Vec<ObjectMeta> = all.into_iter().filter(|m| wanted(url, &m.location)).collect();
     Ok(Listed { narrowed: files.len() != total, files })
+}
+
+/// The files of a directory source: those of its `format` by name (`.csv`, `.CSV`, `.tsv`,
+/// `.json`, `.ndjson`, `.jsonl`, `.parquet`…, compressed or not). A source reads one kind, one
+/// compression, so a directory mixing kinds (`a.csv` beside `b.csv.gz`, `.csv` beside `.tsv`)
+/// is refused naming one file of each, where a fixed extension would skip some of them without a
+/// word; with `declared` compression, files of another are refused too. Files of other
+/// formats are skipped with a warning, files that are not data (`README.md`) silently.
+pub fn of_format(
+    files: Vec<ObjectMeta>,
+    format: Format,
+    declared: Option<FileCompressionType>,
+    url: &ListingTableUrl,
+) -> Result<DirectoryFiles, String> {
+    let mut files = files;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut kinds: Vec<(Kind, ObjectMeta)> = Vec::new();
+    let mut others: Vec<ObjectMeta> = Vec::new();
+    let mut kept = Vec::new();
+    let mut suffixes = BTreeSet::new();
+    for file in files {
+        match kind_of(file.location.filename().unwrap_or_default()) {
+            Some((kind, suffix)) if kind.format == format => {
+                suffixes.insert(suffix.to_string());
+                if !kinds.iter().any(|(k, _)| *k == kind) {
+                    kinds.push((kind, file.clone()));
+                }
+                kept.push((kind, file));
+            }
+            Some(_) => others.push(file),
+            None => {}
+        }
+    }
+    if let Some(first) = others.first() {
+        let example = display(url, &first.location);
+        tracing::warn!(
+            "{}: {} file(s) of another format are not read (e.g. {example}): this source reads {} files; give them \
+             a source of their own",
+            url.as_str(),
+            others.len(),
+            format.name()
+        );
+    }
+    let wanted = match (declared, kinds.as_slice()) {
+        (Some(c), _) => kinds.iter().find(|(k, _)| k.compression == c).map(|(k, _)| *k),
+        (None, [(only, _)]) => Some(*only),
+        (None, _) => None,
+    };
+    // Two kinds to name: the one wanted (or the first found) and another.
+    let pair = match wanted.and_then(|w| kinds.iter().find(|(k, _)| *k == w)) {
+        Some(chosen) => kinds.iter().find(|(k, _)| Some(*k) != wanted).map(|odd| (odd, chosen)),
+        None => kinds.get(1).map(|second| (&kinds[0], second)),
+    };
+    if let Some(((odd, odd_file), (kind, file))) = pair {
+        return Err(format!(
+            "{} ({}) and {} ({}) are {} files of different kinds: a source reads one kind; give each kind a \
+             source of its own (e.g. a glob such as `*.csv.gz`), or set `options.extension` to the one to read",
+            display(url, &odd_file.location),
+            odd.describe(),
+            display(url, &file.location),
+            kind.describe(),
+            format.name(),
+        ));
+    }
+    let kind = wanted.unwrap_or(Kind {
+        format,
+        compression: declared.unwrap_or(FileCompressionType::UNCOMPRESSED),
+        tab: false,
+    });
+    let suffix = if suffixes.len() == 1 { suffixes.pop_first() } else { None };
+    Ok(DirectoryFiles {
+        files: kept.into_iter().map(|(_, f)| f).collect(),
+        compression: kind.compression,
+        tab: kind.tab,
+        suffix,
+    })
+}
+
+/// What [`of_format`] found in a directory.
+pub struct DirectoryFiles {
+    /// The files to read.
+    pub files: Vec<ObjectMeta>,
+    /// Their compression.
+    pub compression: FileCompressionType,
+    /// Whether they are tab-separated (`.tsv`).
+    pub tab: bool,
+    /// The suffix they all end with (`.csv.gz`), when they share one as spelt: DataFusion's
+    /// listing can then leave the other files out itself.
+    pub suffix: Option<String>,
+}
+
+/// A data file's kind by its name: format, compression, and for CSV whether it is `.tsv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Kind {
+    format: Format,
+    compression: FileCompressionType,
+    tab: bool,
+}
+
+impl Kind {
+    fn describe(&self) -> String {
+        let name = match self.compression {
+            FileCompressionType::GZIP => "gzip",
+            FileCompressionType::BZIP2 => "bzip2",
+            FileCompressionType::XZ => "xz",
+            FileCompressionType::ZSTD => "zstd",
+            _ => "uncompressed",
+        };
+        if self.tab { format!("{name}, tab-separated") } else { name.to_string() }
+    }
+}
+
+/// The kind of the file named `name`, and its suffix from the extension on (`.CSV.gz`); None for
+/// a file that is not data (a directory's `.txt` files are notes, not CSV).
+fn kind_of(name: &str) -> Option<(Kind, &str)> {
+    let lower = name.to_ascii_lowercase();
+    let (base, compression) = [
+        (".gz", FileCompressionType::GZIP),
+        (".bz2", FileCompressionType::BZIP2),
+        (".xz", FileCompressionType::XZ),
+        (".zst", FileCompressionType::ZSTD),
+    ]
+    .iter()
+    .find_map(|(suffix, c)| lower.strip_suffix(suffix).map(|b| (b.to_string(), *c)))
+    .unwrap_or((lower.clone(), FileCompressionType::UNCOMPRESSED));
+    let ext = &base[base.rfind('.')? + 1..];
+    let (format, tab) = match ext {
+        "parquet" | "parq" | "pq" => (Format::Parquet, false),
+        "csv" => (Format::Csv, false),
+        "tsv" => (Format::Csv, true),
+        "json" | "ndjson" | "jsonl" => (Format::Json, false),
+        _ => return None,
+    };
+    let compression = if format == Format::Parquet { FileCompressionType::UNCOMPRESSED } else { compression };
+    // ASCII lower-casing keeps byte offsets: the suffix as the name spells it.
+    let suffix = &name[base.rfind('.')?..];
+    Some((Kind { format, compression, tab }, suffix))
 }
 
 /// Whether the file at `location` (under `url`) is one the source reads.
@@ -90,27 +231,29 @@ async fn schemas_by_file(
         .await
 }
 
-/// Checks that every CSV file has the first file's header (names and order); `header_only`
-/// reads the header and no rows.
+/// Checks that every CSV file has the first file's header (names and order), and that the
+/// header names each column once; `csv` is the source's format.
 pub async fn check_same_header(
     state: &dyn Session,
     store: &Arc<dyn ObjectStore>,
-    header_only: &Arc<dyn FileFormat>,
+    csv: &CsvFormat,
     url: &ListingTableUrl,
     files: &[ObjectMeta],
 ) -> Result<(), String> {
-    if files.len() < 2 {
-        return Ok(());
-    }
-    let names = |s: &Schema| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
-    let schemas = schemas_by_file(state, store, header_only, files).await;
+    let headers: Vec<_> = futures::stream::iter(files)
+        .map(|file| header_of(state, store, csv, file))
+        .buffered(FILES_IN_FLIGHT)
+        .collect()
+        .await;
     let mut first: Option<(usize, Vec<String>)> = None;
-    for (i, schema) in schemas.into_iter().enumerate() {
+    for (i, columns) in headers.into_iter().enumerate() {
         let file = display(url, &files[i].location);
-        let schema = schema.map_err(|e| format!("cannot read the header of {file}: {}", df_message(&e)))?;
-        let columns = names(&schema);
+        let columns = columns.map_err(|e| format!("cannot read the header of {file}: {}", df_message(&e)))?;
         match &first {
-            None => first = Some((i, columns)),
+            None => {
+                check_header_names(&columns, &file)?;
+                first = Some((i, columns))
+            }
             Some((j, expected)) if *expected != columns => {
                 return Err(format!(
                     "its files do not share one header: {} has `{}`, {file} has `{}`. A CSV source's columns \
@@ -122,6 +265,36 @@ pub async fn check_same_header(
                 ));
             }
             Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The column names of `file`'s header, as written (DataFusion's inference of one file merges
+/// two columns of one name into one).
+async fn header_of(
+    state: &dyn Session,
+    store: &Arc<dyn ObjectStore>,
+    csv: &CsvFormat,
+    file: &ObjectMeta,
+) -> datafusion::error::Result<Vec<String>> {
+    let bytes = store.get(&file.location).await?.into_stream().map_err(|e| DataFusionError::ObjectStore(Box::new(e)));
+    let chunks = csv.read_to_delimited_chunks_from_stream(bytes.boxed()).await;
+    let (schema, _) = csv.infer_schema_from_stream(state, 0, chunks).await?;
+    Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
+}
+
+/// Refuses a header with a column it does not name, or a name it gives twice: the columns
+/// could not be told apart by name.
+fn check_header_names(columns: &[String], file: &str) -> Result<(), String> {
+    let fix = "fix the header, or set `header: false` on the source and name the columns in a model (they are read \
+               as column_1, column_2, …)";
+    if let Some(at) = columns.iter().position(|c| c.trim().is_empty()) {
+        return Err(format!("column {} of the header of {file} has no name: {fix}", at + 1));
+    }
+    for (j, name) in columns.iter().enumerate() {
+        if let Some(i) = columns[..j].iter().position(|c| c == name) {
+            return Err(format!("the header of {file} names columns {} and {} both `{name}`: {fix}", i + 1, j + 1));
         }
     }
     Ok(())

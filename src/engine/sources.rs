@@ -95,30 +95,26 @@ fn compression(source: &SourceConfig) -> FileCompressionType {
     }
 }
 
-fn file_format(source: &SourceConfig) -> Arc<dyn FileFormat> {
+fn file_format(source: &SourceConfig, compression: FileCompressionType, tab: bool) -> Arc<dyn FileFormat> {
     match source.format {
         Format::Parquet => Arc::new(ParquetFormat::default()),
-        Format::Csv => Arc::new(csv_format(source)),
+        Format::Csv => Arc::new(csv_format(source, compression, tab)),
         Format::Json => {
             // Every line is read for its keys unless the source says otherwise: a key first
             // seen after a sample would be dropped without a word.
             let records = source.options.schema_infer_max_records.unwrap_or(usize::MAX);
-            Arc::new(
-                JsonFormat::default()
-                    .with_file_compression_type(compression(source))
-                    .with_schema_infer_max_rec(records),
-            )
+            Arc::new(JsonFormat::default().with_file_compression_type(compression).with_schema_infer_max_rec(records))
         }
     }
 }
 
-fn csv_format(source: &SourceConfig) -> CsvFormat {
+/// The CSV format of `source`; `tab`: its files are `.tsv` (tab the default delimiter).
+fn csv_format(source: &SourceConfig, compression: FileCompressionType, tab: bool) -> CsvFormat {
     let o = &source.options;
     let byte = |s: &Option<String>| s.as_ref().and_then(|s| s.bytes().next());
-    let tsv = source.location.to_ascii_lowercase().contains(".tsv");
     let f = CsvFormat::default()
         .with_has_header(o.header.unwrap_or(true))
-        .with_delimiter(byte(&o.delimiter).unwrap_or(if tsv { b'\t' } else { b',' }))
+        .with_delimiter(byte(&o.delimiter).unwrap_or(if tab { b'\t' } else { b',' }))
         .with_quote(byte(&o.quote).unwrap_or(b'"'))
         .with_escape(byte(&o.escape))
         .with_comment(byte(&o.comment))
@@ -126,7 +122,7 @@ fn csv_format(source: &SourceConfig) -> CsvFormat {
         // PostgreSQL's `NULL` compare whole values); an empty field stays NULL too.
         .with_null_regex(o.null_regex.as_ref().map(|r| format!("^$|^(?:{r})$")))
         .with_newlines_in_values(o.newlines_in_values.unwrap_or(false))
-        .with_file_compression_type(compression(source));
+        .with_file_compression_type(compression);
     match o.schema_infer_max_records {
         Some(n) => f.with_schema_infer_max_rec(n),
         None => f,
@@ -179,17 +175,45 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     let url =
         listing_url(&source.location).map_err(|e| fail(format!("not a valid path or URL: {}", df_message(&e))))?;
     let state = ctx.state();
-    let extension = extension_filter(source, &url);
-    let mut options = ListingOptions::new(file_format(source))
-        .with_file_extension(extension.clone())
-        .with_session_config_options(state.config());
-
+    // A directory's files are told apart by name (any case, compressed or not), not by one
+    // extension: files of the format that a fixed extension would skip are read, or refused.
+    let by_kind =
+        url.is_collection() && !source.location.contains(['*', '?', '[']) && source.options.extension.is_none();
+    let mut extension = if by_kind { String::new() } else { extension_filter(source, &url) };
     let store = state.runtime_env().object_store(&url).map_err(|e| fail(df_message(&e)))?;
-    let listed = source_files::list(&state, store.as_ref(), &url, &extension)
+    let mut listed = source_files::list(&state, store.as_ref(), &url, &extension)
         .await
         .map_err(|e| fail(format!("cannot list files: {e}")))?;
+    let tsv = source.location.to_ascii_lowercase().contains(".tsv");
+    let (compression, tab) = match by_kind {
+        true => {
+            let declared = source.options.compression.as_ref().map(|_| compression(source));
+            let found = source_files::of_format(std::mem::take(&mut listed.files), source.format, declared, &url)
+                .map_err(fail)?;
+            // DataFusion's listing with the files' shared suffix reads just them (hidden ones
+            // aside, which `narrowed` says already); without one, it lists every file.
+            listed.narrowed |= found.suffix.is_none();
+            listed.files = found.files;
+            extension = found.suffix.unwrap_or_default();
+            (found.compression, found.tab)
+        }
+        false => (compression(source), tsv),
+    };
+    let mut options = ListingOptions::new(file_format(source, compression, tab))
+        .with_file_extension(extension.clone())
+        .with_session_config_options(state.config());
+    if by_kind && extension.is_empty() {
+        // Files of one kind spelt differently (`a.parquet`, `b.PARQUET`): DataFusion lists every
+        // file, and would read a footer's statistics from a `README.md` before the table is
+        // narrowed to the data files.
+        options = options.with_collect_stat(false);
+    }
     if listed.files.is_empty() {
-        let what = if extension.is_empty() { "files".to_string() } else { format!("{extension} files") };
+        let what = match (by_kind, extension.is_empty()) {
+            (true, _) => format!("{} files", source.format.name()),
+            (false, true) => "files".to_string(),
+            (false, false) => format!("{extension} files"),
+        };
         return Err(fail(format!(
             "no {what} found at {}; check the path (relative paths start at the project directory)",
             source.location
@@ -211,8 +235,8 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     if let Format::Csv = source.format
         && source.options.header.unwrap_or(true)
     {
-        let header_only: Arc<dyn FileFormat> = Arc::new(csv_format(source).with_schema_infer_max_rec(0));
-        source_files::check_same_header(&state, &store, &header_only, &url, &nonempty).await.map_err(fail)?;
+        let csv = csv_format(source, compression, tab);
+        source_files::check_same_header(&state, &store, &csv, &url, &nonempty).await.map_err(fail)?;
     }
 
     if url.is_collection() {
@@ -248,14 +272,15 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
         }
     };
     let inferred = text_for_untyped(inferred);
-    let inferred = match (&source.format, compression(source)) {
+    let inferred = match (&source.format, compression) {
         (Format::Json, FileCompressionType::UNCOMPRESSED) => {
             crate::engine::json_keys::in_file_order(inferred, &store, &nonempty[0]).await
         }
         _ => inferred,
     };
     let schema = apply_schema_overrides(ctx, source, inferred).await?;
-    let typed = read_as_text(source, &schema);
+    let decimals = clean_decimals(ctx, source, &schema).await;
+    let typed = read_as_text(source, &schema, &decimals);
     let file_schema = match typed.is_empty() {
         true => schema,
         false => Arc::new(Schema::new_with_metadata(
@@ -278,24 +303,51 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
 
 /// The CSV columns DataFusion's reader would get wrong, and their types: with `null_regex`,
 /// every column (its reader does not apply the regex, only its type inference does); without,
-/// the decimals (its reader truncates digits past the scale, where a cast rounds as DuckDB and
-/// PostgreSQL do). They are read as text and typed by [`typed_view`]. Empty when none.
-fn read_as_text(source: &SourceConfig, schema: &Schema) -> BTreeMap<String, DataType> {
+/// the decimals, those of `schema` and those the source's `clean:` makes decimal (`decimals`,
+/// see [`clean_decimals`]) — its reader truncates digits past the scale, and a float read
+/// first loses digits (1.005 became 1.00), where a cast from the text rounds as DuckDB and
+/// PostgreSQL do. They are read as text and typed by [`typed_view`]. Empty when none.
+fn read_as_text(
+    source: &SourceConfig,
+    schema: &Schema,
+    decimals: &BTreeMap<String, DataType>,
+) -> BTreeMap<String, DataType> {
     if !matches!(source.format, Format::Csv) {
         return BTreeMap::new();
     }
     let all = source.options.null_regex.is_some();
-    let decimal = |t: &DataType| {
-        matches!(
-            t,
-            DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..)
-        )
-    };
-    if !all && !schema.fields().iter().any(|f| decimal(f.data_type())) {
+    if !all && decimals.is_empty() && !schema.fields().iter().any(|f| is_decimal(f.data_type())) {
         return BTreeMap::new();
     }
     // Every column goes through the view, so the file is read all as text; only these are cast.
-    schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+    let type_of = |f: &Field| decimals.get(f.name()).unwrap_or(f.data_type()).clone();
+    schema.fields().iter().map(|f| (f.name().clone(), type_of(f))).collect()
+}
+
+fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
+}
+
+/// The columns of `schema` the source's `clean:` makes decimal, and their types: a cast to a
+/// decimal type, or a float column under `clean.decimals`. Read from the text, not a float.
+async fn clean_decimals(ctx: &SessionContext, source: &SourceConfig, schema: &Schema) -> BTreeMap<String, DataType> {
+    let Some(clean) = &source.clean else { return BTreeMap::new() };
+    let mut decimals = BTreeMap::new();
+    for field in schema.fields() {
+        let cast = clean.casts.iter().find(|(c, _)| c == field.name());
+        let data_type = match (cast, clean.decimals, field.data_type()) {
+            // A cast the view cannot make is reported where the view is made.
+            (Some((_, sql_type)), _, _) => sql_type_to_arrow(ctx, sql_type).await.ok().filter(is_decimal),
+            (None, Some(scale), DataType::Float16 | DataType::Float32 | DataType::Float64) => {
+                Some(DataType::Decimal128(38, scale as i8))
+            }
+            _ => None,
+        };
+        if let Some(data_type) = data_type {
+            decimals.insert(field.name().clone(), data_type);
+        }
+    }
+    decimals
 }
 
 /// `table` (every file column text) as a view giving each column in `types` its type: NULL
@@ -329,6 +381,13 @@ fn typed_view(
             };
             let value = match data_type {
                 DataType::Utf8 => text,
+                // Arrow's text-to-decimal cast rounds, but reads no exponent: `1.5e3` goes
+                // through a float, as it would in the file's own reader.
+                t if is_decimal(t) => {
+                    let exponent = datafusion::functions::expr_fn::regexp_like(text.clone(), lit("[eE]"), None);
+                    when(exponent, cast(cast(text.clone(), DataType::Float64), t.clone()))
+                        .otherwise(cast(text, t.clone()))?
+                }
                 _ => cast(text, data_type.clone()),
             };
             Ok(value.alias(f.name()))
