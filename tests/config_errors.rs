@@ -265,3 +265,48 @@ fn a_dsn_variable_that_is_not_set_fails_only_the_commands_that_connect() {
     assert!(stdout(&runs).contains("success"), "{}", stdout(&runs));
     assert_success(&p.dfpipe(&["lineage", "m.x"]));
 }
+
+#[test]
+fn postgres_names_longer_than_postgres_keeps_are_refused() {
+    let long = "t".repeat(64);
+    let config = |table: &str, extra: &str| {
+        format!(
+            "name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"host=/nowhere\" }}\n\
+             outputs:\n  - {{ model: m, to: pg, table: {table}{extra} }}\n"
+        )
+    };
+    let p = project(&config(&long, ""));
+    assert_error(
+        &p.dfpipe(&["plan"]),
+        2,
+        &format!(
+            "dfpipe.yml: outputs[0] (model `m`): table name `{long}` is 64 bytes long; PostgreSQL keeps the first 63 \
+             bytes of a name, so two long names could be one table: choose a shorter `table:`"
+        ),
+    );
+    // 60 bytes fit, but not with the `_quarantine` of the table its bad rows go to.
+    let sixty = "t".repeat(60);
+    p.write("dfpipe.yml", &config(&sixty, ", on_invalid: quarantine"));
+    assert_error(
+        &p.dfpipe(&["plan"]),
+        2,
+        &format!(
+            "dfpipe.yml: outputs[0] (model `m`): table name `{sixty}` is 71 bytes long with the `_quarantine` of its \
+             quarantine table; PostgreSQL keeps the first 63 bytes of a name, so two long names could be one table: \
+             choose a shorter `table:`"
+        ),
+    );
+    // A column: refused before anything connects.
+    p.write("dfpipe.yml", &config("m", ""));
+    let column = "c".repeat(64);
+    p.write("sql/m.sql", &format!("SELECT 1 AS {column}\n"));
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        &format!(
+            "model `m` (sql/m.sql): column `{column}` is 64 bytes long; PostgreSQL keeps the first 63 bytes of a \
+             name, so the table's column would be named otherwise (and two long names could be one): shorten it \
+             with AS"
+        ),
+    );
+}

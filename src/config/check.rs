@@ -445,6 +445,10 @@ impl Checker<'_> {
                 }
             };
             let on_invalid = out.on_invalid.unwrap_or_default();
+            if let Target::Postgres { table, .. } = &target {
+                let quarantine = on_invalid == OnInvalid::Quarantine;
+                self.check_postgres_name_length(&what, table, quarantine)?;
+            }
             if on_invalid == OnInvalid::Quarantine {
                 let (key, described) = target.quarantine().identity(self.project_dir);
                 quarantines.push((key, described, i));
@@ -469,6 +473,30 @@ impl Checker<'_> {
             }
         }
         Ok(checked)
+    }
+
+    /// Refuses a PostgreSQL schema or table name PostgreSQL would cut to 63 bytes (two long
+    /// names sharing their first 63 bytes would be one table), counting the `_quarantine` a
+    /// quarantining output's second table adds.
+    fn check_postgres_name_length(&self, what: &str, table: &TableName, quarantine: bool) -> Result<()> {
+        let schema = table.schema.iter().map(|s| (s.as_str(), "schema", ""));
+        let suffix = if quarantine { "_quarantine" } else { "" };
+        for (name, kind, suffix) in schema.chain([(table.name.as_str(), "table", suffix)]) {
+            let bytes = name.len() + suffix.len();
+            if bytes > POSTGRES_NAME_BYTES {
+                let counted = if suffix.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with the `{suffix}` of its quarantine table")
+                };
+                return Err(self.err(format!(
+                    "{what}: {kind} name `{name}` is {bytes} bytes long{counted}; PostgreSQL keeps the first \
+                     {POSTGRES_NAME_BYTES} bytes of a name, so two long names could be one table: choose a \
+                     shorter `table:`"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// `line:col: ` of the `incremental:` key of output `i` (the n-th such key in the file).

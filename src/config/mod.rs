@@ -44,6 +44,9 @@ pub const DEFAULT_CONNECTION: &str = "warehouse";
 /// The DuckDB file of the implicit `warehouse` connection.
 pub const DEFAULT_DUCKDB_FILE: &str = "dfpipe.duckdb";
 
+/// The longest name PostgreSQL keeps, in bytes (NAMEDATALEN - 1); it cuts longer ones.
+pub const POSTGRES_NAME_BYTES: usize = 63;
+
 /// How long a PostgreSQL load waits for another writer of its table, and a `replace` for
 /// readers of the old table, unless the connection sets `swap_timeout`.
 pub const DEFAULT_SWAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);

@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::config::Strategy;
 use crate::config::params::ParamOrigin;
-use crate::config::{OutputConfig, Target};
+use crate::config::{OutputConfig, POSTGRES_NAME_BYTES, Target};
 use crate::engine::{computed_once, params, session, sources};
 use crate::error::{Error, Result, df_message};
 use crate::memory::MemoryBudget;
@@ -109,6 +109,16 @@ impl Pipeline {
                         )));
                     }
                 }
+            }
+            if let Target::Postgres { .. } = output.target
+                && let Some(long) = names.iter().find(|n| n.len() > POSTGRES_NAME_BYTES)
+            {
+                return Err(Error::Project(format!(
+                    "{what}: column `{long}` is {} bytes long; PostgreSQL keeps the first {POSTGRES_NAME_BYTES} \
+                     bytes of a name, so the table's column would be named otherwise (and two long names could \
+                     be one): shorten it with AS",
+                    long.len()
+                )));
             }
             if let Some(key) = output.unique_key.iter().find(|k| !names.contains(&k.as_str())) {
                 return Err(Error::Config(format!(

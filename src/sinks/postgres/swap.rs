@@ -22,6 +22,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
 use super::{Failure, PostgresSink, qualified};
+use crate::config::POSTGRES_NAME_BYTES;
 use crate::util::sql::{literal, quote};
 
 /// How long one attempt to take the swap's locks may wait (and so how long a new reader may
@@ -30,9 +31,6 @@ const SWAP_ATTEMPT: Duration = Duration::from_millis(500);
 /// The longest pause between two attempts.
 const LONGEST_PAUSE: Duration = Duration::from_secs(5);
 
-/// PostgreSQL's longest identifier, in bytes.
-const MAX_IDENTIFIER: usize = 63;
-
 /// A name for this load's hidden table: `__dfpipe_<8 hex digits>_<table>`, cut to 63 bytes.
 pub(super) fn hidden_name(table: &str) -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -40,7 +38,7 @@ pub(super) fn hidden_name(table: &str) -> String {
     hasher
         .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     let mut name = format!("__dfpipe_{:08x}_{table}", hasher.finish() as u32);
-    let mut end = name.len().min(MAX_IDENTIFIER);
+    let mut end = name.len().min(POSTGRES_NAME_BYTES);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
@@ -242,10 +240,10 @@ mod tests {
         let long = "x".repeat(70);
         let (a, b) = (hidden_name(&long), hidden_name(&long));
         assert_ne!(a, b);
-        assert_eq!(a.len(), MAX_IDENTIFIER);
+        assert_eq!(a.len(), POSTGRES_NAME_BYTES);
         assert!(a.starts_with("__dfpipe_"));
         let accents = "é".repeat(40);
-        assert!(hidden_name(&accents).len() <= MAX_IDENTIFIER);
+        assert!(hidden_name(&accents).len() <= POSTGRES_NAME_BYTES);
         assert!(hidden_name("orders").ends_with("_orders"));
     }
 
