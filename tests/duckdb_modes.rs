@@ -320,6 +320,40 @@ fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
 }
 
 #[test]
+fn ctrl_c_after_a_target_committed_reports_that_target() {
+    let p = Project::new();
+    p.write("dfpipe.yml", "name: t\noutputs:\n  - model: a_small\n  - model: b_big\n");
+    p.write("sql/a_small.sql", "SELECT value AS id FROM generate_series(1, 3)\n");
+    p.write("sql/b_big.sql", "SELECT value AS id FROM generate_series(1, 200000)\n");
+    // Paused in `a_small`'s load, let go; paused again in `b_big`'s: interrupted there.
+    let (child, pause) = p.spawn_paused_mid_load(&[]);
+    std::fs::remove_file(&pause).unwrap();
+    let start = std::time::Instant::now();
+    while !pause.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the second load never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(p.duckdb("SELECT count(*) FROM a_small"), [["BigInt(3)"]]);
+    assert_eq!(p.duckdb("SELECT count(*) FROM information_schema.tables WHERE table_name = 'b_big'"), [["BigInt(0)"]]);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    let targets = results["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{results}");
+    assert_eq!(
+        (&targets[0]["model"], &targets[0]["status"], &targets[0]["rows"]),
+        (&"a_small".into(), &"success".into(), &3.into())
+    );
+    assert_eq!(
+        duckdb_rows(&p.file(".dfpipe/catalog.duckdb"), "SELECT status, rows::VARCHAR, targets::VARCHAR FROM runs"),
+        [["interrupted", "3", "1"]]
+    );
+}
+
+#[test]
 fn nulls_stay_null_in_every_duckdb_column_type() {
     let p = Project::new();
     p.write("dfpipe.yml", "name: t\n");

@@ -293,7 +293,10 @@ fn a_limit_too_small_for_the_process_is_refused_before_anything_runs() {
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let err = stderr(&out);
         assert!(
-            err.contains("error: a memory limit of 100.0 MiB is too small for this target: the process holds "),
+            err.contains(
+                "error: warehouse.customer_revenue (model `customer_revenue`): a memory limit of 100.0 MiB is too \
+                 small for this target: the process holds "
+            ),
             "{err}"
         );
         assert!(

@@ -242,10 +242,12 @@ impl Catalog {
         strategies.dedup();
         let rows: u64 = results.targets.iter().map(|t| t.rows).sum();
         let status = status.unwrap_or(if results.status == Status::Success { "success" } else { "error" });
-        let error = results.error.clone().or_else(|| {
-            let failed: Vec<&str> = results.targets.iter().filter_map(|t| t.error.as_deref()).collect();
-            (!failed.is_empty()).then(|| failed.join("\n"))
-        });
+        // The failed targets' own errors say more than the run's count of them.
+        let failed: Vec<&str> = results.targets.iter().filter_map(|t| t.error.as_deref()).collect();
+        let error = match failed.is_empty() {
+            true => results.error.clone(),
+            false => Some(failed.join("\n")),
+        };
         let error = error.map(|e| redact::credentials(&e).into_owned());
         tx.execute(
             "UPDATE runs SET finished_at = CAST(? AS TIMESTAMP), status = ?, strategy = ?, targets = ?, rows = ?, \

@@ -405,9 +405,10 @@ impl Pipeline {
     pub fn decide_from(&self, output: &OutputConfig, estimate: &Estimate, process: u64, held: u64) -> Result<Decision> {
         // A fixed limit bounds the process: the pool gets what the process and the writer leave.
         let accounting = match self.budget.fixed_limit {
-            Some(limit) => {
-                Some(Accounting::new(limit, process, writer(&output.target, estimate)).map_err(Error::Usage)?)
-            }
+            Some(limit) => Some(Accounting::new(limit, process, writer(&output.target, estimate)).map_err(|e| {
+                let label = output.target.label(&self.project.config.project_dir);
+                Error::Usage(format!("{label} (model `{}`): {e}", output.model))
+            })?),
             None => None,
         };
         let mut budget = self.budget.clone();

@@ -50,8 +50,11 @@ pub async fn command(
     // One run per project at a time; the catalog records it from its start.
     let lock = ProjectLock::acquire(&state_dir, "run")?;
     let catalog = Catalog::new(&state_dir);
+    let finished = targets::Finished::default();
     let stopped = |e: Error, run_id: Option<i64>| {
-        let results = RunResults::failed(&name, started_at, e.to_string());
+        let mut results = RunResults::failed(&name, started_at, e.to_string());
+        // Targets that finished before the run stopped (Ctrl-C) are reported with it.
+        results.targets = finished.lock().map(|f| f.clone()).unwrap_or_default();
         let status = match &e {
             Error::Drift(_) => "drift",
             Error::Contract(_) => "contract",
@@ -70,7 +73,7 @@ pub async fn command(
     };
     let run_id = catalog.begin_run(&lock, &name, "run", started_at).map_err(|e| stopped(e, None))?;
     let outcome = tokio::select! {
-        outcome = check_and_write(config, select, fail_fast, incremental, global, &catalog, run_id) => outcome,
+        outcome = check_and_write(config, select, fail_fast, incremental, global, (&catalog, run_id), &finished) => outcome,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
     };
     let (pipeline, results) = outcome.map_err(|e| stopped(e, Some(run_id)))?;
@@ -107,8 +110,8 @@ async fn check_and_write(
     fail_fast: bool,
     incremental: &IncrementalOptions,
     global: &GlobalArgs,
-    catalog: &Catalog,
-    run_id: i64,
+    (catalog, run_id): (&Catalog, i64),
+    finished: &targets::Finished,
 ) -> Result<(Pipeline, RunResults)> {
     let pipeline = super::prepare(config, select).await?;
     pipeline.check_connections()?;
@@ -132,6 +135,7 @@ async fn check_and_write(
             Some(config) => Some(std::sync::Arc::new(openlineage::Emitter::new(&pipeline, config).await)),
             None => None,
         },
+        finished: finished.clone(),
     };
     // Planned and checked: the code that took is not needed while the targets load (the
     // periodic release started in `main` lets go of what starting their plans touches).

@@ -35,7 +35,13 @@ pub struct RunOptions {
     pub catalog: Option<(Catalog, i64)>,
     /// OpenLineage events, when configured.
     pub openlineage: Option<std::sync::Arc<super::openlineage::Emitter>>,
+    /// Each target's result as it finishes, for a run stopped before the rest (Ctrl-C): the
+    /// targets that committed are still reported.
+    pub finished: Finished,
 }
+
+/// The results of the targets finished so far, shared with whoever reports a stopped run.
+pub type Finished = std::sync::Arc<std::sync::Mutex<Vec<TargetResult>>>;
 
 /// Before anything runs on a cluster: every output's query can travel there (a plan reading
 /// something only this process holds cannot), named if not.
@@ -260,6 +266,9 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             incremental: increment.as_ref().map(Increment::describe),
             cluster: written.cluster.clone(),
         });
+        if let (Ok(mut finished), Some(result)) = (options.finished.lock(), targets.last()) {
+            finished.push(result.clone());
+        }
         if let (Some(emitter), Some(result)) = (&options.openlineage, targets.last()) {
             emitter.finish(pipeline, output, result).await;
         }
@@ -274,8 +283,11 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
         status: if failed { Status::Error } else { Status::Success },
         memory_budget_bytes: pipeline.budget.budget,
         peak_rss_bytes: peak_rss(),
+        error: failed.then(|| {
+            let failed = targets.iter().filter(|t| t.status == Status::Error).count();
+            Error::TargetsFailed { failed, total: targets.len() }.to_string()
+        }),
         targets,
-        error: None,
     };
     write_results(&pipeline.project.config.state_dir, &results)?;
     Ok(results)
