@@ -116,10 +116,43 @@ fn a_bad_value_in_a_model_several_targets_read_names_its_file_in_each_target() {
     let err = stderr(&out);
     for target in ["warehouse.m", "out/m.parquet"] {
         let line = format!(
-            "error: {target} (model `m`): Parser error: Error while parsing value 'three' as type 'Int64' for column 0"
+            "error: {target} (model `m`): Parser error: Error while parsing value 'three' as type 'Int64'. Row data: "
         );
         let at = err.find(&line).unwrap_or_else(|| panic!("no `{line}` in {err}"));
-        assert!(err[at..].contains("\n  in file data/b.csv (source `raw`); column `n` (Int64) holds it; "), "{err}");
+        assert!(
+            err[at..]
+                .contains("\n  in file data/b.csv (source `raw`); column `n` (Int64) holds it on line 3 of the file; "),
+            "{err}"
+        );
     }
     assert!(!p.file("out/m.parquet").exists());
+}
+
+#[test]
+fn a_bad_csv_value_is_placed_on_its_line_of_the_file_even_when_the_file_is_read_in_pieces() {
+    let mut csv = String::from("id,v\n");
+    for i in 1..=3000 {
+        csv.push_str(&format!("{i},{}\n", if i == 2500 { "x".to_string() } else { (i * 7).to_string() }));
+    }
+    let p = Project::new();
+    p.write("data.csv", &csv);
+    // Files above 1 KB are read in pieces by two partitions: Arrow counts records from a piece's start.
+    p.write(
+        "dfpipe.yml",
+        "name: r\nsources:\n  raw: { path: data.csv, schema: { v: INT } }\n\
+         datafusion: { optimizer.repartition_file_min_size: 1000, execution.target_partitions: 2 }\n",
+    );
+    p.write("sql/m.sql", "SELECT * FROM raw\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.ends_with(
+            "\nerror: warehouse.m (model `m`): Parser error: Error while parsing value 'x' as type 'Int32'. Row data: \
+             '[2500,x]'\n  in file data.csv (source `raw`); column `v` (Int32) holds it on line 2501 of the file; \
+             correct the value, or read the column as text with `schema: { v: varchar }` on the source and convert \
+             it in a model; fix or remove that file and run again\n"
+        ),
+        "{err}"
+    );
 }

@@ -48,14 +48,23 @@ pub struct Unreadable {
 
 /// The first file of the sources `model` reads (directly or upstream) that does not read whole:
 pub async fn unreadable_file(pipeline: &Pipeline, model: &str) -> Option<Unreadable> {
+    // Each file is read in one piece, so a CSV error's record number counts from its start.
+    let mut state = pipeline.ctx.state();
+    state.config_mut().options_mut().optimizer.repartition_file_scans = false;
+    let ctx = SessionContext::new_with_state(state);
     for name in pipeline.project.sources_upstream(model) {
         let source = pipeline.project.config.sources.get(&name)?;
         let Ok(files) = files_of(pipeline, &name).await else { continue };
         for file in files {
-            if let Err(e) = read_whole(&pipeline.ctx, source, &file.path, None).await {
+            if let Err(e) = read_whole(&ctx, source, &file.path, None).await {
                 let detail = match source.format {
                     Format::Json => json_key_change(source, &file.path),
-                    Format::Csv => failing_column(&pipeline.ctx, source, &file.path).await,
+                    Format::Csv => failing_column(&ctx, source, &file.path).await.map(|column| match csv_record(&e) {
+                        Some(record) => {
+                            column.replacen(" holds it;", &format!(" holds it {};", record_place(source, record)), 1)
+                        }
+                        None => column,
+                    }),
                     Format::Parquet => None,
                 };
                 return Some(Unreadable { source: name, file: file.path, error: e, detail });
@@ -63,6 +72,34 @@ pub async fn unreadable_file(pipeline: &Pipeline, model: &str) -> Option<Unreada
         }
     }
     None
+}
+
+/// The record Arrow's CSV reader names in `message` (`… for column 1 at line 3.`): counted
+/// from 0 at the file's first line (the header, if any) when the file is read in one piece.
+fn csv_record(message: &str) -> Option<u64> {
+    let rest = &message[message.find(" for column ")? + " for column ".len()..];
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit()).strip_prefix(" at line ")?;
+    rest[..rest.find(|c: char| !c.is_ascii_digit())?].parse().ok()
+}
+
+/// Where record `record` (see [`csv_record`]) is in the file, as a user opening it counts.
+fn record_place(source: &SourceConfig, record: u64) -> String {
+    match source.options.newlines_in_values.unwrap_or(false) {
+        false => format!("on line {} of the file", record + 1),
+        true => format!("in record {record} of the file (the header is record 0; a value may span lines)"),
+    }
+}
+
+/// Arrow's CSV position (`for column 1 at line 3`) taken out of `message`: it counts columns
+/// from 0 and records from the start of the piece of the file a reader was given, not lines.
+pub fn without_csv_position(message: &str) -> String {
+    let Some(at) = message.find(" for column ") else { return message.to_string() };
+    let rest = &message[at + " for column ".len()..];
+    let Some(after) = rest.trim_start_matches(|c: char| c.is_ascii_digit()).strip_prefix(" at line ") else {
+        return message.to_string();
+    };
+    let after = after.trim_start_matches(|c: char| c.is_ascii_digit());
+    format!("{}{after}", &message[..at])
 }
 
 /// Reads one file of `source` to its end (only `column`, when given).
@@ -143,4 +180,23 @@ fn json_key_change(source: &SourceConfig, file: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARROW: &str =
+        "Parser error: Error while parsing value 'x' as type 'Int32' for column 1 at line 3. Row data: '[5,x]'";
+
+    #[test]
+    fn arrow_csv_positions_are_read_and_taken_out() {
+        assert_eq!(csv_record(ARROW), Some(3));
+        assert_eq!(csv_record("Cast error: Cannot cast string 'x' to value of Int32 type"), None);
+        assert_eq!(
+            without_csv_position(ARROW),
+            "Parser error: Error while parsing value 'x' as type 'Int32'. Row data: '[5,x]'"
+        );
+        assert_eq!(without_csv_position("no position here"), "no position here");
+    }
 }

@@ -234,10 +234,18 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                 if crate::engine::diagnose::is_read_error(&message)
                     && let Some(bad) = crate::engine::diagnose::unreadable_file(pipeline, &output.model).await
                 {
+                    // The file's own line replaces Arrow's count within a piece of the file.
+                    let placed = bad.detail.as_ref().is_some_and(|d| d.contains(" of the file"));
+                    let unplaced = |m: &str| match placed {
+                        true => crate::engine::diagnose::without_csv_position(m),
+                        false => m.to_string(),
+                    };
+                    message = unplaced(&message);
+                    let bad_error = unplaced(&bad.error);
                     let dir = pipeline.project.config.project_dir.to_string_lossy().into_owned();
                     let local = bad.file.strip_prefix("file://").unwrap_or(&bad.file);
                     let shown = local.strip_prefix(&format!("{dir}/")).unwrap_or(local);
-                    let error = if message.contains(&bad.error) { String::new() } else { format!(": {}", bad.error) };
+                    let error = if message.contains(&bad_error) { String::new() } else { format!(": {bad_error}") };
                     let detail = bad.detail.map(|d| format!("; {d}")).unwrap_or_default();
                     message.push_str(&format!(
                         "\n  in file {shown} (source `{}`){error}{detail}; fix or remove that file and run again",
