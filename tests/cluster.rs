@@ -154,6 +154,10 @@ async fn group_by_join_and_functions_on_the_cluster_equal_the_local_run() {
     let scheduler = in_process_cluster(2, vec![]).await;
     let p = cluster_project("events/");
     write_events(&p.file("events"), 4).await;
+    // As Spark leaves a directory: its marker and notes are not data, and the source stays a
+    // plain listing the executors can read.
+    p.write("events/_SUCCESS", "");
+    p.write("events/README.md", "# events\n");
     p.write("dims.csv", DIMS);
     let (local, remote) = (pg_schema("cluster_local"), pg_schema("cluster_remote"));
     let out = run(&p, &["run"], "local.duckdb", &local, &[]).await;

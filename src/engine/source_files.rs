@@ -36,6 +36,8 @@ pub struct Listed {
     /// DataFusion's own listing of the same location holds more files (hidden ones, or ones a
     /// glob's `*` matches only across folders): the table must be narrowed to `files`.
     pub narrowed: bool,
+    /// Those other files.
+    pub skipped: Vec<ObjectMeta>,
 }
 
 /// Lists the files of `url` with `extension` (empty: any), as described in the module doc.
@@ -52,9 +54,8 @@ pub async fn list(
         .try_collect()
         .await
         .map_err(|e| df_message(&e))?;
-    let total = all.len();
-    let files: Vec<ObjectMeta> = all.into_iter().filter(|m| wanted(url, &m.location)).collect();
-    Ok(Listed { narrowed: files.len() != total, files })
+    let (files, skipped): (Vec<ObjectMeta>, Vec<ObjectMeta>) = all.into_iter().partition(|m| wanted(url, &m.location));
+    Ok(Listed { narrowed: !skipped.is_empty(), files, skipped })
 }
 
 /// The files of a directory source: those of its `format` by name (`.csv`, `.CSV`, `.tsv`,

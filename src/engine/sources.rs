@@ -190,9 +190,12 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
             let declared = source.options.compression.as_ref().map(|_| compression(source));
             let found = source_files::of_format(std::mem::take(&mut listed.files), source.format, declared, &url)
                 .map_err(fail)?;
-            // DataFusion's listing with the files' shared suffix reads just them (hidden ones
-            // aside, which `narrowed` says already); without one, it lists every file.
-            listed.narrowed |= found.suffix.is_none();
+            // DataFusion's listing with the files' shared suffix reads just them, and the hidden
+            // files with it (`_SUCCESS` has none); without one, it lists every file.
+            listed.narrowed = match &found.suffix {
+                Some(suffix) => listed.skipped.iter().any(|f| f.location.as_ref().ends_with(suffix.as_str())),
+                None => true,
+            };
             listed.files = found.files;
             extension = found.suffix.unwrap_or_default();
             (found.compression, found.tab)
