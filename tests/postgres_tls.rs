@@ -1,4 +1,5 @@
-//! PostgreSQL over TLS (rustls): libpq's sslmode values against a server that refuses plain TCP.
+//! PostgreSQL over TLS (rustls): libpq's sslmode values against a server that refuses plain TCP,
+//! and its Unix socket, where there is no TLS.
 
 use crate::pg;
 use crate::util::*;
@@ -81,4 +82,11 @@ fn sslmode_is_honoured_over_tls() {
     let out = run(&project(&dsn), &[("PGSSLMODE", "verify_full")]);
     let message = "pg.tls.m (model `m`): PostgreSQL tls.m: sslmode `verify_full` is not one of disable, allow, prefer, require, verify-ca, verify-full";
     assert_error(&out, 1, message);
+
+    // A Unix socket (a host that is a directory) has no TLS and no host name to check: `prefer`
+    // and `disable` connect (they failed: "`` is not a valid TLS host name", five times).
+    for mode in ["", " sslmode=disable"] {
+        assert_success(&run(&project(&format!("{}{mode}", server.socket_url)), &[]));
+        assert_eq!(loaded(server), "3:6", "sslmode {mode}");
+    }
 }

@@ -371,16 +371,19 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, host: &str) -> io::Result<RustlsConnect> {
-        let name = ServerName::try_from(host.to_string()).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("`{host}` is not a valid TLS host name"))
-        })?;
+        // A Unix socket has no host name (""): the name is needed only if a handshake happens,
+        // which sslmode=disable, or a server answering "no TLS here", never asks for.
+        let name = ServerName::try_from(host.to_string()).map_err(|_| match host {
+            "" => "TLS over a Unix socket needs no encryption: set sslmode=disable or prefer".to_string(),
+            _ => format!("`{host}` is not a valid TLS host name"),
+        });
         Ok(RustlsConnect { name, config: self.0.clone() })
     }
 }
 
 /// One TLS handshake to come.
 pub struct RustlsConnect {
-    name: ServerName<'static>,
+    name: Result<ServerName<'static>, String>,
     config: Arc<ClientConfig>,
 }
 
@@ -394,7 +397,10 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         let connector = tokio_rustls::TlsConnector::from(self.config);
-        Box::pin(async move { connector.connect(self.name, stream).await.map(RustlsStream) })
+        Box::pin(async move {
+            let name = self.name.map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+            connector.connect(name, stream).await.map(RustlsStream)
+        })
     }
 }
 
