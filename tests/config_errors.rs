@@ -281,7 +281,7 @@ fn postgres_names_longer_than_postgres_keeps_are_refused() {
         2,
         &format!(
             "dfpipe.yml: outputs[0] (model `m`): table name `{long}` is 64 bytes long; PostgreSQL keeps the first 63 \
-             bytes of a name, so two long names could be one table: choose a shorter `table:`"
+             bytes of a name, so two long names could be one: choose a shorter `table:`"
         ),
     );
     // 60 bytes fit, but not with the `_quarantine` of the table its bad rows go to.
@@ -292,7 +292,7 @@ fn postgres_names_longer_than_postgres_keeps_are_refused() {
         2,
         &format!(
             "dfpipe.yml: outputs[0] (model `m`): table name `{sixty}` is 71 bytes long with the `_quarantine` of its \
-             quarantine table; PostgreSQL keeps the first 63 bytes of a name, so two long names could be one table: \
+             quarantine table; PostgreSQL keeps the first 63 bytes of a name, so two long names could be one: \
              choose a shorter `table:`"
         ),
     );

@@ -482,6 +482,7 @@ impl Checker<'_> {
         let schema = table.schema.iter().map(|s| (s.as_str(), "schema", ""));
         let suffix = if quarantine { "_quarantine" } else { "" };
         for (name, kind, suffix) in schema.chain([(table.name.as_str(), "table", suffix)]) {
+            let key = if kind == "schema" { "schema (`table: schema.name`)" } else { "`table:`" };
             let bytes = name.len() + suffix.len();
             if bytes > POSTGRES_NAME_BYTES {
                 let counted = if suffix.is_empty() {
@@ -491,8 +492,8 @@ impl Checker<'_> {
                 };
                 return Err(self.err(format!(
                     "{what}: {kind} name `{name}` is {bytes} bytes long{counted}; PostgreSQL keeps the first \
-                     {POSTGRES_NAME_BYTES} bytes of a name, so two long names could be one table: choose a \
-                     shorter `table:`"
+                     {POSTGRES_NAME_BYTES} bytes of a name, so two long names could be one: choose a shorter \
+                     {key}"
                 )));
             }
         }
