@@ -308,8 +308,9 @@ fn a_csv_header_that_leaves_a_column_unnamed_or_names_one_twice_is_refused() {
 
 #[test]
 fn csv_values_clean_makes_decimal_are_read_from_their_text() {
-    // Through a float, 1.005 was 1.00499999… and rounded to 1.00; 2.675 to 2.67.
-    let csv = "id,price,rate\n1,1.005,2.675\n2,1.5e3,0.125\n";
+    // Through a float, 1.005 was 1.00499999… and rounded to 1.00; 2.675 to 2.67;
+    // 9007199254740993 was …992. An exponent is applied to the digits as text.
+    let csv = "id,price,rate\n1,1.005,2.675\n2,1.5e3,0.125\n3,1.005e0,9007199254740993e0\n";
     let p =
         project("path: data/t.csv, clean: { casts: { price: 'DECIMAL(10,2)' }, decimals: 2 }", &[("data/t.csv", csv)]);
     assert_success(&p.dfpipe(&["run", "-q"]));
@@ -317,7 +318,57 @@ fn csv_values_clean_makes_decimal_are_read_from_their_text() {
         p.duckdb("SELECT id::VARCHAR, price::VARCHAR, rate::VARCHAR, typeof(price), typeof(rate) FROM m ORDER BY id"),
         [
             ["1", "1.01", "2.68", "DECIMAL(10,2)", "DECIMAL(38,2)"],
-            ["2", "1500.00", "0.13", "DECIMAL(10,2)", "DECIMAL(38,2)"]
+            ["2", "1500.00", "0.13", "DECIMAL(10,2)", "DECIMAL(38,2)"],
+            ["3", "1.01", "9007199254740993.00", "DECIMAL(10,2)", "DECIMAL(38,2)"]
         ]
     );
+    // A value too large for the cast's precision names its file and column.
+    p.write("data/t.csv", "id,price,rate\n1,123456789.5,1.5\n");
+    let err = stderr(&p.dfpipe(&["run", "-q"]));
+    assert!(
+        err.contains("\n  in file data/t.csv (source `raw`); column `price` (Decimal128(10, 2)) holds it"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_extension_or_a_glob_reads_files_as_their_names_say() {
+    // `extension: .tsv` reads tabs, `.csv.gz` gzip (a comma split `2\t20` into one text column).
+    let p = project(
+        "path: data, options: { extension: .tsv }",
+        &[("data/a.csv", "id,v\n1,10\n"), ("data/b.tsv", "id\tv\n2\t20\n")],
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(p.duckdb("SELECT string_agg(id || ':' || v, ',') FROM m"), [["2:20"]]);
+    let p = project(
+        "path: data, options: { extension: .csv.gz }",
+        &[("data/a.csv", "id,v\n1,10\n"), ("data/b.csv", "id,v\n2,20\n")],
+    );
+    let gzip = std::process::Command::new("gzip").arg("data/b.csv").current_dir(p.path()).status();
+    assert!(gzip.unwrap().success(), "gzip must be installed");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(ids(&p), "2");
+
+    // A glob mixing kinds is refused as a directory is.
+    let p =
+        project("path: \"data/*\", format: csv", &[("data/a.csv", "id,v\n1,10\n"), ("data/b.tsv", "id\tv\n2\t20\n")]);
+    let err = stderr(&p.dfpipe(&["run", "-q"]));
+    assert!(
+        err.contains("data/a.csv (uncompressed) and ")
+            && err.contains("data/b.tsv (uncompressed, tab-separated) are csv files of different kinds"),
+        "{err}"
+    );
+
+    // Hive folders whose files are spelt in two cases, beside notes: the partitions are read
+    // from the data files (the notes made the layout "mixed").
+    let p = project(
+        "path: data",
+        &[
+            ("data/year=2024/a.CSV", "id,v\n1,10\n"),
+            ("data/year=2025/b.csv", "id,v\n2,20\n"),
+            ("data/README.md", "#\n"),
+        ],
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(p.duckdb("SELECT string_agg(id || ':' || year, ',' ORDER BY id) FROM m"), [["1:2024,2:2025"]]);
 }

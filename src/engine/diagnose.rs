@@ -109,7 +109,7 @@ async fn read_whole(
     file: &str,
     column: Option<&str>,
 ) -> Result<(), String> {
-    let single = SourceConfig { location: file.to_string(), clean: None, ..source.clone() };
+    let single = SourceConfig { location: file.to_string(), ..source.clone() };
     let table = crate::engine::sources::listing_table(ctx, &single).await.map_err(|e| e.to_string())?;
     let mut df = ctx.read_table(table).map_err(|e| df_message(&e))?;
     if let Some(column) = column {
@@ -124,7 +124,7 @@ async fn read_whole(
 
 /// For a CSV file that does not read: the first column that does not read alone, and what to do.
 async fn failing_column(ctx: &SessionContext, source: &SourceConfig, file: &str) -> Option<String> {
-    let single = SourceConfig { location: file.to_string(), clean: None, ..source.clone() };
+    let single = SourceConfig { location: file.to_string(), ..source.clone() };
     let table = crate::engine::sources::listing_table(ctx, &single).await.ok()?;
     for field in table.schema().fields() {
         if read_whole(ctx, source, file, Some(field.name())).await.is_err() {

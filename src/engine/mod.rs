@@ -23,6 +23,7 @@ pub mod object_stores;
 pub mod observe;
 pub mod params;
 pub mod pipeline;
+pub mod plain_decimal;
 pub mod session;
 pub mod source_files;
 pub mod sources;

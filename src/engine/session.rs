@@ -40,6 +40,7 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
         .with_function_factory(std::sync::Arc::new(crate::engine::functions::SqlFunctionFactory));
     dfpipe_udfs::register_all(&ctx);
     crate::engine::clean::register(&ctx);
+    crate::engine::plain_decimal::register(&ctx);
     for source in config.sources.values() {
         object_stores::register(&ctx, &source.location, &config.storage, &format!("source `{}`", source.name))?;
     }

@@ -69,6 +69,7 @@ pub fn of_format(
     format: Format,
     declared: Option<FileCompressionType>,
     url: &ListingTableUrl,
+    globbed: bool,
 ) -> Result<DirectoryFiles, String> {
     let mut files = files;
     files.sort_by(|a, b| a.location.cmp(&b.location));
@@ -77,7 +78,7 @@ pub fn of_format(
     let mut kept = Vec::new();
     let mut suffixes = BTreeSet::new();
     for file in files {
-        match kind_of(file.location.filename().unwrap_or_default()) {
+        match kind_of(file.location.filename().unwrap_or_default(), globbed) {
             Some((kind, suffix)) if kind.format == format => {
                 suffixes.insert(suffix.to_string());
                 if !kinds.iter().any(|(k, _)| *k == kind) {
@@ -125,12 +126,11 @@ pub fn of_format(
         compression: declared.unwrap_or(FileCompressionType::UNCOMPRESSED),
         tab: false,
     });
-    let suffix = if suffixes.len() == 1 { suffixes.pop_first() } else { None };
     Ok(DirectoryFiles {
         files: kept.into_iter().map(|(_, f)| f).collect(),
         compression: kind.compression,
         tab: kind.tab,
-        suffix,
+        suffixes: suffixes.into_iter().collect(),
     })
 }
 
@@ -142,9 +142,19 @@ pub struct DirectoryFiles {
     pub compression: FileCompressionType,
     /// Whether they are tab-separated (`.tsv`).
     pub tab: bool,
-    /// The suffix they all end with (`.csv.gz`), when they share one as spelt: DataFusion's
-    /// listing can then leave the other files out itself.
-    pub suffix: Option<String>,
+    /// The suffixes they end with as spelt (`.csv.gz`, `.CSV.gz`).
+    pub suffixes: Vec<String>,
+}
+
+impl DirectoryFiles {
+    /// The suffix they all end with, when they share one: DataFusion's listing can then leave
+    /// the other files out itself.
+    pub fn suffix(&self) -> Option<&str> {
+        match self.suffixes.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
 }
 
 /// A data file's kind by its name: format, compression, and for CSV whether it is `.tsv`.
@@ -169,8 +179,9 @@ impl Kind {
 }
 
 /// The kind of the file named `name`, and its suffix from the extension on (`.CSV.gz`); None for
-/// a file that is not data (a directory's `.txt` files are notes, not CSV).
-fn kind_of(name: &str) -> Option<(Kind, &str)> {
+/// a file that is not data (a directory's `.txt` files are notes, not CSV; those a glob names
+/// are CSV).
+fn kind_of(name: &str, globbed: bool) -> Option<(Kind, &str)> {
     let lower = name.to_ascii_lowercase();
     let (base, compression) = [
         (".gz", FileCompressionType::GZIP),
@@ -185,6 +196,7 @@ fn kind_of(name: &str) -> Option<(Kind, &str)> {
     let (format, tab) = match ext {
         "parquet" | "parq" | "pq" => (Format::Parquet, false),
         "csv" => (Format::Csv, false),
+        "txt" if globbed => (Format::Csv, false),
         "tsv" => (Format::Csv, true),
         "json" | "ndjson" | "jsonl" => (Format::Json, false),
         _ => return None,

@@ -86,10 +86,12 @@ fn compression(source: &SourceConfig) -> FileCompressionType {
     match &source.options.compression {
         Some(name) => by_name(name),
         None => {
-            let lower = source.location.to_ascii_lowercase();
+            // From the path's name, else from the extension the files are chosen by.
+            let names = [Some(&source.location), source.options.extension.as_ref()];
+            let lower: Vec<String> = names.into_iter().flatten().map(|n| n.to_ascii_lowercase()).collect();
             [(".gz", "gzip"), (".bz2", "bzip2"), (".xz", "xz"), (".zst", "zstd")]
                 .iter()
-                .find(|(ext, _)| lower.ends_with(ext))
+                .find(|(ext, _)| lower.iter().any(|n| n.ends_with(ext)))
                 .map_or(FileCompressionType::UNCOMPRESSED, |(_, name)| by_name(name))
         }
     }
@@ -175,29 +177,37 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     let url =
         listing_url(&source.location).map_err(|e| fail(format!("not a valid path or URL: {}", df_message(&e))))?;
     let state = ctx.state();
-    // A directory's files are told apart by name (any case, compressed or not), not by one
-    // extension: files of the format that a fixed extension would skip are read, or refused.
-    let by_kind =
-        url.is_collection() && !source.location.contains(['*', '?', '[']) && source.options.extension.is_none();
+    // A directory's or a glob's files are told apart by name (any case, compressed or not),
+    // not by one extension: files of the format that a fixed extension would skip are read,
+    // or refused.
+    let globbed = source.location.contains(['*', '?', '[']);
+    let by_kind = (url.is_collection() || globbed) && source.options.extension.is_none();
     let mut extension = if by_kind { String::new() } else { extension_filter(source, &url) };
     let store = state.runtime_env().object_store(&url).map_err(|e| fail(df_message(&e)))?;
     let mut listed = source_files::list(&state, store.as_ref(), &url, &extension)
         .await
         .map_err(|e| fail(format!("cannot list files: {e}")))?;
-    let tsv = source.location.to_ascii_lowercase().contains(".tsv");
+    let tsv = [Some(&source.location), source.options.extension.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|name| name.to_ascii_lowercase().contains("tsv"));
+    let mut partition_extension = None;
     let (compression, tab) = match by_kind {
         true => {
             let declared = source.options.compression.as_ref().map(|_| compression(source));
-            let found = source_files::of_format(std::mem::take(&mut listed.files), source.format, declared, &url)
-                .map_err(fail)?;
+            let files = std::mem::take(&mut listed.files);
+            let found = source_files::of_format(files, source.format, declared, &url, globbed).map_err(fail)?;
             // DataFusion's listing with the files' shared suffix reads just them, and the hidden
             // files with it (`_SUCCESS` has none); without one, it lists every file.
-            listed.narrowed = match &found.suffix {
-                Some(suffix) => listed.skipped.iter().any(|f| f.location.as_ref().ends_with(suffix.as_str())),
+            listed.narrowed = match found.suffix() {
+                Some(suffix) => listed.skipped.iter().any(|f| f.location.as_ref().ends_with(suffix)),
                 None => true,
             };
+            extension = found.suffix().unwrap_or_default().to_string();
+            // Partitions are read from the paths of data files (a `README.md` beside `year=…/`
+            // folders has none).
+            partition_extension = found.suffixes.first().cloned();
             listed.files = found.files;
-            extension = found.suffix.unwrap_or_default();
             (found.compression, found.tab)
         }
         false => (compression(source), tsv),
@@ -212,7 +222,8 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
         options = options.with_collect_stat(false);
     }
     if listed.files.is_empty() {
-        let what = match (by_kind, extension.is_empty()) {
+        // A glob says which files it wants; a directory's are those of the source's format.
+        let what = match (by_kind && !globbed, extension.is_empty()) {
             (true, _) => format!("{} files", source.format.name()),
             (false, true) => "files".to_string(),
             (false, false) => format!("{extension} files"),
@@ -243,7 +254,11 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     }
 
     if url.is_collection() {
-        let partitions = options
+        let by_data_files = match partition_extension {
+            Some(suffix) if extension.is_empty() => options.clone().with_file_extension(suffix),
+            _ => options.clone(),
+        };
+        let partitions = by_data_files
             .infer_partitions(&state, &url)
             .await
             .map_err(|e| fail(format!("cannot read the partition layout: {}", df_message(&e))))?;
@@ -384,13 +399,9 @@ fn typed_view(
             };
             let value = match data_type {
                 DataType::Utf8 => text,
-                // Arrow's text-to-decimal cast rounds, but reads no exponent: `1.5e3` goes
-                // through a float, as it would in the file's own reader.
-                t if is_decimal(t) => {
-                    let exponent = datafusion::functions::expr_fn::regexp_like(text.clone(), lit("[eE]"), None);
-                    when(exponent, cast(cast(text.clone(), DataType::Float64), t.clone()))
-                        .otherwise(cast(text, t.clone()))?
-                }
+                // Arrow's text-to-decimal cast rounds, but reads no exponent: `1.5e3` is
+                // written out in digits first, never through a float.
+                t if is_decimal(t) => cast(crate::engine::plain_decimal::call(text), t.clone()),
                 _ => cast(text, data_type.clone()),
             };
             Ok(value.alias(f.name()))

@@ -91,6 +91,7 @@ fn state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     dfpipe_udfs::register_all(&ctx);
     crate::engine::clean::register(&ctx);
+    crate::engine::plain_decimal::register(&ctx);
     ctx.state()
 }
 
