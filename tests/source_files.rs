@@ -349,6 +349,16 @@ fn an_extension_or_a_glob_reads_files_as_their_names_say() {
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(ids(&p), "2");
 
+    // Files whose names do not say their compression: `compression:` does; the name still says tabs.
+    let p = project("path: data, options: { compression: gzip }", &[("data/b.tsv", "id\tv\n2\t20\n")]);
+    let gzip = std::process::Command::new("sh")
+        .args(["-c", "gzip -c data/b.tsv > data/gz && mv data/gz data/b.tsv"])
+        .current_dir(p.path())
+        .status();
+    assert!(gzip.unwrap().success(), "gzip must be installed");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(p.duckdb("SELECT string_agg(id || ':' || v, ',') FROM m"), [["2:20"]]);
+
     // A glob mixing kinds is refused as a directory is.
     let p =
         project("path: \"data/*\", format: csv", &[("data/a.csv", "id,v\n1,10\n"), ("data/b.tsv", "id\tv\n2\t20\n")]);

@@ -62,7 +62,8 @@ pub async fn list(
 /// `.json`, `.ndjson`, `.jsonl`, `.parquet`…, compressed or not). A source reads one kind, one
 /// compression, so a directory mixing kinds (`a.csv` beside `b.csv.gz`, `.csv` beside `.tsv`)
 /// is refused naming one file of each, where a fixed extension would skip some of them without a
-/// word; with `declared` compression, files of another are refused too. Files of other
+/// word; with `declared` compression, files named for another are refused beside files named
+/// for it, and read with it when none is (a name need not say its compression). Files of other
 /// formats are skipped with a warning, files that are not data (`README.md`) silently.
 pub fn of_format(
     files: Vec<ObjectMeta>,
@@ -121,11 +122,12 @@ pub fn of_format(
             format.name(),
         ));
     }
-    let kind = wanted.unwrap_or(Kind {
-        format,
-        compression: declared.unwrap_or(FileCompressionType::UNCOMPRESSED),
-        tab: false,
-    });
+    // A declared compression no file is named for is how they are read (names need not say).
+    let kind = match (wanted, kinds.first()) {
+        (Some(kind), _) => kind,
+        (None, Some((named, _))) => Kind { compression: declared.unwrap_or(named.compression), ..*named },
+        (None, None) => Kind { format, compression: declared.unwrap_or(FileCompressionType::UNCOMPRESSED), tab: false },
+    };
     Ok(DirectoryFiles {
         files: kept.into_iter().map(|(_, f)| f).collect(),
         compression: kind.compression,

@@ -187,10 +187,12 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     let mut listed = source_files::list(&state, store.as_ref(), &url, &extension)
         .await
         .map_err(|e| fail(format!("cannot list files: {e}")))?;
-    let tsv = [Some(&source.location), source.options.extension.as_ref()]
-        .into_iter()
-        .flatten()
-        .any(|name| name.to_ascii_lowercase().contains("tsv"));
+    let tsv = source.location.to_ascii_lowercase().contains(".tsv")
+        || source
+            .options
+            .extension
+            .as_ref()
+            .is_some_and(|e| e.trim_start_matches('.').to_ascii_lowercase().starts_with("tsv"));
     let mut partition_extension = None;
     let (compression, tab) = match by_kind {
         true => {
