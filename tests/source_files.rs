@@ -359,6 +359,14 @@ fn an_extension_or_a_glob_reads_files_as_their_names_say() {
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(p.duckdb("SELECT string_agg(id || ':' || v, ',') FROM m"), [["2:20"]]);
 
+    // A file a glob names is of the source's format whatever its name says.
+    let p = project(
+        "path: \"data/part-*\", format: csv",
+        &[("data/part-00000", "id,v\n1,10\n"), ("data/part-00001", "id,v\n2,20\n"), ("data/README.md", "#\n")],
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(ids(&p), "1,2");
+
     // A glob mixing kinds is refused as a directory is.
     let p =
         project("path: \"data/*\", format: csv", &[("data/a.csv", "id,v\n1,10\n"), ("data/b.tsv", "id\tv\n2\t20\n")]);

@@ -79,7 +79,15 @@ pub fn of_format(
     let mut kept = Vec::new();
     let mut suffixes = BTreeSet::new();
     for file in files {
-        match kind_of(file.location.filename().unwrap_or_default(), globbed) {
+        let name = file.location.filename().unwrap_or_default();
+        // A file a glob names is of the source's format whatever its name (`part-00000`, `.dat`).
+        let named = || {
+            globbed.then_some((
+                Kind { format, compression: declared.unwrap_or(FileCompressionType::UNCOMPRESSED), tab: false },
+                "",
+            ))
+        };
+        match kind_of(name).or_else(named) {
             Some((kind, suffix)) if kind.format == format => {
                 suffixes.insert(suffix.to_string());
                 if !kinds.iter().any(|(k, _)| *k == kind) {
@@ -181,9 +189,8 @@ impl Kind {
 }
 
 /// The kind of the file named `name`, and its suffix from the extension on (`.CSV.gz`); None for
-/// a file that is not data (a directory's `.txt` files are notes, not CSV; those a glob names
-/// are CSV).
-fn kind_of(name: &str, globbed: bool) -> Option<(Kind, &str)> {
+/// a file whose name does not say (in a directory, `README.md` or `notes.txt` are not data).
+fn kind_of(name: &str) -> Option<(Kind, &str)> {
     let lower = name.to_ascii_lowercase();
     let (base, compression) = [
         (".gz", FileCompressionType::GZIP),
@@ -198,7 +205,6 @@ fn kind_of(name: &str, globbed: bool) -> Option<(Kind, &str)> {
     let (format, tab) = match ext {
         "parquet" | "parq" | "pq" => (Format::Parquet, false),
         "csv" => (Format::Csv, false),
-        "txt" if globbed => (Format::Csv, false),
         "tsv" => (Format::Csv, true),
         "json" | "ndjson" | "jsonl" => (Format::Json, false),
         _ => return None,
