@@ -342,14 +342,16 @@ fn ctrl_c_after_a_target_committed_reports_that_target() {
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
     let targets = results["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 1, "{results}");
+    assert_eq!(targets.len(), 2, "{results}");
+    let summary = |t: &serde_json::Value| format!("{} {} {} {}", t["model"], t["status"], t["rows"], t["error"]);
+    assert_eq!(summary(&targets[0]), "\"a_small\" \"success\" 3 null");
     assert_eq!(
-        (&targets[0]["model"], &targets[0]["status"], &targets[0]["rows"]),
-        (&"a_small".into(), &"success".into(), &3.into())
+        summary(&targets[1]),
+        "\"b_big\" \"error\" 0 \"interrupted: nothing of it was committed; it keeps its previous contents\""
     );
     assert_eq!(
         duckdb_rows(&p.file(".dfpipe/catalog.duckdb"), "SELECT status, rows::VARCHAR, targets::VARCHAR FROM runs"),
-        [["interrupted", "3", "1"]]
+        [["interrupted", "3", "2"]]
     );
 }
 

@@ -229,6 +229,33 @@ fn ctrl_c_in_a_later_window_keeps_the_committed_windows_and_records_nothing_half
 }
 
 #[test]
+fn ctrl_c_after_some_windows_committed_reports_their_rows() {
+    let p = time_project(DAILY);
+    // Paused in day 1's window, let go; paused again in day 2's: interrupted there.
+    let (child, pause) = p.spawn_paused_mid_load(&[("DFPIPE_TEST_NOW", "2024-01-04T12:00:00")]);
+    std::fs::remove_file(&pause).unwrap();
+    let start = std::time::Instant::now();
+    while !pause.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the second window never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(ids(&p), ["1", "2"]);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    let target = &results["targets"][0];
+    assert_eq!((&target["model"], &target["status"], &target["rows"]), (&"events".into(), &"error".into(), &2.into()));
+    assert_eq!(target["error"], "interrupted: the 2 rows its loads committed before stay; the rest was not committed");
+    assert_eq!(
+        duckdb_rows(&p.file(".dfpipe/catalog.duckdb"), "SELECT status, rows::VARCHAR, targets::VARCHAR FROM runs"),
+        [["interrupted", "2", "1"]]
+    );
+}
+
+#[test]
 fn a_changed_model_warns_that_earlier_windows_were_built_with_the_old_one() {
     let p = time_project(DAILY);
     assert_success(&run_at(&p, "2024-01-02T12:00:00", &["-q"]));

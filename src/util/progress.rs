@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Debug, Clone, Default)]
 pub struct RowCounter {
     rows: Arc<AtomicU64>,
+    committed: Arc<AtomicU64>,
     bar: Option<ProgressBar>,
 }
 
@@ -34,7 +35,7 @@ impl RowCounter {
         );
         bar.set_prefix(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(120));
-        RowCounter { rows: Arc::default(), bar: Some(bar) }
+        RowCounter { rows: Arc::default(), committed: Arc::default(), bar: Some(bar) }
     }
 
     /// Adds `n` rows.
@@ -57,6 +58,16 @@ impl RowCounter {
     /// Rows counted so far.
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` rows as committed (an incremental output's windows commit one by one).
+    pub fn commit(&self, n: u64) {
+        self.committed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Rows committed so far.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 
     /// Stops drawing, leaving `message` on the bar's line.

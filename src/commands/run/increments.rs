@@ -189,6 +189,7 @@ async fn write_steps(
         if let Some(job) = cursor_job {
             super::write::add_work(&mut written.cluster, job.work().await);
         }
+        counter.commit(written.rows);
         total.add(written);
         crate::util::fault::crash_point(&format!("after-commit-{seq}"));
         committed.extend(recorded.lock().expect("marker").take());

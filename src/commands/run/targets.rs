@@ -43,6 +43,34 @@ pub struct RunOptions {
 /// The results of the targets finished so far, shared with whoever reports a stopped run.
 pub type Finished = std::sync::Arc<std::sync::Mutex<Vec<TargetResult>>>;
 
+/// A target being written: reported among the [`Finished`] if the run stops before it is done
+/// (Ctrl-C drops the future writing it), with the rows of the loads it committed (an
+/// incremental output's windows commit one by one; any other target commits nothing until it
+/// is done).
+struct Unfinished<'a> {
+    finished: &'a Finished,
+    counter: &'a RowCounter,
+    /// What to report; None once the target is done.
+    result: Option<TargetResult>,
+    begun: Instant,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let Some(mut result) = self.result.take() else { return };
+        result.rows = self.counter.committed();
+        result.seconds = self.begun.elapsed().as_secs_f64();
+        result.peak_rss_bytes = peak_rss();
+        result.error = Some(match result.rows {
+            0 => "interrupted: nothing of it was committed; it keeps its previous contents".to_string(),
+            rows => format!("interrupted: the {rows} rows its loads committed before stay; the rest was not committed"),
+        });
+        if let Ok(mut finished) = self.finished.lock() {
+            finished.push(result);
+        }
+    }
+}
+
 /// Before anything runs on a cluster: every output's query can travel there (a plan reading
 /// something only this process holds cannot), named if not.
 async fn preflight_cluster(pipeline: &Pipeline, cluster: &crate::engine::cluster::Cluster) -> Result<()> {
@@ -152,23 +180,24 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
     for (i, (output, decision)) in pipeline.outputs.iter().zip(&decisions).enumerate() {
         let increment = options.increments.get(i).cloned().flatten();
         let label = output.target.label(&pipeline.project.config.project_dir);
+        let not_written = |status| TargetResult {
+            model: output.model.clone(),
+            target: label.clone(),
+            mode: output.mode,
+            status,
+            rows: 0,
+            quarantined: 0,
+            dropped: 0,
+            seconds: 0.0,
+            peak_rss_bytes: None,
+            strategy: Some(decision.strategy),
+            estimate_bytes: Some(decision.estimate),
+            error: None,
+            incremental: increment.as_ref().map(Increment::describe),
+            cluster: None,
+        };
         if stop {
-            targets.push(TargetResult {
-                model: output.model.clone(),
-                target: label,
-                mode: output.mode,
-                status: Status::Skipped,
-                rows: 0,
-                quarantined: 0,
-                dropped: 0,
-                seconds: 0.0,
-                peak_rss_bytes: None,
-                strategy: Some(decision.strategy),
-                estimate_bytes: Some(decision.estimate),
-                error: None,
-                incremental: None,
-                cluster: None,
-            });
+            targets.push(TargetResult { incremental: None, ..not_written(Status::Skipped) });
             continue;
         }
         let counter = if options.progress { RowCounter::with_bar(&label) } else { RowCounter::hidden() };
@@ -177,6 +206,12 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             emitter.start(pipeline, output).await;
         }
         let begun = Instant::now();
+        let mut unfinished = Unfinished {
+            finished: &options.finished,
+            counter: &counter,
+            result: Some(not_written(Status::Error)),
+            begun,
+        };
         let mut outcome = write_target(pipeline, options, output, decision, &increment, &counter).await;
         // An in_memory strategy dfpipe chose from an estimate that proved short: nothing was
         // committed, so the target runs again under spill, which holds to the same pool. (Not
@@ -205,6 +240,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
             counter.restart();
             outcome = write_target(pipeline, options, output, spilling, &increment, &counter).await;
         }
+        unfinished.result = None;
         let decision = fallback.as_ref().unwrap_or(decision);
         let seconds = begun.elapsed().as_secs_f64();
         let (status, written, error) = match outcome {
