@@ -253,6 +253,12 @@ fn ctrl_c_after_some_windows_committed_reports_their_rows() {
         duckdb_rows(&p.file(".dfpipe/catalog.duckdb"), "SELECT status, rows::VARCHAR, targets::VARCHAR FROM runs"),
         [["interrupted", "2", "1"]]
     );
+    // Its committed window is in the catalog too: the next run does not have to repair it.
+    assert_eq!(one(duckdb_rows(&p.file(".dfpipe/catalog.duckdb"), "SELECT CAST(count(*) AS VARCHAR) FROM loads")), "1");
+    let next = run_at(&p, "2024-01-04T12:00:00", &[]);
+    assert_success(&next);
+    assert!(!stderr(&next).contains("the catalog missed"), "{}", stderr(&next));
+    assert_eq!(ids(&p), ["1", "2", "3", "4", "5"]);
 }
 
 #[test]

@@ -54,18 +54,35 @@ pub(super) async fn write(
         }
         _ => None,
     };
-    // The catalog records the committed loads once, when the output is done or stops (the
-    // target's markers are the record; a crash before this is repaired from them).
-    let mut committed = Vec::new();
+    // The catalog records the committed loads once, when the output is done or stops, Ctrl-C
+    // included (the target's markers are the record; a crash before this is repaired from them).
+    let mut record =
+        LoadsRecord { catalog, label: &label, full_refresh: increment.full_refresh, committed: Vec::new() };
     let written =
-        write_steps(pipeline, ctx, decision, output, increment, evolution, counter, &mut committed, &mut total).await;
-    if let (Some((catalog, run_id)), false) = (catalog, committed.is_empty()) {
-        let records: Vec<_> = committed.iter().map(record_of).collect();
-        if let Err(e) = catalog.record_loads(*run_id, &label, &records, increment.full_refresh) {
+        write_steps(pipeline, ctx, decision, output, increment, evolution, counter, &mut record.committed, &mut total)
+            .await;
+    drop(record);
+    written.map(|()| total)
+}
+
+/// The loads an output committed, recorded in the catalog when it is dropped: when the output
+/// is done, fails, or the run stops (Ctrl-C drops the future writing it).
+struct LoadsRecord<'a> {
+    catalog: Option<&'a (Catalog, i64)>,
+    label: &'a str,
+    full_refresh: bool,
+    committed: Vec<crate::sinks::marker::LoadMarker>,
+}
+
+impl Drop for LoadsRecord<'_> {
+    fn drop(&mut self) {
+        let (Some((catalog, run_id)), false) = (self.catalog, self.committed.is_empty()) else { return };
+        let records: Vec<_> = self.committed.iter().map(record_of).collect();
+        if let Err(e) = catalog.record_loads(*run_id, self.label, &records, self.full_refresh) {
+            let label = self.label;
             tracing::warn!(target = %label, "loads committed, but not recorded in the catalog (the next run will): {e}");
         }
     }
-    written.map(|()| total)
 }
 
 /// The steps of [`write`], each committed load's marker pushed to `committed`.
