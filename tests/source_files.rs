@@ -389,4 +389,21 @@ fn an_extension_or_a_glob_reads_files_as_their_names_say() {
     );
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(p.duckdb("SELECT string_agg(id || ':' || year, ',' ORDER BY id) FROM m"), [["1:2024,2:2025"]]);
+    // Hidden files there are not looked at either (DataFusion's own inference counted them).
+    p.write("data/_tmp.csv", "id,v\n9,90\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(p.duckdb("SELECT string_agg(id || ':' || year, ',' ORDER BY id) FROM m"), [["1:2024,2:2025"]]);
+    // A data file outside the partition folders would not be read: refused, naming it.
+    p.write("data/loose.csv", "id,v\n3,30\n");
+    let root = p.path().canonicalize().unwrap();
+    assert_error(
+        &p.dfpipe(&["run", "-q"]),
+        1,
+        &format!(
+            "source `raw` (data): cannot read the partition layout: {root}/data/loose.csv has no partition folders \
+             and {root}/data/year=2024/a.CSV has partition folders `year`: every file of a source must sit in the \
+             same `key=value` folders (their values become columns); move them, or give them sources of their own",
+            root = root.display()
+        ),
+    );
 }

@@ -215,6 +215,41 @@ fn kind_of(name: &str) -> Option<(Kind, &str)> {
     Some((Kind { format, compression, tab }, suffix))
 }
 
+/// The hive partition columns of `files` under `url` (`year=2024/…`): the `key=value` folders
+/// between the source's path and each file, which every file must have alike (DataFusion
+/// would not read a file without them). DataFusion's own inference looks at ten files of its
+/// listing, hidden files and notes among them; this looks at every file read, and only those.
+pub fn partition_columns(url: &ListingTableUrl, files: &[ObjectMeta]) -> Result<Vec<String>, String> {
+    let keys_of = |file: &ObjectMeta| -> Vec<String> {
+        let segments: Vec<&str> = url.strip_prefix(&file.location).map(|s| s.collect()).unwrap_or_default();
+        let folders = &segments[..segments.len().saturating_sub(1)];
+        folders.iter().filter_map(|s| s.split_once('=').map(|(key, _)| key.to_string())).collect()
+    };
+    let described = |keys: &[String]| match keys {
+        [] => "no partition folders".to_string(),
+        keys => format!("partition folders `{}`", keys.join("/")),
+    };
+    let mut first: Option<(&ObjectMeta, Vec<String>)> = None;
+    for file in files {
+        let keys = keys_of(file);
+        match &first {
+            None => first = Some((file, keys)),
+            Some((other, expected)) if *expected != keys => {
+                return Err(format!(
+                    "{} has {} and {} has {}: every file of a source must sit in the same `key=value` folders \
+                     (their values become columns); move them, or give them sources of their own",
+                    display(url, &other.location),
+                    described(expected),
+                    display(url, &file.location),
+                    described(&keys)
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map(|(_, keys)| keys).unwrap_or_default())
+}
+
 /// Whether the file at `location` (under `url`) is one the source reads.
 fn wanted(url: &ListingTableUrl, location: &object_store::path::Path) -> bool {
     let Some(segments) = url.strip_prefix(location) else { return false };

@@ -193,7 +193,6 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
             .extension
             .as_ref()
             .is_some_and(|e| e.trim_start_matches('.').to_ascii_lowercase().starts_with("tsv"));
-    let mut partition_extension = None;
     let (compression, tab) = match by_kind {
         true => {
             let declared = source.options.compression.as_ref().map(|_| compression(source));
@@ -206,9 +205,6 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
                 None => true,
             };
             extension = found.suffix().unwrap_or_default().to_string();
-            // Partitions are read from the paths of data files (a `README.md` beside `year=…/`
-            // folders has none).
-            partition_extension = found.suffixes.first().cloned();
             listed.files = found.files;
             (found.compression, found.tab)
         }
@@ -256,14 +252,8 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     }
 
     if url.is_collection() {
-        let by_data_files = match partition_extension {
-            Some(suffix) if extension.is_empty() => options.clone().with_file_extension(suffix),
-            _ => options.clone(),
-        };
-        let partitions = by_data_files
-            .infer_partitions(&state, &url)
-            .await
-            .map_err(|e| fail(format!("cannot read the partition layout: {}", df_message(&e))))?;
+        let partitions = source_files::partition_columns(&url, &listed.files)
+            .map_err(|e| fail(format!("cannot read the partition layout: {e}")))?;
         options = options.with_table_partition_cols(partitions.into_iter().map(|p| (p, DataType::Utf8)).collect());
     }
     let inferred = match format.infer_schema(&state, &store, &nonempty).await {
