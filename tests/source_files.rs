@@ -393,6 +393,11 @@ fn an_extension_or_a_glob_reads_files_as_their_names_say() {
     p.write("data/_tmp.csv", "id,v\n9,90\n");
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(p.duckdb("SELECT string_agg(id || ':' || year, ',' ORDER BY id) FROM m"), [["1:2024,2:2025"]]);
+    // Partition-like folders below a plain one are plain folders (DataFusion's scan dropped
+    // those files when they were taken as partitions: 0 rows).
+    let p2 = project("path: data", &[("data/2024/year=2024/a.csv", "id,v\n1,10\n")]);
+    assert_success(&p2.dfpipe(&["run", "-q"]));
+    assert_eq!(ids(&p2), "1");
     // A data file outside the partition folders would not be read: refused, naming it.
     p.write("data/loose.csv", "id,v\n3,30\n");
     let root = p.path().canonicalize().unwrap();

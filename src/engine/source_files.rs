@@ -216,14 +216,16 @@ fn kind_of(name: &str) -> Option<(Kind, &str)> {
 }
 
 /// The hive partition columns of `files` under `url` (`year=2024/…`): the `key=value` folders
-/// between the source's path and each file, which every file must have alike (DataFusion
+/// that come first between the source's path and each file, which every file must have alike (DataFusion
 /// would not read a file without them). DataFusion's own inference looks at ten files of its
 /// listing, hidden files and notes among them; this looks at every file read, and only those.
 pub fn partition_columns(url: &ListingTableUrl, files: &[ObjectMeta]) -> Result<Vec<String>, String> {
     let keys_of = |file: &ObjectMeta| -> Vec<String> {
         let segments: Vec<&str> = url.strip_prefix(&file.location).map(|s| s.collect()).unwrap_or_default();
         let folders = &segments[..segments.len().saturating_sub(1)];
-        folders.iter().filter_map(|s| s.split_once('=').map(|(key, _)| key.to_string())).collect()
+        // Leading ones only: DataFusion's scan reads partition values from the first folders,
+        // and would drop a file whose first folder is not one (`2024/year=2024/a.csv`).
+        folders.iter().map_while(|s| s.split_once('=').map(|(key, _)| key.to_string())).collect()
     };
     let described = |keys: &[String]| match keys {
         [] => "no partition folders".to_string(),
