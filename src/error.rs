@@ -40,8 +40,10 @@ pub enum Error {
     /// Another dfpipe command holds the project's lock.
     #[error("{0}")]
     Locked(String),
-    /// The user interrupted the command (Ctrl-C); nothing in progress was committed.
-    #[error("interrupted: targets in progress were not committed and keep their previous contents")]
+    /// The user interrupted the command (Ctrl-C); what was being written was not committed.
+    #[error(
+        "interrupted: what targets were writing was not committed and they keep their previous contents (an incremental output keeps the loads it committed)"
+    )]
     Interrupted,
     /// One or more targets of a run failed; details were reported per target.
     #[error("{failed} of {total} targets failed")]

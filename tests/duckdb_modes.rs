@@ -299,7 +299,7 @@ fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("interrupted: targets in progress were not committed and keep their previous contents")
+        stderr(&out).contains("interrupted: what targets were writing was not committed and they keep their previous contents (an incremental output keeps the loads it committed)")
     );
     assert_eq!(p.duckdb("SELECT count(*), max(id) FROM big")[0], ["BigInt(100)", "BigInt(100)"]);
     // The interrupted run is recorded as such, never left `running`.
@@ -315,7 +315,7 @@ fn ctrl_c_stops_the_run_with_130_and_keeps_the_old_table() {
     assert_eq!(results["status"], "error");
     assert_eq!(
         results["error"],
-        "interrupted: targets in progress were not committed and keep their previous contents"
+        "interrupted: what targets were writing was not committed and they keep their previous contents (an incremental output keeps the loads it committed)"
     );
 }
 

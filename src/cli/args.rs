@@ -32,7 +32,7 @@ Exit codes:
   3  a check stopped the run before it wrote anything: schema drift its on_schema_change
      policy refuses, a violated contract, or a failed data test (also `dfpipe test`)
   4  another dfpipe command is running on the project (its lock is held)
-  130  interrupted (Ctrl-C): targets in progress were not committed
+  130  interrupted (Ctrl-C): what targets were writing was not committed
 
 Environment:
   DATABASE_URL, PG*             PostgreSQL connection (use ${VAR} in dsn:)
