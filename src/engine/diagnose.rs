@@ -44,6 +44,9 @@ pub struct Unreadable {
     pub error: String,
     /// Where in it, when found: a JSON line, a CSV column.
     pub detail: Option<String>,
+    /// The detail places the value on its line of the file, so Arrow's own CSV position (see
+    /// [`without_csv_position`]) is better left out of messages.
+    pub placed: bool,
 }
 
 /// The first file of the sources `model` reads (directly or upstream) that does not read whole:
@@ -57,32 +60,39 @@ pub async fn unreadable_file(pipeline: &Pipeline, model: &str) -> Option<Unreada
         let Ok(files) = files_of(pipeline, &name).await else { continue };
         for file in files {
             if let Err(e) = read_whole(&ctx, source, &file.path, None).await {
-                let detail = match source.format {
-                    Format::Json => json_key_change(source, &file.path),
-                    Format::Csv => failing_column(&ctx, source, &file.path).await.map(|column| match csv_record(&e) {
-                        Some(record) => {
-                            column.replacen(" holds it;", &format!(" holds it {};", record_place(source, record)), 1)
-                        }
-                        None => column,
-                    }),
-                    Format::Parquet => None,
+                let place = csv_position(&e).map(|(_, record)| record_place(source, record));
+                let (detail, placed) = match source.format {
+                    Format::Json => (json_key_change(source, &file.path), false),
+                    Format::Csv => {
+                        let column = failing_column(&ctx, source, &file.path, place.as_deref()).await;
+                        let placed = column.is_some() && place.is_some();
+                        (column, placed)
+                    }
+                    Format::Parquet => (None, false),
                 };
-                return Some(Unreadable { source: name, file: file.path, error: e, detail });
+                return Some(Unreadable { source: name, file: file.path, error: e, detail, placed });
             }
         }
     }
     None
 }
 
-/// The record Arrow's CSV reader names in `message` (`… for column 1 at line 3.`): counted
-/// from 0 at the file's first line (the header, if any) when the file is read in one piece.
-fn csv_record(message: &str) -> Option<u64> {
-    let rest = &message[message.find(" for column ")? + " for column ".len()..];
-    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit()).strip_prefix(" at line ")?;
-    rest[..rest.find(|c: char| !c.is_ascii_digit())?].parse().ok()
+/// Arrow's CSV position in `message` (` for column 1 at line 3`): where it stands in the
+/// message, and the record it names — counted from 0 at the file's first line (the header, if
+/// any) when the file is read in one piece.
+fn csv_position(message: &str) -> Option<(std::ops::Range<usize>, u64)> {
+    const COLUMN: &str = " for column ";
+    const LINE: &str = " at line ";
+    let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let start = message.find(COLUMN)?;
+    let column_end = start + COLUMN.len() + digits(&message[start + COLUMN.len()..]);
+    let line_start = column_end + message[column_end..].strip_prefix(LINE).map(|_| LINE.len())?;
+    let end = line_start + digits(&message[line_start..]);
+    let record = message[line_start..end].parse().ok()?;
+    Some((start..end, record))
 }
 
-/// Where record `record` (see [`csv_record`]) is in the file, as a user opening it counts.
+/// Where record `record` (see [`csv_position`]) is in the file, as a user opening it counts.
 fn record_place(source: &SourceConfig, record: u64) -> String {
     match source.options.newlines_in_values.unwrap_or(false) {
         false => format!("on line {} of the file", record + 1),
@@ -93,13 +103,10 @@ fn record_place(source: &SourceConfig, record: u64) -> String {
 /// Arrow's CSV position (`for column 1 at line 3`) taken out of `message`: it counts columns
 /// from 0 and records from the start of the piece of the file a reader was given, not lines.
 pub fn without_csv_position(message: &str) -> String {
-    let Some(at) = message.find(" for column ") else { return message.to_string() };
-    let rest = &message[at + " for column ".len()..];
-    let Some(after) = rest.trim_start_matches(|c: char| c.is_ascii_digit()).strip_prefix(" at line ") else {
-        return message.to_string();
-    };
-    let after = after.trim_start_matches(|c: char| c.is_ascii_digit());
-    format!("{}{after}", &message[..at])
+    match csv_position(message) {
+        Some((at, _)) => format!("{}{}", &message[..at.start], &message[at.end..]),
+        None => message.to_string(),
+    }
 }
 
 /// Reads one file of `source` to its end (only `column`, when given).
@@ -122,14 +129,21 @@ async fn read_whole(
     Ok(())
 }
 
-/// For a CSV file that does not read: the first column that does not read alone, and what to do.
-async fn failing_column(ctx: &SessionContext, source: &SourceConfig, file: &str) -> Option<String> {
+/// For a CSV file that does not read: the first column that does not read alone, where in the
+/// file (`place`, when known), and what to do.
+async fn failing_column(
+    ctx: &SessionContext,
+    source: &SourceConfig,
+    file: &str,
+    place: Option<&str>,
+) -> Option<String> {
     let single = SourceConfig { location: file.to_string(), ..source.clone() };
     let table = crate::engine::sources::listing_table(ctx, &single).await.ok()?;
+    let place = place.map(|p| format!(" {p}")).unwrap_or_default();
     for field in table.schema().fields() {
         if read_whole(ctx, source, file, Some(field.name())).await.is_err() {
             return Some(format!(
-                "column `{}` ({}) holds it; correct the value, or read the column as text with \
+                "column `{}` ({}) holds it{place}; correct the value, or read the column as text with \
                  `schema: {{ {}: varchar }}` on the source and convert it in a model",
                 field.name(),
                 field.data_type(),
@@ -191,8 +205,8 @@ mod tests {
 
     #[test]
     fn arrow_csv_positions_are_read_and_taken_out() {
-        assert_eq!(csv_record(ARROW), Some(3));
-        assert_eq!(csv_record("Cast error: Cannot cast string 'x' to value of Int32 type"), None);
+        assert_eq!(csv_position(ARROW).map(|(_, record)| record), Some(3));
+        assert_eq!(csv_position("Cast error: Cannot cast string 'x' to value of Int32 type"), None);
         assert_eq!(
             without_csv_position(ARROW),
             "Parser error: Error while parsing value 'x' as type 'Int32'. Row data: '[5,x]'"

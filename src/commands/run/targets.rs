@@ -271,8 +271,7 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                     && let Some(bad) = crate::engine::diagnose::unreadable_file(pipeline, &output.model).await
                 {
                     // The file's own line replaces Arrow's count within a piece of the file.
-                    let placed = bad.detail.as_ref().is_some_and(|d| d.contains(" of the file"));
-                    let unplaced = |m: &str| match placed {
+                    let unplaced = |m: &str| match bad.placed {
                         true => crate::engine::diagnose::without_csv_position(m),
                         false => m.to_string(),
                     };
