@@ -327,12 +327,7 @@ fn ctrl_c_after_a_target_committed_reports_that_target() {
     p.write("sql/b_big.sql", "SELECT value AS id FROM generate_series(1, 200000)\n");
     // Paused in `a_small`'s load, let go; paused again in `b_big`'s: interrupted there.
     let (child, pause) = p.spawn_paused_mid_load(&[]);
-    std::fs::remove_file(&pause).unwrap();
-    let start = std::time::Instant::now();
-    while !pause.exists() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the second load never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    Project::resume_until_the_next_load_pauses(&pause);
     let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();

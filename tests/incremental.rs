@@ -233,12 +233,7 @@ fn ctrl_c_after_some_windows_committed_reports_their_rows() {
     let p = time_project(DAILY);
     // Paused in day 1's window, let go; paused again in day 2's: interrupted there.
     let (child, pause) = p.spawn_paused_mid_load(&[("DFPIPE_TEST_NOW", "2024-01-04T12:00:00")]);
-    std::fs::remove_file(&pause).unwrap();
-    let start = std::time::Instant::now();
-    while !pause.exists() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(120), "the second window never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    Project::resume_until_the_next_load_pauses(&pause);
     let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();

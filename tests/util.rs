@@ -110,6 +110,17 @@ impl Project {
         (child, flag)
     }
 
+    /// Lets the load paused by [`Project::spawn_paused_mid_load`] go on (its pause file
+    /// removed), and returns once the next load has paused in turn (the file is back).
+    pub fn resume_until_the_next_load_pauses(pause: &Path) {
+        std::fs::remove_file(pause).unwrap();
+        let start = std::time::Instant::now();
+        while !pause.exists() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(120), "the next load never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Path of a file in the project.
     pub fn file(&self, rel: &str) -> PathBuf {
         self.path().join(rel)
