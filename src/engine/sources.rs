@@ -148,27 +148,13 @@ fn text_for_untyped(schema: SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// The file extension listing filters on: none for a single file or a glob (the name or the
-/// pattern already says which files), the format's usual one for a directory.
-fn extension_filter(source: &SourceConfig, url: &ListingTableUrl) -> String {
-    if let Some(ext) = &source.options.extension {
-        return if ext.starts_with('.') { ext.clone() } else { format!(".{ext}") };
-    }
-    let has_glob = source.location.contains(['*', '?', '[']);
-    if !url.is_collection() || has_glob {
-        return String::new();
-    }
-    let base = match source.format {
-        Format::Parquet => ".parquet",
-        Format::Csv => ".csv",
-        Format::Json => ".json",
-    };
-    match compression(source) {
-        FileCompressionType::GZIP => format!("{base}.gz"),
-        FileCompressionType::BZIP2 => format!("{base}.bz2"),
-        FileCompressionType::XZ => format!("{base}.xz"),
-        FileCompressionType::ZSTD => format!("{base}.zst"),
-        _ => base.to_string(),
+/// The file extension listing filters on when the source sets `options.extension` (with its
+/// dot); empty otherwise (a single file, or files told apart by kind: [`source_files::of_format`]).
+fn extension_filter(source: &SourceConfig) -> String {
+    match &source.options.extension {
+        Some(ext) if ext.starts_with('.') => ext.clone(),
+        Some(ext) => format!(".{ext}"),
+        None => String::new(),
     }
 }
 
@@ -182,7 +168,7 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     // or refused.
     let globbed = source.location.contains(['*', '?', '[']);
     let by_kind = (url.is_collection() || globbed) && source.options.extension.is_none();
-    let mut extension = if by_kind { String::new() } else { extension_filter(source, &url) };
+    let mut extension = extension_filter(source);
     let store = state.runtime_env().object_store(&url).map_err(|e| fail(df_message(&e)))?;
     let mut listed = source_files::list(&state, store.as_ref(), &url, &extension)
         .await
