@@ -85,6 +85,16 @@ fn hosts(config: &Config) -> String {
         .join(",")
 }
 
+/// The hosts and ports `config` names, as `db.example.com port 5432` (a DSN that names no port
+/// means PostgreSQL's 5432, as for libpq).
+fn server(config: &Config) -> String {
+    let ports = match config.get_ports() {
+        [] => "5432".to_string(),
+        ports => ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+    };
+    format!("{} port {ports}", hosts(config))
+}
+
 /// Where and how to connect: the server settings and the TLS that goes with them.
 pub struct Settings {
     config: Config,
@@ -247,9 +257,8 @@ pub async fn connect(settings: &Settings) -> Result<Connection, String> {
                 Attempt::Failed(_) => last.to_string(),
             };
             Err(format!(
-                "cannot connect to PostgreSQL at {} port {} after {} attempt(s): {reason}",
-                hosts(config),
-                config.get_ports().iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+                "cannot connect to PostgreSQL at {} after {} attempt(s): {reason}",
+                server(config),
                 attempts.load(Ordering::Relaxed)
             ))
         }
@@ -278,5 +287,18 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_is_named_with_its_port_or_postgres_default() {
+        let named = |dsn: &str| server(&dsn.parse::<Config>().expect("a valid DSN"));
+        assert_eq!(named("host=/var/run/postgresql dbname=x"), "/var/run/postgresql port 5432");
+        assert_eq!(named("postgresql://db.example.com:6543/x"), "db.example.com port 6543");
+        assert_eq!(named("host=a,b port=1,2"), "a,b port 1,2");
     }
 }
