@@ -156,6 +156,7 @@ fn csv_null_regex_nulls_matching_values_and_decimals_round_as_databases_do() {
     p.write("data/c.csv", "id,price,qty,name,day\n6,1.5x,1,c,2024-03-01\n");
     let out = p.dfpipe(&["run", "-q"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the value '1.5x' is not a number a Decimal128(10, 2) can hold"), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
             "\n  in file data/c.csv (source `raw`); column `price` (Decimal128(10, 2)) holds it; correct the value, \
@@ -329,6 +330,41 @@ fn csv_values_clean_makes_decimal_are_read_from_their_text() {
         err.contains("\n  in file data/t.csv (source `raw`); column `price` (Decimal128(10, 2)) holds it"),
         "{err}"
     );
+}
+
+#[test]
+fn json_numbers_made_decimal_are_read_from_their_text_and_round() {
+    // Arrow's JSON reader cut declared decimals at their scale (1.005 -> 1.00) and read
+    // numbers `clean:` makes decimal as floats (2.675 -> 2.67, 9007199254740993 -> ...992).
+    let json = "{\"id\": 1, \"price\": 1.005, \"rate\": 2.675, \"fee\": -1.005}\n\
+                {\"id\": 2, \"price\": 1.5e3, \"rate\": 0.125, \"fee\": \"0.995\"}\n\
+                {\"id\": 3, \"price\": null, \"rate\": 9007199254740993, \"fee\": 12}\n";
+    let p = project(
+        "path: data/t.json, schema: { fee: 'DECIMAL(6,2)' }, clean: { casts: { price: 'DECIMAL(10,2)' }, decimals: 2 }",
+        &[("data/t.json", json)],
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb(
+            "SELECT id::VARCHAR, price::VARCHAR, rate::VARCHAR, fee::VARCHAR, typeof(price), typeof(rate), typeof(fee) \
+             FROM m ORDER BY id"
+        ),
+        [
+            ["1", "1.01", "2.68", "-1.01", "DECIMAL(10,2)", "DECIMAL(38,2)", "DECIMAL(6,2)"],
+            ["2", "1500.00", "0.13", "1.00", "DECIMAL(10,2)", "DECIMAL(38,2)", "DECIMAL(6,2)"],
+            ["3", "NULL", "9007199254740993.00", "12.00", "DECIMAL(10,2)", "DECIMAL(38,2)", "DECIMAL(6,2)"]
+        ]
+    );
+    // A value too large for its decimal names its file and column, and the table keeps its rows.
+    p.write("data/t.json", "{\"id\": 4, \"price\": 1.5, \"rate\": 1.5, \"fee\": 123456.7}\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\n  in file data/t.json (source `raw`); column `fee` (Decimal128(6, 2)) holds it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(one(p.duckdb("SELECT count(*)::VARCHAR FROM m")), "3");
 }
 
 #[test]

@@ -62,7 +62,10 @@ pub async fn unreadable_file(pipeline: &Pipeline, model: &str) -> Option<Unreada
             if let Err(e) = read_whole(&ctx, source, &file.path, None).await {
                 let place = csv_position(&e).map(|(_, record)| record_place(source, record));
                 let (detail, placed) = match source.format {
-                    Format::Json => (json_key_change(source, &file.path), false),
+                    Format::Json => match json_key_change(source, &file.path) {
+                        Some(change) => (Some(change), false),
+                        None => (failing_column(&ctx, source, &file.path, None).await, false),
+                    },
                     Format::Csv => {
                         let column = failing_column(&ctx, source, &file.path, place.as_deref()).await;
                         let placed = column.is_some() && place.is_some();
@@ -129,8 +132,8 @@ async fn read_whole(
     Ok(())
 }
 
-/// For a CSV file that does not read: the first column that does not read alone, where in the
-/// file (`place`, when known), and what to do.
+/// For a CSV or JSON file that does not read: the first column that does not read alone, where
+/// in the file (`place`, when known), and what to do.
 async fn failing_column(
     ctx: &SessionContext,
     source: &SourceConfig,

@@ -1,13 +1,17 @@
-//! `dfpipe_plain_decimal(text)`: a number in e-notation written out in plain digits
-//! (`1.005e0` → `1.005`, `-12.5E-3` → `-0.0125`), other text unchanged. A CSV column read as
-//! a decimal is cast from its text, which rounds past the scale as DuckDB and PostgreSQL do;
-//! Arrow's cast reads no exponent, and going through a float would lose digits
-//! (`9007199254740993e0` became `…992`), so the exponent is applied to the digits as text first.
+//! `dfpipe_plain_decimal(text, type)`: a number in e-notation written out in plain digits
+//! (`1.005e0` → `1.005`, `-12.5E-3` → `-0.0125`), other numbers unchanged, and an error naming
+//! the value and `type` for text that is no number. A CSV column read as a decimal is cast from
+//! its text, which rounds past the scale as DuckDB and PostgreSQL do; Arrow's cast reads no
+//! exponent, and going through a float would lose digits (`9007199254740993e0` became `…992`),
+//! so the exponent is applied to the digits as text first. Arrow's own error for text that is no
+//! number named its default decimal, `Decimal128(38, 10)`, not the column's type.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::{DataFusionError, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -18,7 +22,8 @@ pub const NAME: &str = "dfpipe_plain_decimal";
 
 /// The function, to register or to call.
 pub fn udf() -> ScalarUDF {
-    ScalarUDF::new_from_impl(PlainDecimal { signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable) })
+    let signature = Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable);
+    ScalarUDF::new_from_impl(PlainDecimal { signature })
 }
 
 /// Registers [`NAME`] (executors of a cluster need it by name).
@@ -26,9 +31,9 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(udf());
 }
 
-/// `text` with its e-notation written out.
-pub fn call(text: Expr) -> Expr {
-    udf().call(vec![text])
+/// `text` with its e-notation written out, for a cast to `decimal` (named in errors).
+pub fn call(text: Expr, decimal: &DataType) -> Expr {
+    udf().call(vec![text, datafusion::logical_expr::lit(decimal.to_string())])
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -50,22 +55,47 @@ impl ScalarUDFImpl for PlainDecimal {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let decimal = match &args.args[1] {
+            ColumnarValue::Scalar(s) => s.to_string(),
+            ColumnarValue::Array(_) => return exec_err!("{NAME}: the type must be a literal"),
+        };
+        let arrays = ColumnarValue::values_to_arrays(&args.args[..1])?;
         let text = arrays[0].as_string::<i32>();
-        let plain: StringArray = text
-            .iter()
-            .map(|value| {
-                value.map(|v| {
-                    if v.contains(['e', 'E']) { plain(v).unwrap_or_else(|| v.to_string()) } else { v.to_string() }
-                })
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(plain) as ArrayRef))
+        let mut plain_values = StringBuilder::with_capacity(text.len(), text.value_data().len());
+        for value in text.iter() {
+            match value {
+                None => plain_values.append_null(),
+                Some(v) if is_plain(v) => plain_values.append_value(v),
+                Some(v) => match v.contains(['e', 'E']).then(|| plain(v)).flatten() {
+                    Some(p) => plain_values.append_value(p),
+                    // "Cast error" marks it as a value that does not read (see `engine::diagnose`).
+                    None => {
+                        return Err(DataFusionError::ArrowError(
+                            Box::new(ArrowError::CastError(format!(
+                                "the value '{v}' is not a number a {decimal} can hold"
+                            ))),
+                            None,
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(plain_values.finish()) as ArrayRef))
     }
 }
 
+/// Whether `value` is a number in plain digits as Arrow's cast reads it: `[+-]digits[.digits]`,
+/// `.5` and `5.` too, spaces around it allowed.
+fn is_plain(value: &str) -> bool {
+    let v = value.trim();
+    let v = v.strip_prefix(['-', '+']).unwrap_or(v);
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    !(int.is_empty() && frac.is_empty()) && all_digits(int) && all_digits(frac)
+}
+
 /// `value` (`[+-]digits[.digits]e[+-]digits`) in plain digits; None if it is not such a number
-/// (the cast then reports it) or its exponent is beyond any decimal's 76 digits.
+/// or its exponent is beyond any decimal's 76 digits.
 fn plain(value: &str) -> Option<String> {
     let (mantissa, exponent) = value.trim().split_once(['e', 'E'])?;
     let exponent: i64 = exponent.parse().ok().filter(|e: &i64| e.abs() <= 100)?;
@@ -93,7 +123,7 @@ fn plain(value: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::plain;
+    use super::{is_plain, plain};
 
     #[test]
     fn exponents_move_the_point_in_the_digits() {
@@ -107,6 +137,16 @@ mod tests {
         assert_eq!(plain("1e-7").as_deref(), Some("0.0000001"));
         for not_a_number in ["1.5 EUR", "e5", "1e", "1e5.5", "0x1e3", "1e999"] {
             assert_eq!(plain(not_a_number), None, "{not_a_number}");
+        }
+    }
+
+    #[test]
+    fn plain_numbers_are_those_arrows_cast_reads() {
+        for number in ["1", "-1.5", "+2.", ".5", " 3.25 ", "007"] {
+            assert!(is_plain(number), "{number}");
+        }
+        for not_a_number in ["", ".", "-", "1.5x", "1.2.3", "1 000", "1e5", "NaN", "--1"] {
+            assert!(!is_plain(not_a_number), "{not_a_number}");
         }
     }
 }

@@ -276,14 +276,7 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     };
     let schema = apply_schema_overrides(ctx, source, inferred).await?;
     let decimals = clean_decimals(ctx, source, &schema).await;
-    let typed = read_as_text(source, &schema, &decimals);
-    let file_schema = match typed.is_empty() {
-        true => schema,
-        false => Arc::new(Schema::new_with_metadata(
-            schema.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>(),
-            schema.metadata().clone(),
-        )),
-    };
+    let (file_schema, typed) = reread(source, &schema, &decimals);
     let root = url.object_store();
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(file_schema);
     let mut table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config).map_err(|e| fail(df_message(&e)))?);
@@ -294,30 +287,77 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     if typed.is_empty() {
         return Ok(table);
     }
-    typed_view(table, &typed, source.options.null_regex.as_deref()).map_err(|e| fail(df_message(&e)))
+    let null_regex = source.options.null_regex.as_deref().filter(|_| matches!(source.format, Format::Csv));
+    typed_view(table, &typed, null_regex).map_err(|e| fail(df_message(&e)))
 }
 
-/// The CSV columns DataFusion's reader would get wrong, and their types: with `null_regex`,
-/// every column (its reader does not apply the regex, only its type inference does); without,
-/// the decimals, those of `schema` and those the source's `clean:` makes decimal (`decimals`,
-/// see [`clean_decimals`]) — its reader truncates digits past the scale, and a float read
-/// first loses digits (1.005 became 1.00), where a cast from the text rounds as DuckDB and
-/// PostgreSQL do. They are read as text and typed by [`typed_view`]. Empty when none.
-fn read_as_text(
+/// The schema DataFusion's reader is given for the files of `source` (of `schema`), and the
+/// columns it would get wrong with their types, which [`typed_view`] gives them over the reader
+/// (none: `schema` itself).
+///
+/// CSV: with `null_regex`, every column (its reader does not apply the regex, only its type
+/// inference does); without, the decimals, those of `schema` and those the source's `clean:`
+/// makes decimal (`decimals`, see [`clean_decimals`]) — its reader truncates digits past the
+/// scale, and a float read first loses digits (1.005 became 1.00), where a cast from the text
+/// rounds as DuckDB and PostgreSQL do. The file is then read all as text.
+///
+/// JSON: the same decimals. Arrow's JSON reader parses a number's own text into a decimal but
+/// truncates it at the scale (1.005 as `DECIMAL(10,2)` became 1.00), and a float loses digits;
+/// they are read as a decimal of one more digit of scale and 76 digits in all
+/// ([`wider_decimal`]), which the cast then rounds.
+fn reread(
     source: &SourceConfig,
-    schema: &Schema,
+    schema: &SchemaRef,
     decimals: &BTreeMap<String, DataType>,
-) -> BTreeMap<String, DataType> {
-    if !matches!(source.format, Format::Csv) {
-        return BTreeMap::new();
-    }
-    let all = source.options.null_regex.is_some();
-    if !all && decimals.is_empty() && !schema.fields().iter().any(|f| is_decimal(f.data_type())) {
-        return BTreeMap::new();
-    }
-    // Every column goes through the view, so the file is read all as text; only these are cast.
+) -> (SchemaRef, BTreeMap<String, DataType>) {
     let type_of = |f: &Field| decimals.get(f.name()).unwrap_or(f.data_type()).clone();
-    schema.fields().iter().map(|f| (f.name().clone(), type_of(f))).collect()
+    let with_types = |file_type: &dyn Fn(&Field) -> DataType| {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(file_type(f)).with_nullable(true))
+            .collect();
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    };
+    match source.format {
+        Format::Csv => {
+            let all = source.options.null_regex.is_some();
+            if !all && decimals.is_empty() && !schema.fields().iter().any(|f| is_decimal(f.data_type())) {
+                return (schema.clone(), BTreeMap::new());
+            }
+            // Every column goes through the view, so the file is read all as text; only these are cast.
+            let types = schema.fields().iter().map(|f| (f.name().clone(), type_of(f))).collect();
+            (with_types(&|_| DataType::Utf8), types)
+        }
+        Format::Json => {
+            let types: BTreeMap<String, DataType> =
+                schema.fields().iter().map(|f| (f.name().clone(), type_of(f))).filter(|(_, t)| is_decimal(t)).collect();
+            if types.is_empty() {
+                return (schema.clone(), types);
+            }
+            let file_schema = with_types(&|f| match types.get(f.name()) {
+                Some(t) => wider_decimal(t),
+                None => f.data_type().clone(),
+            });
+            (file_schema, types)
+        }
+        Format::Parquet => (schema.clone(), BTreeMap::new()),
+    }
+}
+
+/// The decimal a JSON column of decimal type `t` is read as (see [`reread`]): 76 digits, one
+/// more of them after the point than `t` keeps. Cutting a value there and rounding it to `t`'s
+/// scale gives what rounding the value itself gives: the halfway point of `t`'s scale has a
+/// digit at that place, so the cut never crosses it.
+fn wider_decimal(t: &DataType) -> DataType {
+    let scale = match t {
+        DataType::Decimal32(_, s)
+        | DataType::Decimal64(_, s)
+        | DataType::Decimal128(_, s)
+        | DataType::Decimal256(_, s) => *s,
+        _ => 0,
+    };
+    DataType::Decimal256(76, scale.saturating_add(1).min(76))
 }
 
 fn is_decimal(t: &DataType) -> bool {
@@ -346,9 +386,9 @@ async fn clean_decimals(ctx: &SessionContext, source: &SourceConfig, schema: &Sc
     decimals
 }
 
-/// `table` (every file column text) as a view giving each column in `types` its type: NULL
-/// where `null_regex` matches the whole value, else the value cast (which fails on a value that is
-/// not of the type, as the reader would).
+/// `table` (read as [`reread`] says) as a view giving each column in `types` its type: NULL
+/// where `null_regex` matches the whole text, else the value cast (which fails on a value that
+/// is not of the type, as the reader would).
 fn typed_view(
     table: Arc<dyn TableProvider>,
     types: &BTreeMap<String, DataType>,
@@ -379,7 +419,9 @@ fn typed_view(
                 DataType::Utf8 => text,
                 // Arrow's text-to-decimal cast rounds, but reads no exponent: `1.5e3` is
                 // written out in digits first, never through a float.
-                t if is_decimal(t) => cast(crate::engine::plain_decimal::call(text), t.clone()),
+                t if is_decimal(t) && f.data_type() == &DataType::Utf8 => {
+                    cast(crate::engine::plain_decimal::call(text, t), t.clone())
+                }
                 _ => cast(text, data_type.clone()),
             };
             Ok(value.alias(f.name()))
