@@ -236,14 +236,13 @@ impl LoadJob {
             Mode::Append | Mode::Merge => format!("__dfpipe_staging_{}", self.table),
         };
         let staging = format!("{schema}.{}", quote(&staging_name));
+        // Every column nullable, as CREATE TABLE … AS makes it: a literal's NOT NULL in the plan
+        // is no contract, and as a constraint it broke later appends of NULLs.
         let columns = self
             .schema
             .fields()
             .iter()
-            .map(|f| {
-                let ty = duckdb_type(f.data_type())?;
-                Ok(format!("{} {ty}{}", quote(f.name()), if f.is_nullable() { "" } else { " NOT NULL" }))
-            })
+            .map(|f| Ok(format!("{} {}", quote(f.name()), duckdb_type(f.data_type())?)))
             .collect::<Result<Vec<_>, String>>()?
             .join(", ");
         let exec = |sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());

@@ -194,7 +194,10 @@ impl PostgresSink {
         qualified(self.table.schema.as_deref(), &self.hidden)
     }
 
-    /// `"col" type [NOT NULL], ...` for a table created from the model's schema.
+    /// `"col" type, ...` for a table created from the model's schema. Every column is nullable,
+    /// as `CREATE TABLE … AS` makes it: the plan's NOT NULL (a literal's, a count's) is no
+    /// contract, and as a constraint it failed later appends of NULLs once the model changed
+    /// (contracts' `not_null` is checked before anything is written).
     fn column_ddl(&self) -> Result<String, String> {
         let columns = self
             .schema
@@ -202,7 +205,7 @@ impl PostgresSink {
             .iter()
             .map(|f| {
                 let ty = types::pg_type(f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name()))?;
-                Ok(format!("{} {ty}{}", quote(f.name()), if f.is_nullable() { "" } else { " NOT NULL" }))
+                Ok(format!("{} {ty}", quote(f.name())))
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(columns.join(", "))
