@@ -395,6 +395,38 @@ fn a_cursor_mark_keeps_nanoseconds_and_loads_only_newer_rows() {
 }
 
 #[test]
+fn a_date_cursor_without_lag_warns_and_with_lag_merges_the_marks_day_again() {
+    let p = Project::new();
+    p.write("data/orders.csv", "id,day\n1,2024-01-01\n2,2024-01-02\n");
+    p.write("sql/orders.sql", "SELECT id, CAST(day AS DATE) AS day FROM raw\n");
+    let config = |lag: &str| {
+        format!(
+            "name: d\nsources:\n  raw: {{ path: data/orders.csv }}\noutputs:\n  - model: orders\n    mode: merge\n    \
+             unique_key: id\n    incremental: {{ by: cursor, column: day{lag} }}\n"
+        )
+    };
+    p.write("dfpipe.yml", &config(""));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    // An order of the mark's day arrives after the load: past `>`, it is not loaded, and the run says so.
+    p.write("data/orders.csv", "id,day\n1,2024-01-01\n2,2024-01-02\n3,2024-01-02\n");
+    let out = p.dfpipe(&["run"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains(
+            "the cursor `day` is a DATE and `lag` is not set: rows added later with the date of the last load \
+             (2024-01-02) will not be loaded; set `lag: 1d` to merge that day again on each run"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    p.write("dfpipe.yml", &config(", lag: 1d"));
+    let out = p.dfpipe(&["run"]);
+    assert_success(&out);
+    assert!(!stderr(&out).contains("`lag` is not set"), "{}", stderr(&out));
+    assert_eq!(one(p.duckdb("SELECT string_agg(CAST(id AS VARCHAR), ',' ORDER BY id) FROM orders")), "1,2,3");
+}
+
+#[test]
 fn null_cursors_stop_the_load_or_are_loaded_and_reported() {
     let p = cursor_project("");
     p.write("data/customers.csv", "id,name,updated_at\n1,ann,2024-01-01 00:00:00\n2,bob,\n");

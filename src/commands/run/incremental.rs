@@ -330,6 +330,15 @@ pub async fn plan(
             }
             IncrementalSpec::Cursor { column, lag, on_null_cursor } => {
                 let mark = if full_refresh { None } else { state.mark.clone() };
+                if let (Some(ScalarValue::Date32(Some(_))), None) = (&mark, lag) {
+                    // Rows dated the mark's day that arrive after this load would never load.
+                    tracing::warn!(
+                        target = %label,
+                        "the cursor `{column}` is a DATE and `lag` is not set: rows added later with the date of \
+                         the last load ({}) will not be loaded; set `lag: 1d` to merge that day again on each run",
+                        mark.as_ref().map(ScalarValue::to_string).unwrap_or_default()
+                    );
+                }
                 let floor = match &mark {
                     Some(m) => Some(cursor_floor(m, *lag).map_err(|e| Error::Config(format!("{label}: {e}")))?),
                     None => None,
