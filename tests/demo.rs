@@ -173,9 +173,14 @@ fn query_prints_table_csv_and_json() {
     assert_eq!(lines[0], "order_date,orders");
     assert_eq!(lines.len(), 3);
     assert!(lines[1].starts_with("2024-01-01,"), "{lines:?}");
-    let json = p.dfpipe(&["query", "-f", "json", "SELECT 1 AS one, 'x' AS two"]);
+    let json = p.dfpipe(&["query", "-f", "json", "SELECT 1 AS one, 'x' AS two, NULL::INT AS three"]);
     assert_success(&json);
-    assert_eq!(stdout(&json).trim(), r#"[{"one":1,"two":"x"}]"#);
+    assert_eq!(stdout(&json).trim(), r#"[{"one":1,"two":"x","three":null}]"#);
+    // A HUGEINT of 39 digits comes from DuckDB as DECIMAL(38,0): printed whole, not a digit short.
+    let huge = "SELECT 123456789012345678901234567890123456789::HUGEINT AS h, -170141183460469231731687303715884105727::HUGEINT AS m";
+    let csv = p.dfpipe(&["query", "--format", "csv", huge]);
+    assert_success(&csv);
+    assert_eq!(stdout(&csv), "h,m\n123456789012345678901234567890123456789,-170141183460469231731687303715884105727\n");
     let table = p.dfpipe(&["query", "SELECT 42 AS answer"]);
     assert_success(&table);
     assert_eq!(stdout(&table).trim(), "+--------+\n| answer |\n+--------+\n| 42     |\n+--------+");

@@ -3,8 +3,12 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, DecimalType, Schema};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use crate::cli::QueryFormat;
@@ -78,7 +82,40 @@ pub fn query(path: &Path, sql: &str) -> Result<Vec<RecordBatch>> {
     if batches.is_empty() {
         batches.push(RecordBatch::new_empty(schema));
     }
-    Ok(batches)
+    batches.iter().map(wide_decimals).collect::<std::result::Result<_, _>>().map_err(|e| Error::Run(e.to_string()))
+}
+
+/// `batch` with its 38-digit decimals widened to 76 digits where a value has more: DuckDB hands
+/// a `HUGEINT` over as `DECIMAL(38,0)`, which holds 39-digit values that Arrow then printed a
+/// digit short (123456789012345678901234567890123456789 as 12345678901234567890123456789012345678).
+fn wide_decimals(batch: &RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
+    let beyond = |column: &ArrayRef| match column.data_type() {
+        DataType::Decimal128(p, _) => column
+            .as_primitive::<Decimal128Type>()
+            .iter()
+            .flatten()
+            .any(|v| !Decimal128Type::is_valid_decimal_precision(v, *p)),
+        _ => false,
+    };
+    if !batch.columns().iter().any(beyond) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match column.data_type() {
+            DataType::Decimal128(_, scale) if beyond(column) => {
+                let wide = DataType::Decimal256(76, *scale);
+                columns.push(cast(column, &wide)?);
+                fields.push(field.as_ref().clone().with_data_type(wide));
+            }
+            _ => {
+                columns.push(column.clone());
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// Writes `batches` to `out` in `format`.
@@ -94,7 +131,10 @@ pub fn print(batches: &[RecordBatch], format: QueryFormat, out: &mut dyn Write) 
             Ok(())
         }
         QueryFormat::Json => {
-            let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+            // NULLs are written as `null`, as DuckDB's JSON output does (not left out).
+            let mut writer = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, datafusion::arrow::json::writer::JsonArray>(Vec::new());
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             writer.write_batches(&refs).map_err(to_io)?;
             writer.finish().map_err(to_io)?;
