@@ -333,6 +333,28 @@ fn csv_values_clean_makes_decimal_are_read_from_their_text() {
 }
 
 #[test]
+fn hive_folder_values_are_unescaped_and_the_default_partition_is_null() {
+    // Spark and Hive escape what a path may not hold and write NULL as __HIVE_DEFAULT_PARTITION__;
+    // the values were read as they stand (`New%20York`, the text of the default partition).
+    let files = [
+        ("data/city=New%20York/ts=2024-01-01 00%3A00%3A00/a.csv", "id\n1\n"),
+        ("data/city=__HIVE_DEFAULT_PARTITION__/ts=2024-01-02 00%3A00%3A00/b.csv", "id\n2\n"),
+        ("data/city=Paris/ts=x/c.csv", "id\n3\n"),
+    ];
+    for source in ["path: data", "path: data, options: { null_regex: NA }"] {
+        let p = project(source, &files);
+        p.write("sql/ny.sql", "SELECT id FROM raw WHERE city = 'New York'\n");
+        assert_success(&p.dfpipe(&["run", "-q"]));
+        assert_eq!(
+            one(p.duckdb("SELECT string_agg(id || ':' || coalesce(city, 'NULL') || ':' || ts, ',' ORDER BY id) FROM m")),
+            "1:New York:2024-01-01 00:00:00,2:NULL:2024-01-02 00:00:00,3:Paris:x",
+            "{source}"
+        );
+        assert_eq!(one(p.duckdb("SELECT string_agg(CAST(id AS VARCHAR), ',') FROM ny")), "1", "{source}");
+    }
+}
+
+#[test]
 fn json_numbers_made_decimal_are_read_from_their_text_and_round() {
     // Arrow's JSON reader cut declared decimals at their scale (1.005 -> 1.00) and read
     // numbers `clean:` makes decimal as floats (2.675 -> 2.67, 9007199254740993 -> ...992).

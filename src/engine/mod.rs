@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod computed_once;
 pub mod diagnose;
 pub mod functions;
+pub mod hive_value;
 pub mod incremental;
 pub mod json_keys;
 pub mod lineage;

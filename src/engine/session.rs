@@ -41,6 +41,7 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
     dfpipe_udfs::register_all(&ctx);
     crate::engine::clean::register(&ctx);
     crate::engine::plain_decimal::register(&ctx);
+    crate::engine::hive_value::register(&ctx);
     for source in config.sources.values() {
         object_stores::register(&ctx, &source.location, &config.storage, &format!("source `{}`", source.name))?;
     }

@@ -220,13 +220,8 @@ fn kind_of(name: &str) -> Option<(Kind, &str)> {
 /// would not read a file without them). DataFusion's own inference looks at ten files of its
 /// listing, hidden files and notes among them; this looks at every file read, and only those.
 pub fn partition_columns(url: &ListingTableUrl, files: &[ObjectMeta]) -> Result<Vec<String>, String> {
-    let keys_of = |file: &ObjectMeta| -> Vec<String> {
-        let segments: Vec<&str> = url.strip_prefix(&file.location).map(|s| s.collect()).unwrap_or_default();
-        let folders = &segments[..segments.len().saturating_sub(1)];
-        // Leading ones only: DataFusion's scan reads partition values from the first folders,
-        // and would drop a file whose first folder is not one (`2024/year=2024/a.csv`).
-        folders.iter().map_while(|s| s.split_once('=').map(|(key, _)| key.to_string())).collect()
-    };
+    let keys_of =
+        |file: &ObjectMeta| -> Vec<String> { partition_folders(url, file).into_iter().map(|(k, _)| k).collect() };
     let described = |keys: &[String]| match keys {
         [] => "no partition folders".to_string(),
         keys => format!("partition folders `{}`", keys.join("/")),
@@ -250,6 +245,27 @@ pub fn partition_columns(url: &ListingTableUrl, files: &[ObjectMeta]) -> Result<
         }
     }
     Ok(first.map(|(_, keys)| keys).unwrap_or_default())
+}
+
+/// The partition columns of `files` under `url` (see [`partition_columns`]) whose value some
+/// folder holds escaped or as Hive's NULL (`city=New%20York`, `__HIVE_DEFAULT_PARTITION__`):
+/// they are read through [`crate::engine::hive_value`].
+pub fn escaped_partitions(url: &ListingTableUrl, files: &[ObjectMeta]) -> BTreeSet<String> {
+    files
+        .iter()
+        .flat_map(|file| partition_folders(url, file))
+        .filter(|(_, value)| crate::engine::hive_value::needs_unescaping(value))
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// The `key=value` folders that come first between `url` and `file`, as (key, value). Leading
+/// ones only: DataFusion's scan reads partition values from the first folders, and would drop a
+/// file whose first folder is not one (`2024/year=2024/a.csv`).
+fn partition_folders(url: &ListingTableUrl, file: &ObjectMeta) -> Vec<(String, String)> {
+    let segments: Vec<&str> = url.strip_prefix(&file.location).map(|s| s.collect()).unwrap_or_default();
+    let folders = &segments[..segments.len().saturating_sub(1)];
+    folders.iter().map_while(|s| s.split_once('=').map(|(key, value)| (key.to_string(), value.to_string()))).collect()
 }
 
 /// Whether the file at `location` (under `url`) is one the source reads.

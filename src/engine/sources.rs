@@ -2,7 +2,7 @@
 //! the same on an object store. Each is checked before anything runs: a missing file or an
 //! unreadable one is an error naming the source and its path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -237,9 +237,11 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
         source_files::check_same_header(&state, &store, &csv, &url, &nonempty).await.map_err(fail)?;
     }
 
+    let mut escaped = BTreeSet::new();
     if url.is_collection() {
         let partitions = source_files::partition_columns(&url, &listed.files)
             .map_err(|e| fail(format!("cannot read the partition layout: {e}")))?;
+        escaped = source_files::escaped_partitions(&url, &listed.files);
         options = options.with_table_partition_cols(partitions.into_iter().map(|p| (p, DataType::Utf8)).collect());
     }
     let inferred = match format.infer_schema(&state, &store, &nonempty).await {
@@ -284,11 +286,11 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
         let keep = listed.files.iter().map(|f| format!("{}{}", root.as_str(), f.location)).collect();
         table = Arc::new(FilesOnly::new(table, keep));
     }
-    if typed.is_empty() {
+    if typed.is_empty() && escaped.is_empty() {
         return Ok(table);
     }
     let null_regex = source.options.null_regex.as_deref().filter(|_| matches!(source.format, Format::Csv));
-    typed_view(table, &typed, null_regex).map_err(|e| fail(df_message(&e)))
+    typed_view(table, &typed, null_regex, &escaped).map_err(|e| fail(df_message(&e)))
 }
 
 /// The schema DataFusion's reader is given for the files of `source` (of `schema`), and the
@@ -388,11 +390,13 @@ async fn clean_decimals(ctx: &SessionContext, source: &SourceConfig, schema: &Sc
 
 /// `table` (read as [`reread`] says) as a view giving each column in `types` its type: NULL
 /// where `null_regex` matches the whole text, else the value cast (which fails on a value that
-/// is not of the type, as the reader would).
+/// is not of the type, as the reader would); and the partition columns in `escaped` their values
+/// unescaped ([`crate::engine::hive_value`]).
 fn typed_view(
     table: Arc<dyn TableProvider>,
     types: &BTreeMap<String, DataType>,
     null_regex: Option<&str>,
+    escaped: &BTreeSet<String>,
 ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
     use datafusion::common::{Column, ScalarValue};
     use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, lit, when};
@@ -403,7 +407,12 @@ fn typed_view(
         .iter()
         .map(|f| {
             let column = Expr::Column(Column::new(Some(TableReference::bare(RAW)), f.name()));
-            let Some(data_type) = types.get(f.name()) else { return Ok(column) };
+            let Some(data_type) = types.get(f.name()) else {
+                return Ok(match escaped.contains(f.name()) {
+                    true => crate::engine::hive_value::call(column).alias(f.name()),
+                    false => column,
+                });
+            };
             // The text is NULLed first, then cast: a CASE around the cast would be rewritten
             // into a form that casts every value, those the regex matches too.
             let text = match null_regex {

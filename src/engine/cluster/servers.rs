@@ -92,6 +92,7 @@ fn state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
     dfpipe_udfs::register_all(&ctx);
     crate::engine::clean::register(&ctx);
     crate::engine::plain_decimal::register(&ctx);
+    crate::engine::hive_value::register(&ctx);
     ctx.state()
 }
 
