@@ -658,6 +658,11 @@ fn merge_into_a_new_table_checks_the_key() {
         stderr(&out)
     );
     assert_eq!(pg::query(&format!("SELECT (to_regclass('{schema}.m') IS NULL)::text")), [["true"]]);
+    // Two NULL keys are NULL keys, not a duplicate `()`.
+    p.write("raw.csv", "id,v\n1,a\n,b\n,c\n");
+    let out = run(&p, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("merge key (id) is NULL in 2 new row(s)"), "{}", stderr(&out));
 }
 
 #[test]

@@ -30,6 +30,12 @@ impl PostgresSink {
         let rows = self.copier(&stage, column_list, types)?.copy(tx, batches(data)).await?;
         let keys: Vec<String> = self.unique_key.iter().map(|k| quote(k)).collect();
         let key_list = keys.join(", ");
+        // NULL keys first: two of them would be reported as a duplicate `()`.
+        let any_null = keys.iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
+        let nulls: i64 = tx.query_one(&format!("SELECT count(*) FROM {stage} WHERE {any_null}"), &[]).await?.get(0);
+        if nulls > 0 {
+            return Err(Failure::Other(null_key_message(&self.unique_key, nulls as u64)));
+        }
         let duplicate = tx
             .query_opt(
                 &format!(
@@ -44,11 +50,6 @@ impl PostgresSink {
                 "merge key ({}) is not unique in the new rows: {key} appears more than once",
                 self.unique_key.join(", ")
             )));
-        }
-        let any_null = keys.iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
-        let nulls: i64 = tx.query_one(&format!("SELECT count(*) FROM {stage} WHERE {any_null}"), &[]).await?.get(0);
-        if nulls > 0 {
-            return Err(Failure::Other(null_key_message(&self.unique_key, nulls as u64)));
         }
         let matches = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
         tx.batch_execute(&format!("ANALYZE {stage}")).await?;
