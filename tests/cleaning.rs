@@ -51,6 +51,19 @@ fn clean_options_compile_into_the_sources_view() {
 }
 
 #[test]
+fn floats_cast_to_integers_round_as_databases_do() {
+    // Arrow's cast cut the fraction (-2.7 -> -2, 2.7 -> 2); DuckDB and PostgreSQL round, halves
+    // to even (12.5 -> 12, -0.5 -> 0, 3.5 -> 4).
+    let p = project("{ casts: { Amount: int, Qty: bigint } }");
+    p.write("orders.csv", "Order ID,Amount,Qty\n1,12.5,2.7\n2,-2.7,-0.5\n3,7.125,\n4,3.5,1e3\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        one(p.duckdb("SELECT string_agg(concat_ws(':', \"Amount\", coalesce(\"Qty\"::VARCHAR, 'NULL')), ',' ORDER BY \"Order ID\") FROM m")),
+        "12:3,-3:0,7:NULL,4:1000"
+    );
+}
+
+#[test]
 fn clean_errors_name_the_source_and_column() {
     let p = project("{ dates: [Customer Name] }");
     assert_error(

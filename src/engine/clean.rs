@@ -151,8 +151,19 @@ pub async fn view_sql(
         let cast_to = clean.casts.iter().find(|(c, _)| c == name).map(|(_, t)| t);
         let wants_date = clean.auto_dates || clean.dates.contains(name);
         let is_text = matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        let is_float = matches!(field.data_type(), DataType::Float16 | DataType::Float32 | DataType::Float64);
         let expr = if let Some(t) = cast_to {
-            format!("CAST({column} AS {t})")
+            // A float cast to an integer is rounded, halves to even, as DuckDB and PostgreSQL cast
+            // it (Arrow's cast cut the fraction: 2.7 became 2); DataFusion's `round` takes halves
+            // away from zero, so a half is rounded as half the value, doubled.
+            let to_integer = crate::engine::sources::sql_type_to_arrow(ctx, t).await.is_ok_and(|d| d.is_integer());
+            match is_float && to_integer {
+                true => format!(
+                    "CAST(CASE WHEN abs({column} - trunc({column})) = 0.5 THEN 2 * round({column} / 2) \
+                     ELSE round({column}) END AS {t})"
+                ),
+                false => format!("CAST({column} AS {t})"),
+            }
         } else if wants_date && is_text {
             let sample = ctx
                 .sql(&format!("SELECT {column} FROM {raw} WHERE {column} IS NOT NULL LIMIT {DATE_SAMPLE_ROWS}"))
@@ -194,9 +205,7 @@ pub async fn view_sql(
                 }
                 None => column.clone(),
             }
-        } else if let (Some(scale), DataType::Float16 | DataType::Float32 | DataType::Float64) =
-            (clean.decimals, field.data_type())
-        {
+        } else if let (Some(scale), true) = (clean.decimals, is_float) {
             format!("CAST({column} AS DECIMAL(38, {scale}))")
         } else {
             column.clone()
