@@ -39,7 +39,7 @@ async fn contract_violations(pipeline: &Pipeline, o: &Observed, columns: &[Colum
             continue;
         };
         if let Some(sql_type) = &declared.sql_type {
-            let data_type = crate::engine::sources::sql_type_to_arrow(&pipeline.ctx, sql_type)
+            let data_type = crate::engine::sql_types::sql_type_to_arrow(&pipeline.ctx, sql_type)
                 .await
                 .map_err(|e| Error::Config(format!("contracts.{}: column `{}`: {e}", o.name, declared.name)))?;
             let expected = logical_type(&data_type);

@@ -156,7 +156,7 @@ pub async fn view_sql(
             // A float cast to an integer is rounded, halves to even, as DuckDB and PostgreSQL cast
             // it (Arrow's cast cut the fraction: 2.7 became 2); DataFusion's `round` takes halves
             // away from zero, so a half is rounded as half the value, doubled.
-            let to_integer = crate::engine::sources::sql_type_to_arrow(ctx, t).await.is_ok_and(|d| d.is_integer());
+            let to_integer = crate::engine::sql_types::sql_type_to_arrow(ctx, t).await.is_ok_and(|d| d.is_integer());
             match is_float && to_integer {
                 true => format!(
                     "CAST(CASE WHEN abs({column} - trunc({column})) = 0.5 THEN 2 * round({column} / 2) \

@@ -28,3 +28,4 @@ pub mod plain_decimal;
 pub mod session;
 pub mod source_files;
 pub mod sources;
+pub mod sql_types;

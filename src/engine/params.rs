@@ -11,7 +11,7 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::config::params::{Param, ParamValue};
-use crate::engine::sources::sql_type_to_arrow;
+use crate::engine::sql_types::sql_type_to_arrow;
 use crate::error::{Error, Result, df_message};
 
 /// The placeholders dfpipe binds itself in the model of an incremental output.

@@ -19,6 +19,7 @@ use datafusion::prelude::SessionContext;
 use crate::config::{Format, SourceConfig};
 use crate::engine::new_files::FilesOnly;
 use crate::engine::source_files;
+use crate::engine::sql_types::sql_type_to_arrow;
 use crate::error::{Error, Result, df_message};
 
 /// Registers `source` in `ctx` under its name, after checking its files exist and can be read.
@@ -465,16 +466,4 @@ async fn apply_schema_overrides(ctx: &SessionContext, source: &SourceConfig, inf
         *field = Field::new(column, data_type, true);
     }
     Ok(Arc::new(Schema::new_with_metadata(fields, inferred.metadata().clone())))
-}
-
-/// The Arrow type DataFusion gives a SQL type name, e.g. `DECIMAL(12,2)` or `TIMESTAMP`.
-pub async fn sql_type_to_arrow(ctx: &SessionContext, sql_type: &str) -> std::result::Result<DataType, String> {
-    if !sql_type.chars().all(|c| c.is_alphanumeric() || " (),_".contains(c)) {
-        return Err(format!("`{sql_type}` is not a SQL type"));
-    }
-    let df = ctx
-        .sql(&format!("SELECT CAST(NULL AS {sql_type}) AS t"))
-        .await
-        .map_err(|e| format!("`{sql_type}` is not a SQL type DataFusion knows: {}", df_message(&e)))?;
-    Ok(df.schema().field(0).data_type().clone())
 }
