@@ -154,6 +154,16 @@ fn a_failing_window_keeps_the_windows_before_it_and_the_next_run_resumes_there()
     assert!(stderr(&out).contains("Divide by zero"), "{}", stderr(&out));
     assert_eq!(ids(&p), ["1", "2", "3"]);
     assert_eq!(markers(&p), 2);
+    // The rows of the committed windows are reported (the run said 0 rows).
+    assert!(
+        stderr(&out)
+            .contains("\n  the 3 rows its loads committed before the failure stay; the next run goes on from there"),
+        "{}",
+        stderr(&out)
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    assert_eq!(results["targets"][0]["rows"], 3, "{results}");
 
     p.write("sql/events.sql", "SELECT id, CAST(ts AS TIMESTAMP) AS ts, amount FROM events_raw\n");
     let resumed = run_at(&p, "2024-01-05T12:00:00", &[]);

@@ -287,10 +287,18 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                         bad.source
                     ));
                 }
+                // An incremental output's windows commit one by one: those before the failure stay.
+                let committed = counter.committed();
+                if committed > 0 {
+                    message.push_str(&format!(
+                        "\n  the {} rows its loads committed before the failure stay; the next run goes on from there",
+                        group_digits(committed)
+                    ));
+                }
                 let message = format!("{label} (model `{}`): {message}", output.model);
                 tracing::error!(model = %output.model, target = %label, "{message}");
                 stop = options.fail_fast;
-                (Status::Error, Written::default(), Some(message))
+                (Status::Error, Written { rows: committed, ..Written::default() }, Some(message))
             }
         };
         targets.push(TargetResult {
