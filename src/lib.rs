@@ -66,7 +66,9 @@ async fn other_command(command: Command, project: &std::path::Path, load: &LoadO
             commands::docs::command(config::load(project, load)?, out.as_deref(), serve, port).await
         }
         Command::State { command } => commands::state::command(&config::load(project, load)?, command).await,
-        Command::Runs { limit, format } => commands::runs::command(&config::load(project, load)?, limit, format),
+        Command::Runs { limit, format } => {
+            commands::runs::command(&config::load(project, load)?, limit as usize, format)
+        }
         Command::Query { sql, format, connection } => {
             commands::query::command(&config::load(project, load)?, &sql, format, connection.as_deref())
         }

@@ -264,6 +264,18 @@ fn a_dsn_variable_that_is_not_set_fails_only_the_commands_that_connect() {
     assert_success(&runs);
     assert!(stdout(&runs).contains("success"), "{}", stdout(&runs));
     assert_success(&p.dfpipe(&["lineage", "m.x"]));
+    // `runs -n 0` is a usage error (it said "no runs recorded yet"); `query` names what `pg` is.
+    let zero = p.dfpipe(&["runs", "-n", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+    assert!(stderr(&zero).contains("invalid value '0' for '--limit <LIMIT>'"), "{}", stderr(&zero));
+    let query = p.dfpipe(&["query", "--connection", "pg", "SELECT 1"]);
+    assert_eq!(query.status.code(), Some(2), "{}", stderr(&query));
+    assert!(
+        stderr(&query)
+            .contains("connection `pg` is PostgreSQL; `dfpipe query` reads DuckDB files: query PostgreSQL with psql"),
+        "{}",
+        stderr(&query)
+    );
 }
 
 #[test]

@@ -238,9 +238,9 @@ pub enum Command {
     },
     /// List recent runs from the catalog: status, strategy, rows, time, peak memory.
     Runs {
-        /// How many runs.
-        #[arg(long, short = 'n', default_value_t = 20)]
-        limit: usize,
+        /// How many runs (at least 1).
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = RunsFormat::Table)]
         format: RunsFormat,

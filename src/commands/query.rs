@@ -33,6 +33,16 @@ pub fn command(config: &Config, sql: &str, format: QueryFormat, connection: Opti
 /// The DuckDB file of connection `name` (default: the warehouse).
 fn duckdb_path(config: &Config, name: Option<&str>) -> Result<std::path::PathBuf> {
     let name = name.unwrap_or(DEFAULT_CONNECTION);
+    let postgres = config
+        .outputs
+        .iter()
+        .flatten()
+        .any(|o| matches!(&o.target, crate::config::Target::Postgres { connection, .. } if connection == name));
+    if postgres {
+        return Err(Error::Usage(format!(
+            "connection `{name}` is PostgreSQL; `dfpipe query` reads DuckDB files: query PostgreSQL with psql"
+        )));
+    }
     config.duckdb_files.get(name).cloned().ok_or_else(|| {
         Error::Usage(format!(
             "no DuckDB connection named `{name}`{}; DuckDB connections: {}",
