@@ -9,6 +9,8 @@
 //! ```
 //!
 //! Arguments are referred to as `$name` (or `$1`, `$2`, …), as DataFusion's SQL reads them.
+//!
+//! [`register_builtins`] registers dfpipe's own functions, in one list for every session.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +31,16 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::error::{Error, Result, df_message};
+
+/// Registers dfpipe's own functions in `ctx`: the cleaning functions of `dfpipe-udfs` and those
+/// the source views call by name. Every session takes them, a cluster's scheduler and executors
+/// too (they resolve a plan's functions by name).
+pub fn register_builtins(ctx: &SessionContext) {
+    dfpipe_udfs::register_all(ctx);
+    crate::engine::clean::register(ctx);
+    crate::engine::plain_decimal::register(ctx);
+    crate::engine::hive_value::register(ctx);
+}
 
 /// Turns `CREATE FUNCTION` statements into functions expanded at planning time.
 #[derive(Debug, Default)]

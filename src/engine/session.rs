@@ -38,10 +38,7 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
     let runtime = settings.runtime(session.options().execution.target_partitions, None, Default::default())?;
     let ctx = SessionContext::new_with_config_rt(session, runtime)
         .with_function_factory(std::sync::Arc::new(crate::engine::functions::SqlFunctionFactory));
-    dfpipe_udfs::register_all(&ctx);
-    crate::engine::clean::register(&ctx);
-    crate::engine::plain_decimal::register(&ctx);
-    crate::engine::hive_value::register(&ctx);
+    crate::engine::functions::register_builtins(&ctx);
     for source in config.sources.values() {
         object_stores::register(&ctx, &source.location, &config.storage, &format!("source `{}`", source.name))?;
     }

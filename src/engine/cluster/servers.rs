@@ -89,10 +89,7 @@ fn runtime(options: &ServerOptions, spill_dir: Option<PathBuf>) -> Result<Arc<Ru
 /// are Ballista's too: its extra ones come only with its `spark-compat` feature).
 fn state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    dfpipe_udfs::register_all(&ctx);
-    crate::engine::clean::register(&ctx);
-    crate::engine::plain_decimal::register(&ctx);
-    crate::engine::hive_value::register(&ctx);
+    crate::engine::functions::register_builtins(&ctx);
     ctx.state()
 }
 
