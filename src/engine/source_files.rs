@@ -215,20 +215,36 @@ fn kind_of(name: &str) -> Option<(Kind, &str)> {
     Some((Kind { format, compression, tab }, suffix))
 }
 
-/// The hive partition columns of `files` under `url` (`year=2024/…`): the `key=value` folders
+/// A source's hive partition columns (see [`partitions`]).
+#[derive(Debug)]
+pub struct Partitions {
+    /// The columns, in folder order.
+    pub columns: Vec<String>,
+    /// Those whose value some folder holds escaped or as Hive's NULL (`city=New%20York`,
+    /// `__HIVE_DEFAULT_PARTITION__`): they are read through [`crate::engine::hive_value`].
+    pub escaped: BTreeSet<String>,
+}
+
+/// The hive partitions of `files` under `url` (`year=2024/…`): the `key=value` folders
 /// that come first between the source's path and each file, which every file must have alike (DataFusion
 /// would not read a file without them). DataFusion's own inference looks at ten files of its
 /// listing, hidden files and notes among them; this looks at every file read, and only those.
-pub fn partition_columns(url: &ListingTableUrl, files: &[ObjectMeta]) -> Result<Vec<String>, String> {
-    let keys_of =
-        |file: &ObjectMeta| -> Vec<String> { partition_folders(url, file).into_iter().map(|(k, _)| k).collect() };
+pub fn partitions(url: &ListingTableUrl, files: &[ObjectMeta]) -> Result<Partitions, String> {
     let described = |keys: &[String]| match keys {
         [] => "no partition folders".to_string(),
         keys => format!("partition folders `{}`", keys.join("/")),
     };
+    let mut escaped = BTreeSet::new();
     let mut first: Option<(&ObjectMeta, Vec<String>)> = None;
     for file in files {
-        let keys = keys_of(file);
+        let folders = partition_folders(url, file);
+        escaped.extend(
+            folders
+                .iter()
+                .filter(|(_, value)| crate::engine::hive_value::needs_unescaping(value))
+                .map(|(key, _)| key.clone()),
+        );
+        let keys: Vec<String> = folders.into_iter().map(|(key, _)| key).collect();
         match &first {
             None => first = Some((file, keys)),
             Some((other, expected)) if *expected != keys => {
@@ -244,19 +260,7 @@ pub fn partition_columns(url: &ListingTableUrl, files: &[ObjectMeta]) -> Result<
             Some(_) => {}
         }
     }
-    Ok(first.map(|(_, keys)| keys).unwrap_or_default())
-}
-
-/// The partition columns of `files` under `url` (see [`partition_columns`]) whose value some
-/// folder holds escaped or as Hive's NULL (`city=New%20York`, `__HIVE_DEFAULT_PARTITION__`):
-/// they are read through [`crate::engine::hive_value`].
-pub fn escaped_partitions(url: &ListingTableUrl, files: &[ObjectMeta]) -> BTreeSet<String> {
-    files
-        .iter()
-        .flat_map(|file| partition_folders(url, file))
-        .filter(|(_, value)| crate::engine::hive_value::needs_unescaping(value))
-        .map(|(key, _)| key)
-        .collect()
+    Ok(Partitions { columns: first.map(|(_, keys)| keys).unwrap_or_default(), escaped })
 }
 
 /// The `key=value` folders that come first between `url` and `file`, as (key, value). Leading

@@ -240,10 +240,11 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
 
     let mut escaped = BTreeSet::new();
     if url.is_collection() {
-        let partitions = source_files::partition_columns(&url, &listed.files)
+        let partitions = source_files::partitions(&url, &listed.files)
             .map_err(|e| fail(format!("cannot read the partition layout: {e}")))?;
-        escaped = source_files::escaped_partitions(&url, &listed.files);
-        options = options.with_table_partition_cols(partitions.into_iter().map(|p| (p, DataType::Utf8)).collect());
+        escaped = partitions.escaped;
+        options =
+            options.with_table_partition_cols(partitions.columns.into_iter().map(|p| (p, DataType::Utf8)).collect());
     }
     let inferred = match format.infer_schema(&state, &store, &nonempty).await {
         Ok(schema) => schema,
