@@ -226,6 +226,39 @@ fn write_parquet(path: &std::path::Path, ids: &[i64]) {
 }
 
 #[test]
+fn a_sorted_model_of_not_null_columns_keeps_its_order_in_a_parquet_file() {
+    // Parquet outputs wrap NOT NULL columns to write them nullable; the optimizer then saw the
+    // sorted columns unordered and joined the sorted partitions as they came (batches in order,
+    // the file not).
+    let p = Project::new();
+    let shuffled = |offset: i64| (0..30_000).map(|i| (i * 7_919 + offset) % 60_000).collect::<Vec<i64>>();
+    write_parquet(&p.file("data/a.parquet"), &shuffled(0));
+    write_parquet(&p.file("data/b.parquet"), &shuffled(30_011));
+    p.write(
+        "dfpipe.yml",
+        "name: s\nsources:\n  raw: { path: data }\noutputs:\n  - model: m\n    to: out/sorted.parquet\n\
+         datafusion: { execution.target_partitions: 4, execution.batch_size: 1024 }\n",
+    );
+    p.write("sql/m.sql", "SELECT id % 7 AS k, id FROM raw ORDER BY k, id DESC\n");
+    for strategy in ["in_memory", "spill"] {
+        assert_success(&p.dfpipe(&["run", "-q", "--strategy", strategy]));
+        let keys: Vec<(i64, i64)> = read_parquet(&p.file("out/sorted.parquet"))
+            .iter()
+            .flat_map(|b| {
+                let column = |i: usize| {
+                    b.column(i).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().clone()
+                };
+                let (k, id) = (column(0), column(1));
+                (0..b.num_rows()).map(move |r| (k.value(r), id.value(r)))
+            })
+            .collect();
+        assert_eq!(keys.len(), 60_000, "{strategy}");
+        let out_of_order = keys.windows(2).filter(|w| (w[0].0, -w[0].1) > (w[1].0, -w[1].1)).count();
+        assert_eq!(out_of_order, 0, "{strategy}: {:?}", &keys[..5]);
+    }
+}
+
+#[test]
 fn a_directory_reads_its_format_by_name_in_any_case_compressed_or_not() {
     // Upper-case names are read; notes beside the data are not.
     let p = project(

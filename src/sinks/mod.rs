@@ -14,6 +14,7 @@ pub mod duckdb;
 mod duckdb_arrow;
 mod duckdb_feed;
 pub mod marker;
+mod nullable;
 pub mod parquet;
 pub mod parquet_increment;
 pub mod partitioned;

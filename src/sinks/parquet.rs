@@ -17,7 +17,7 @@
 //!
 //! `append` (directories only) adds new files with unique names.
 //!
-//! Every column is written nullable, whatever the model's plan says ([`nullable_columns`]): the
+//! Every column is written nullable, whatever the model's plan says ([`super::nullable`]): the
 //! files a directory gains over time must read together as one source, and a column that a later
 //! load added is NULL in the files written before it. A literal's NOT NULL is not a contract.
 
@@ -25,21 +25,16 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::Column;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
 use datafusion::prelude::DataFrame;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use super::nullable::nullable_columns;
 use crate::config::Mode;
 use crate::error::df_message;
 
@@ -100,62 +95,6 @@ pub async fn write(
     };
     swap_into_place(&staging, &target)?;
     Ok(rows)
-}
-
-/// `df` with every column nullable (see the module docs); the same frame when all already are.
-pub(super) fn nullable_columns(df: DataFrame) -> Result<DataFrame, String> {
-    if df.schema().fields().iter().all(|f| f.is_nullable()) {
-        return Ok(df);
-    }
-    let nullable = Arc::new(ScalarUDF::from(Nullable::new()));
-    let columns: Vec<Expr> = df
-        .schema()
-        .iter()
-        .map(|(qualifier, field)| {
-            let column = Expr::Column(Column::from((qualifier, field)));
-            if field.is_nullable() {
-                column
-            } else {
-                Expr::ScalarFunction(ScalarFunction::new_udf(nullable.clone(), vec![column])).alias(field.name())
-            }
-        })
-        .collect();
-    df.select(columns).map_err(|e| df_message(&e))
-}
-
-/// The identity, typed as nullable: what [`nullable_columns`] wraps a NOT NULL column in.
-/// Volatile, so the optimizer never folds it away (a folded literal would be NOT NULL again).
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Nullable {
-    signature: Signature,
-}
-
-impl Nullable {
-    fn new() -> Nullable {
-        Nullable { signature: Signature::any(1, Volatility::Volatile) }
-    }
-}
-
-impl ScalarUDFImpl for Nullable {
-    fn name(&self) -> &str {
-        "dfpipe_nullable"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(args[0].clone())
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
-        Ok(Arc::new(args.arg_fields[0].as_ref().clone().with_nullable(true)))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
-        Ok(args.args.into_iter().next().expect("one argument"))
-    }
 }
 
 pub(super) fn written(

@@ -33,7 +33,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use super::marker::{LoadExtras, LoadMarker, TargetLoads};
-use super::parquet::{hidden, nullable_columns, remove, swap_into_place, sync_dir, sync_tree, written};
+use super::nullable::nullable_columns;
+use super::parquet::{hidden, remove, swap_into_place, sync_dir, sync_tree, written};
 use crate::error::df_message;
 use crate::util::progress::RowCounter;
 
