@@ -423,6 +423,44 @@ fn json_numbers_made_decimal_are_read_from_their_text_and_round() {
 }
 
 #[test]
+fn json_fractions_in_integer_columns_round_instead_of_being_cut() {
+    // Arrow's JSON reader cut a fraction read into an integer column (2.7 became 2), whether the
+    // type was declared or inferred from a sample; DuckDB and PostgreSQL's numeric round it.
+    let json = "{\"id\": 1, \"q\": 2, \"n\": 9007199254740993}\n\
+                {\"id\": 2, \"q\": 2.7, \"n\": -2.5}\n\
+                {\"id\": 3, \"q\": -2.7, \"n\": 2.5}\n\
+                {\"id\": 4, \"q\": \"7\", \"n\": 1.5e3}\n\
+                {\"id\": 5, \"q\": null, \"n\": 2.4999}\n";
+    let p = project(
+        "path: data/t.json, schema: { q: INTEGER }, options: { schema_infer_max_records: 1 }",
+        &[("data/t.json", json)],
+    );
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb(
+            "SELECT id::VARCHAR, coalesce(q::VARCHAR, 'NULL'), n::VARCHAR, typeof(q), typeof(n) FROM m ORDER BY id"
+        ),
+        [
+            ["1", "2", "9007199254740993", "INTEGER", "BIGINT"],
+            ["2", "3", "-3", "INTEGER", "BIGINT"],
+            ["3", "-3", "3", "INTEGER", "BIGINT"],
+            ["4", "7", "1500", "INTEGER", "BIGINT"],
+            ["5", "NULL", "2", "INTEGER", "BIGINT"]
+        ]
+    );
+    // A value the integer cannot hold fails, naming its file and column; the table keeps its rows.
+    p.write("data/t.json", "{\"id\": 6, \"q\": 3000000000.2, \"n\": 1}\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("\n  in file data/t.json (source `raw`); column `q` (Int32) holds it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(one(p.duckdb("SELECT count(*)::VARCHAR FROM m")), "5");
+}
+
+#[test]
 fn an_extension_or_a_glob_reads_files_as_their_names_say() {
     // `extension: .tsv` reads tabs, `.csv.gz` gzip (a comma split `2\t20` into one text column).
     let p = project(

@@ -305,10 +305,11 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
 /// scale, and a float read first loses digits (1.005 became 1.00), where a cast from the text
 /// rounds as DuckDB and PostgreSQL do. The file is then read all as text.
 ///
-/// JSON: the same decimals. Arrow's JSON reader parses a number's own text into a decimal but
-/// truncates it at the scale (1.005 as `DECIMAL(10,2)` became 1.00), and a float loses digits;
-/// they are read as a decimal of one more digit of scale and 76 digits in all
-/// ([`wider_decimal`]), which the cast then rounds.
+/// JSON: the same decimals, and the integers. Arrow's JSON reader parses a number's own text
+/// into a decimal but truncates it at the scale (1.005 as `DECIMAL(10,2)` became 1.00), a float
+/// loses digits, and a fraction in an integer column was cut (2.7 became 2, where DuckDB and
+/// PostgreSQL's numeric give 3); they are read as a decimal of one more digit of scale and 76
+/// digits in all ([`wider_decimal`]), which the cast then rounds (half away from zero).
 fn reread(
     source: &SourceConfig,
     schema: &SchemaRef,
@@ -334,8 +335,12 @@ fn reread(
             (with_types(&|_| DataType::Utf8), types)
         }
         Format::Json => {
-            let types: BTreeMap<String, DataType> =
-                schema.fields().iter().map(|f| (f.name().clone(), type_of(f))).filter(|(_, t)| is_decimal(t)).collect();
+            let types: BTreeMap<String, DataType> = schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), type_of(f)))
+                .filter(|(_, t)| is_decimal(t) || t.is_integer())
+                .collect();
             if types.is_empty() {
                 return (schema.clone(), types);
             }
@@ -432,6 +437,10 @@ fn typed_view(
                 // written out in digits first, never through a float.
                 t if is_decimal(t) && f.data_type() == &DataType::Utf8 => {
                     cast(crate::engine::plain_decimal::call(text, t), t.clone())
+                }
+                // A decimal read for an integer column is rounded first: Arrow's cast cuts the fraction.
+                t if t.is_integer() && is_decimal(f.data_type()) => {
+                    cast(cast(text, DataType::Decimal256(76, 0)), t.clone())
                 }
                 _ => cast(text, data_type.clone()),
             };
