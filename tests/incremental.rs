@@ -87,6 +87,14 @@ fn time_windows_load_once_rerun_identically_and_fill_gaps() {
 
     let show = p.dfpipe(&["state", "show"]);
     assert_success(&show);
+    // Rows written, not held: the restated day 3 counts each time (the table holds 6).
+    assert!(
+        stdout(&show).contains(
+            "warehouse.events (model `events`, by: time): 8 load(s), 8 row(s) written (a window or file loaded again counts again)\n"
+        ),
+        "{}",
+        stdout(&show)
+    );
     assert!(
         stdout(&show).contains("complete days: 5\n    [2024-01-01T00:00:00, 2024-01-06T00:00:00)\n"),
         "{}",
@@ -99,6 +107,26 @@ fn time_windows_load_once_rerun_identically_and_fill_gaps() {
         "{}",
         stdout(&plan)
     );
+}
+
+#[test]
+fn rows_with_a_null_time_are_counted_not_dropped_without_a_word() {
+    // No window holds a NULL time: the rows were left out of every window, and nothing said so.
+    let p = time_project(DAILY);
+    p.write("data/events.csv", "id,ts,amount\n1,2024-01-01 10:00:00,5\n2,,7\n3,,9\n4,2024-01-02 01:00:00,11\n");
+    p.write("sql/events.sql", "SELECT id, CAST(ts AS TIMESTAMP) AS ts, amount FROM events_raw\n");
+    let out = run_at(&p, "2024-01-03T12:00:00", &[]);
+    assert_success(&out);
+    assert_eq!(ids(&p), ["1", "4"]);
+    let warning = "2 row(s) of `events` have a NULL `ts` and are not loaded: no time window holds them; \
+                   COALESCE it in the model to load them, or filter them there";
+    assert_eq!(stderr(&out).matches(warning).count(), 1, "{}", stderr(&out));
+    // A model that filters them itself hears nothing.
+    p.write("sql/events.sql", "SELECT id, CAST(ts AS TIMESTAMP) AS ts, amount FROM events_raw WHERE ts IS NOT NULL\n");
+    let out = run_at(&p, "2024-01-03T12:00:00", &["--full-refresh"]);
+    assert_success(&out);
+    assert!(!stderr(&out).contains("NULL `ts`"), "{}", stderr(&out));
+    assert_eq!(ids(&p), ["1", "4"]);
 }
 
 #[test]
@@ -152,6 +180,13 @@ fn a_failing_window_keeps_the_windows_before_it_and_the_next_run_resumes_there()
     let out = run_at(&p, "2024-01-05T12:00:00", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("Divide by zero"), "{}", stderr(&out));
+    // The error names the window that failed.
+    assert!(
+        stderr(&out)
+            .contains("error: warehouse.events (model `events`): window [2024-01-03T00:00:00, 2024-01-04T00:00:00): "),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(ids(&p), ["1", "2", "3"]);
     assert_eq!(markers(&p), 2);
     // The rows of the committed windows are reported (the run said 0 rows).
@@ -509,7 +544,7 @@ fn a_changed_file_follows_on_file_change() {
     let path = format!("file://{}", p.file("data/a.csv").display());
     assert!(
         stderr(&out)
-            .contains(&format!("warehouse.facts: 1 file(s) of source `raw` changed since they were loaded: {path}")),
+            .contains(&format!("warehouse.facts: 1 file(s) of source `raw` changed since they were loaded: {path}; set `on_file_change: ignore` to keep what was loaded, or load them again with `dfpipe run --full-refresh -s facts` (`dfpipe state forget` would append their rows a second time; `on_file_change: reload` needs mode merge)")),
         "{}",
         stderr(&out)
     );
@@ -533,6 +568,13 @@ fn a_changed_file_follows_on_file_change() {
     let p = files_project("mode: merge\n    unique_key: id", "");
     assert_success(&p.dfpipe(&["run", "-q"]));
     p.write("data/b.csv", "id,v\n2,22\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("; set `on_file_change: reload` to load them again, `ignore` to keep what was loaded, or `dfpipe state forget warehouse.facts --files GLOB` to reload them once"),
+        "{}",
+        stderr(&out)
+    );
     let forget = p.dfpipe(&["state", "forget", "warehouse.facts", "--files", "data/b.*"]);
     assert_success(&forget);
     assert_eq!(stdout(&forget), "warehouse.facts: 1 file(s) forgotten; the next run loads them again\n");

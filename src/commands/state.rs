@@ -66,7 +66,7 @@ async fn show(config: &Config, names: &[String]) -> Result<u8> {
         let state = State::fold(held.markers.iter().map(|m| (m.state.as_str(), m.definition.as_str())), grain_of(spec))
             .map_err(|e| Error::State(format!("{label}: {e}")))?;
         println!(
-            "{label} (model `{}`, by: {}): {} load(s), {} row(s)",
+            "{label} (model `{}`, by: {}): {} load(s), {} row(s) written (a window or file loaded again counts again)",
             output.model,
             spec.kind(),
             state.loads,

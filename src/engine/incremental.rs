@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDateTime;
@@ -262,12 +263,14 @@ fn instant_literal(t: NaiveDateTime, data_type: &DataType) -> Result<ScalarValue
     }
 }
 
-/// Keeps the rows of `df` inside `[start, end)` on `column`.
+/// Keeps the rows of `df` inside `[start, end)` on `column`, and with `nulls` those whose
+/// `column` is NULL too (no window holds them: they are kept only to be counted).
 pub fn filter_window(
     df: DataFrame,
     column: &str,
     start: NaiveDateTime,
     end: NaiveDateTime,
+    nulls: bool,
 ) -> Result<DataFrame, String> {
     let data_type = column_type(&df, column)?;
     if matches!(data_type, DataType::Date32 | DataType::Date64) && (start.time() != chrono::NaiveTime::MIN) {
@@ -276,8 +279,11 @@ pub fn filter_window(
         ));
     }
     let c = col(datafusion::common::Column::new_unqualified(column));
-    let condition =
-        c.clone().gt_eq(lit(instant_literal(start, &data_type)?)).and(c.lt(lit(instant_literal(end, &data_type)?)));
+    let condition = c
+        .clone()
+        .gt_eq(lit(instant_literal(start, &data_type)?))
+        .and(c.clone().lt(lit(instant_literal(end, &data_type)?)));
+    let condition = if nulls { condition.or(c.is_null()) } else { condition };
     df.filter(condition).map_err(|e| df_message(&e))
 }
 
@@ -362,6 +368,17 @@ impl CursorWatch {
         let max = inner.0.evaluate().map_err(|e| e.to_string())?;
         Ok(((!max.is_null()).then_some(max), inner.1))
     }
+}
+
+/// Drops the rows of `batch` whose column `index` is NULL, adding their count to `dropped`.
+pub fn drop_nulls(batch: RecordBatch, index: usize, dropped: &AtomicU64) -> datafusion::error::Result<RecordBatch> {
+    let column = batch.column(index);
+    if column.null_count() == 0 {
+        return Ok(batch);
+    }
+    dropped.fetch_add(column.null_count() as u64, Ordering::Relaxed);
+    let valid = datafusion::arrow::compute::is_not_null(column)?;
+    Ok(datafusion::arrow::compute::filter_record_batch(&batch, &valid)?)
 }
 
 /// A typed NULL for `$last` before the first load.

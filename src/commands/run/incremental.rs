@@ -11,7 +11,7 @@ use datafusion::common::ScalarValue;
 
 use crate::catalog::{Catalog, LoadRecord};
 use crate::config::incremental::{Grain, IncrementalSpec, OnFileChange, OnNullCursor, step, truncate};
-use crate::config::{OutputConfig, Target};
+use crate::config::{Mode, OutputConfig, Target};
 use crate::engine::incremental::{FileKey, State, Window, cursor_floor, definition, window_params, windows};
 use crate::engine::observe::files_of;
 use crate::engine::pipeline::Pipeline;
@@ -367,10 +367,22 @@ pub async fn plan(
                     match on_file_change {
                         OnFileChange::Error => {
                             let paths: Vec<&str> = changed.iter().take(5).map(|f| f.path.as_str()).collect();
+                            // Forgetting a file loads all its rows again: under merge they replace
+                            // the earlier ones, under append they join them (each row twice).
+                            let reload = match output.mode {
+                                Mode::Merge => format!(
+                                    "set `on_file_change: reload` to load them again, `ignore` to keep what was \
+                                     loaded, or `dfpipe state forget {label} --files GLOB` to reload them once"
+                                ),
+                                _ => format!(
+                                    "set `on_file_change: ignore` to keep what was loaded, or load them again with \
+                                     {refresh} (`dfpipe state forget` would append their rows a second time; \
+                                     `on_file_change: reload` needs mode merge)",
+                                    refresh = format_args!("`dfpipe run --full-refresh -s {}`", output.model)
+                                ),
+                            };
                             return Err(Error::State(format!(
-                                "{label}: {} file(s) of source `{source}` changed since they were loaded: {}{}; \
-                                 set `on_file_change: reload` (with mode merge) to load them again, `ignore` to \
-                                 keep what was loaded, or `dfpipe state forget {label} --files GLOB`",
+                                "{label}: {} file(s) of source `{source}` changed since they were loaded: {}{}; {reload}",
                                 changed.len(),
                                 paths.join(", "),
                                 if changed.len() > 5 { ", …" } else { "" }

@@ -14,7 +14,8 @@ use crate::catalog::Catalog;
 use crate::config::incremental::OnNullCursor;
 use crate::config::{Mode, OutputConfig};
 use crate::engine::incremental::{
-    CursorWatch, MarkerState, StoredMark, column_type, filter_cursor, filter_window, instant_text, window_params,
+    CursorWatch, MarkerState, StoredMark, column_type, drop_nulls, filter_cursor, filter_window, instant_text,
+    window_params,
 };
 use crate::engine::pipeline::Pipeline;
 use crate::error::df_message;
@@ -123,6 +124,7 @@ async fn write_steps(
             state: MarkerState { files: files.clone(), ..Default::default() },
         }],
     };
+    let null_times = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     for (seq, Step { values, window, state }) in steps.into_iter().enumerate() {
         let df = if values.is_empty() {
             ctx.table(TableReference::bare(output.model.as_str())).await.map_err(|e| df_message(&e))?
@@ -132,14 +134,26 @@ async fn write_steps(
         let mut delete = None;
         let mut watch = None;
         let mut cursor_job = None;
+        let mut computed = false;
         let df = match (&increment.load, window) {
             (Load::Windows { column, .. }, Some((start, end))) => {
                 let data_type = column_type(&df, column)?;
-                let df = filter_window(df, column, start, end)?;
                 if !increment.full_refresh {
                     delete = Some(DeleteRange { column: column.clone(), data_type, start, end });
                 }
-                df
+                if seq > 0 {
+                    filter_window(df, column, start, end, false)?
+                } else {
+                    // The first window also reads the rows whose time is NULL, to count them:
+                    // no window holds them, so they are never loaded, and the run says so.
+                    let df = filter_window(df, column, start, end, true)?;
+                    let index = df.schema().as_arrow().index_of(column).map_err(|e| e.to_string())?;
+                    let (stream, job) = super::write::stream_of(pipeline, ctx, df).await?;
+                    cursor_job = job;
+                    computed = true;
+                    let dropped = null_times.clone();
+                    observed_table(ctx, stream, move |b| drop_nulls(b, index, &dropped))?
+                }
             }
             (Load::Cursor { column, floor, .. }, _) => {
                 let df = filter_cursor(df, column, floor.as_ref())?;
@@ -147,18 +161,13 @@ async fn write_steps(
                 let w = CursorWatch::new(index, &column_type(&df, column)?)?;
                 let (stream, job) = super::write::stream_of(pipeline, ctx, df).await?;
                 cursor_job = job;
-                let schema = stream.schema();
+                computed = true;
                 let seen = w.clone();
-                let observed = stream.map(move |batch| batch.and_then(|b| seen.observe(&b).map(|()| b)));
-                let observed =
-                    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, observed));
                 watch = Some(w);
-                let table = crate::checks::split::one_shot_table(observed).map_err(|e| df_message(&e))?;
-                ctx.read_table(std::sync::Arc::new(table)).map_err(|e| df_message(&e))?
+                observed_table(ctx, stream, move |b| seen.observe(&b).map(|()| b))?
             }
             _ => df,
         };
-        let computed = watch.is_some();
         let (kind, before) = (increment.load_kind(), counter.rows());
         let (inc, rows_counter, load_id) = (increment.clone(), counter.clone(), new_load_id(seq));
         let marker_fn = move || {
@@ -202,7 +211,11 @@ async fn write_steps(
         let load = Frame { relation: relation.clone(), mode, extras, computed };
         let written = write_output(pipeline, ctx, decision, output, load, evolution.clone(), counter).await;
         ctx.deregister_table(TableReference::bare(relation.as_str())).map_err(|e| df_message(&e))?;
-        let mut written = written?;
+        // Which window failed: those before it stay loaded, and a rerun starts from it.
+        let mut written = written.map_err(|e| match window {
+            Some((start, end)) => format!("window [{}, {}): {e}", instant_text(start), instant_text(end)),
+            None => e,
+        })?;
         if let Some(job) = cursor_job {
             super::write::add_work(&mut written.cluster, job.work().await);
         }
@@ -210,6 +223,32 @@ async fn write_steps(
         total.add(written);
         crate::util::fault::crash_point(&format!("after-commit-{seq}"));
         committed.extend(recorded.lock().expect("marker").take());
+        if let (0, Load::Windows { column, .. }) = (seq, &increment.load) {
+            let nulls = null_times.load(std::sync::atomic::Ordering::Relaxed);
+            if nulls > 0 {
+                tracing::warn!(
+                    target = %output.target.label(&pipeline.project.config.project_dir),
+                    "{nulls} row(s) of `{}` have a NULL `{column}` and are not loaded: no time window holds \
+                     them; COALESCE it in the model to load them, or filter them there",
+                    output.model
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// `stream` as a frame of one read, each batch passed through `step` on its way.
+fn observed_table(
+    ctx: &SessionContext,
+    stream: datafusion::execution::SendableRecordBatchStream,
+    step: impl Fn(datafusion::arrow::array::RecordBatch) -> datafusion::error::Result<datafusion::arrow::array::RecordBatch>
+    + Send
+    + 'static,
+) -> std::result::Result<datafusion::prelude::DataFrame, String> {
+    let schema = stream.schema();
+    let observed = stream.map(move |batch| batch.and_then(&step));
+    let observed = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, observed));
+    let table = crate::checks::split::one_shot_table(observed).map_err(|e| df_message(&e))?;
+    ctx.read_table(std::sync::Arc::new(table)).map_err(|e| df_message(&e))
 }
