@@ -279,6 +279,29 @@ fn a_dsn_variable_that_is_not_set_fails_only_the_commands_that_connect() {
 }
 
 #[test]
+fn a_connection_string_that_does_not_read_is_a_config_error_naming_its_option() {
+    // It failed the target after the work with "not valid" only, exit 1, and `plan` passed it.
+    let tail = "(check it against libpq's forms, postgres://user@host:5432/dbname with options after `?`, or \
+                host=... port=... dbname=...; it is not shown because it may hold a password)";
+    for (dsn, why) in [
+        ("postgres://someone:hunter2@localhost/db?foo=bar", ": unknown option `foo` "),
+        ("postgres://someone:hunter2@localhost:99999/db", ": invalid value for option `port` "),
+        ("host=localhost password=hunter2 keepalives=maybe", ": invalid value for option `keepalives` "),
+        ("host=localhost password=hunter2 port", " "),
+    ] {
+        let p = project(&format!(
+            "name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"{dsn}\" }}\noutputs:\n  - model: m\n    to: pg\n"
+        ));
+        let message = format!("connection `pg`: the PostgreSQL connection string is not valid{why}{tail}");
+        for command in ["plan", "run"] {
+            let out = p.dfpipe(&[command]);
+            assert_error(&out, 2, &message);
+            assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+        }
+    }
+}
+
+#[test]
 fn postgres_names_longer_than_postgres_keeps_are_refused() {
     let long = "t".repeat(64);
     let config = |table: &str, extra: &str| {

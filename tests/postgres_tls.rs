@@ -80,8 +80,10 @@ fn sslmode_is_honoured_over_tls() {
     assert_success(&run(&project(&dsn), &env));
     assert_eq!(loaded(server), "3:6");
     let out = run(&project(&dsn), &[("PGSSLMODE", "verify_full")]);
-    let message = "pg.tls.m (model `m`): PostgreSQL tls.m: sslmode `verify_full` is not one of disable, allow, prefer, require, verify-ca, verify-full";
-    assert_error(&out, 1, message);
+    // Refused before the run starts, as a config error.
+    let message =
+        "connection `pg`: sslmode `verify_full` is not one of disable, allow, prefer, require, verify-ca, verify-full";
+    assert_error(&out, 2, message);
 
     // A Unix socket (a host that is a directory) has no TLS and no host name to check: `prefer`
     // and `disable` connect (they failed: "`` is not a valid TLS host name", five times).

@@ -21,7 +21,7 @@ pub mod test;
 use crate::cli::SelectArgs;
 use crate::config::Config;
 use crate::engine::pipeline::Pipeline;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::project::{Project, Selection};
 
 /// Loads the project of `config` and prepares the pipeline of the selected outputs.
@@ -29,6 +29,21 @@ pub async fn prepare(config: Config, select: &SelectArgs) -> Result<Pipeline> {
     let project = Project::load(config)?;
     let selection = Selection { select: select.select.clone(), exclude: select.exclude.clone() };
     Pipeline::prepare(project, &selection).await
+}
+
+/// Before anything runs: each PostgreSQL target's connection string reads (its variables are
+/// set, its options known, its port a number), so a typo is a config error that `plan` names
+/// too, not a failed target after the work.
+fn check_connections(pipeline: &Pipeline) -> Result<()> {
+    pipeline.check_connections()?;
+    for output in &pipeline.outputs {
+        if let crate::config::Target::Postgres { connection, dsn, .. } = &output.target {
+            let dsn = dsn.as_ref().map(crate::config::Secret::expose).transpose().map_err(Error::Config)?;
+            crate::sinks::postgres::connect::config(dsn)
+                .map_err(|e| Error::Config(format!("connection `{connection}`: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Every model: the selection of commands that take no `--select`.

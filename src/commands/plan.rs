@@ -18,7 +18,7 @@ use crate::util::fmt::human_bytes;
 pub async fn command(config: Config, select: &SelectArgs) -> Result<u8> {
     let catalog = crate::catalog::Catalog::new(&config.state_dir);
     let pipeline = prepare(config, select).await?;
-    pipeline.check_connections()?;
+    super::check_connections(&pipeline)?;
     pipeline.check_cluster().await?;
     // What incremental outputs would load now (the catalog is only read).
     let increments = incremental::plan(&pipeline, &catalog, None, &IncrementalOptions::default()).await?;

@@ -114,7 +114,7 @@ async fn check_and_write(
     finished: &targets::Finished,
 ) -> Result<(Pipeline, RunResults)> {
     let pipeline = super::prepare(config, select).await?;
-    pipeline.check_connections()?;
+    super::check_connections(&pipeline)?;
     pipeline.check_cluster().await?;
     warehouses_free(&pipeline)?;
     if pipeline.outputs.iter().any(|o| matches!(o.target, Target::DuckDb(_))) {

@@ -109,9 +109,7 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
         Some(dsn) => {
             check_userinfo(&dsn)?;
             let (dsn, tls) = TlsOptions::split_dsn(&dsn)?;
-            let config = dsn
-                .parse::<Config>()
-                .map_err(|_| "the PostgreSQL connection string is not valid (check its syntax; it is not shown because it may hold a password)".to_string())?;
+            let config = dsn.parse::<Config>().map_err(|e| unreadable_dsn(&e))?;
             (config, tls)
         }
         None => {
@@ -147,6 +145,19 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
     }
     config.ssl_mode(tls.mode.negotiation());
     Ok(Settings { config, mode: tls.mode, tls: tls.connector()? })
+}
+
+/// Why a connection string does not read, without any of its text but an option's name: an
+/// unknown option or a value that does not read names its option (`port`, `sslmode`, …).
+fn unreadable_dsn(e: &tokio_postgres::Error) -> String {
+    let cause = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
+    let named = cause.starts_with("unknown option `") || cause.starts_with("invalid value for option `");
+    let why = if named { format!(": {cause}") } else { String::new() };
+    format!(
+        "the PostgreSQL connection string is not valid{why} (check it against libpq's forms, \
+         postgres://user@host:5432/dbname with options after `?`, or host=... port=... dbname=...; it is not shown \
+         because it may hold a password)"
+    )
 }
 
 /// Whether retrying cannot help: the server refused us (authentication, a missing database),
