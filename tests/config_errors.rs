@@ -244,6 +244,15 @@ fn under_json_logs_every_stderr_line_is_json_the_last_error_with_its_exit_code()
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].starts_with("warehouse.m (model `m`): "), "{errors:?}");
     assert_eq!(errors[1], "1 of 1 targets failed");
+    // As text under -q, the error is said once, by the line that ends the run (it was also
+    // logged as the target failed, the same words twice in a row).
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).matches("warehouse.m (model `m`): ").count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("error: warehouse.m (model `m`): "), "{}", stderr(&out));
+    // Without -q it is logged as it happens too, before the summary.
+    let out = p.dfpipe(&["run"]);
+    assert_eq!(stderr(&out).matches("warehouse.m (model `m`): ").count(), 2, "{}", stderr(&out));
 }
 
 #[test]

@@ -148,7 +148,7 @@ fn a_bad_csv_value_is_placed_on_its_line_of_the_file_even_when_the_file_is_read_
     let err = stderr(&out);
     assert!(
         err.ends_with(
-            "\nerror: warehouse.m (model `m`): Parser error: Error while parsing value 'x' as type 'Int32'. Row data: \
+            "error: warehouse.m (model `m`): Parser error: Error while parsing value 'x' as type 'Int32'. Row data: \
              '[2500,x]'\n  in file data.csv (source `raw`); column `v` (Int32) holds it on line 2501 of the file; \
              correct the value, or read the column as text with `schema: { v: varchar }` on the source and convert \
              it in a model; fix or remove that file and run again\n"

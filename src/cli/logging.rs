@@ -10,9 +10,13 @@ use crate::cli::LogFormat;
 /// Whether log lines are JSON (set once by [`init`]).
 static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Whether `-q` was given (set once by [`init`]).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Installs the global subscriber. `RUST_LOG` wins over `-v`/`-q`.
 pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     JSON.store(format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn,dfpipe=info",
@@ -58,4 +62,10 @@ impl Write for MaskedStderr {
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
+}
+
+/// Whether a failed target's error is logged as it fails: always under JSON logs; as text
+/// unless `-q`, where the `error:` lines that end the run say it once.
+pub fn logs_target_errors() -> bool {
+    is_json() || !QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -296,7 +296,9 @@ pub async fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunResults
                     ));
                 }
                 let message = format!("{label} (model `{}`): {message}", output.model);
-                tracing::error!(model = %output.model, target = %label, "{message}");
+                if crate::cli::logging::logs_target_errors() {
+                    tracing::error!(model = %output.model, target = %label, "{message}");
+                }
                 stop = options.fail_fast;
                 (Status::Error, Written { rows: committed, ..Written::default() }, Some(message))
             }
