@@ -73,11 +73,30 @@ fn a_json_key_that_changes_type_is_named_with_its_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains(
-            "line 1501: key `tag` holds a number, but a string on line 1; make it one type, or read it as text with `schema: { tag: varchar }` on the source"
+            "line 1501: key `tag` holds a number, but a string on line 1; dfpipe reads a JSON key as one type: quote its values so every line holds a string (a text column takes \"5\", not 5)"
         ),
         "{}",
         stderr(&out)
     );
+    // The advice holds: quoted, the file reads, and the column is text.
+    p.write("data/events.json", &json.replace("\"tag\": 7}", "\"tag\": \"7\"}"));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(one(p.duckdb("SELECT tag FROM m WHERE id = 1501")), "7");
+
+    // An object where another line has a number fails the schema's inference: the key and line
+    // are named there too (it said \"Expected object json type\" and that the file may be one array).
+    p.write("data/events.json", "{\"id\": 1, \"a\": 5}\n{\"id\": 2, \"a\": {\"x\": 1}}\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "cannot read it as json: {}: line 2: key `a` holds an object, but a number on line 1; dfpipe reads a JSON key as one type: write it as one type on every line\n",
+            p.file("data/events.json").canonicalize().unwrap().display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("one array"), "{}", stderr(&out));
 }
 
 #[test]

@@ -3,8 +3,6 @@
 //! the sources the model reads is then read whole on its own until one fails, and for JSON the
 //! line where a key changed its type is found.
 
-use std::path::Path;
-
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
@@ -62,7 +60,7 @@ pub async fn unreadable_file(pipeline: &Pipeline, model: &str) -> Option<Unreada
             if let Err(e) = read_whole(&ctx, source, &file.path, None).await {
                 let place = csv_position(&e).map(|(_, record)| record_place(source, record));
                 let (detail, placed) = match source.format {
-                    Format::Json => match json_key_change(source, &file.path) {
+                    Format::Json => match crate::engine::json_keys::type_change(&file.path) {
                         Some(change) => (Some(change), false),
                         None => (failing_column(&ctx, source, &file.path, None).await, false),
                     },
@@ -152,48 +150,6 @@ async fn failing_column(
                 field.data_type(),
                 field.name()
             ));
-        }
-    }
-    None
-}
-
-/// For a local JSON file: the first line where a key holds another JSON type than where it
-/// first appeared.
-fn json_key_change(source: &SourceConfig, file: &str) -> Option<String> {
-    if source.format != Format::Json {
-        return None;
-    }
-    let path = Path::new(file.strip_prefix("file://")?);
-    let text = std::fs::read_to_string(path).ok()?;
-    let kind = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    };
-    let mut first: std::collections::BTreeMap<String, (&str, usize)> = Default::default();
-    for (i, line) in text.lines().enumerate() {
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        for (key, value) in &map {
-            let k = kind(value);
-            if k == "null" {
-                continue;
-            }
-            match first.get(key) {
-                Some((was, at)) if *was != k => {
-                    return Some(format!(
-                        "line {}: key `{key}` holds {k}, but {was} on line {at}; make it one type, or read it as text \
-                         with `schema: {{ {key}: varchar }}` on the source",
-                        i + 1
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    first.insert(key.clone(), (k, i + 1));
-                }
-            }
         }
     }
     None

@@ -1,6 +1,7 @@
-//! The order of a JSON source's columns: the order its keys first appear in the file, as DuckDB's
-//! `read_json` gives them. arrow-json infers the types but reads each object through
-//! `serde_json`'s map, which sorts the keys, so its columns come out alphabetical.
+//! The keys of a JSON source's lines: the order of its columns, the order its keys first appear
+//! in the file, as DuckDB's `read_json` gives them (arrow-json infers the types but reads each
+//! object through `serde_json`'s map, which sorts the keys, so its columns came out
+//! alphabetical); and the first key that changes JSON type, which Arrow's reader cannot read.
 
 use std::sync::Arc;
 
@@ -71,4 +72,50 @@ mod tests {
             b"{\"zeta\": 1, \"alpha\": {\"z\": 1, \"a\": 2}, \"mid\": [1]}\n{\"extra\": true, \"zeta\": 2}\n{\"cut";
         assert_eq!(key_order(text), ["zeta", "alpha", "mid", "extra"]);
     }
+}
+
+/// For a local JSON file (`file://…`): the first line where a key holds another JSON type than
+/// where it first appeared, and what to do. Arrow's JSON reader reads a key as one type: a text
+/// column does not take a number (the advice was `schema: { key: varchar }`, which failed the
+/// same way), and an object or an array does not mix with anything else.
+pub fn type_change(file: &str) -> Option<String> {
+    let path = std::path::Path::new(file.strip_prefix("file://")?);
+    let text = std::fs::read_to_string(path).ok()?;
+    let kind = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    };
+    let mut first: std::collections::BTreeMap<String, (&str, usize)> = Default::default();
+    for (i, line) in text.lines().enumerate() {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        for (key, value) in &map {
+            let k = kind(value);
+            if k == "null" {
+                continue;
+            }
+            match first.get(key) {
+                Some((was, at)) if *was != k => {
+                    let scalars = [k, *was].iter().all(|t| !matches!(*t, "an array" | "an object"));
+                    let fix = match scalars {
+                        true => "quote its values so every line holds a string (a text column takes \"5\", not 5)",
+                        false => "write it as one type on every line",
+                    };
+                    return Some(format!(
+                        "line {}: key `{key}` holds {k}, but {was} on line {at}; dfpipe reads a JSON key as one \
+                         type: {fix}",
+                        i + 1
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    first.insert(key.clone(), (k, i + 1));
+                }
+            }
+        }
+    }
+    None
 }

@@ -260,6 +260,19 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
                 Ok(schema) if !schema.fields().is_empty() => Arc::new(schema),
                 Ok(_) => return Err(fail(format!("cannot read it as {}: {}", source.format.name(), df_message(&e)))),
                 Err(why) => {
+                    // A key that changes JSON type between lines: say where, not that the file
+                    // may be one array.
+                    if source.format == Format::Json {
+                        let root = url.object_store();
+                        let change = nonempty.iter().find_map(|f| {
+                            let file = format!("{}{}", root.as_str(), f.location);
+                            crate::engine::json_keys::type_change(&file).map(|c| (file, c))
+                        });
+                        if let Some((file, change)) = change {
+                            let shown = file.strip_prefix("file://").unwrap_or(&file);
+                            return Err(fail(format!("cannot read it as json: {shown}: {change}")));
+                        }
+                    }
                     let hint = match source.format {
                         Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
                         Format::Csv => " (check `delimiter`, `header` and `quote` in the source's options)",
