@@ -188,6 +188,20 @@ fn a_json_array_file_gets_a_hint() {
     let err = stderr(&out);
     assert!(err.contains("error: source `rows` (rows.json): cannot read it as json: "), "{err}");
     assert!(err.ends_with("(dfpipe reads newline-delimited JSON: one object per line, not one array)\n"), "{err}");
+    // A file saved with a byte order mark is not one array: it is named with what to do.
+    p.write("rows.json", "\u{feff}{\"a\": 1}\n{\"a\": 2}\n");
+    let out = p.dfpipe(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let file = p.file("rows.json").canonicalize().unwrap();
+    assert!(
+        err.contains(&format!(
+            "error: source `rows` (rows.json): cannot read it as json: {} starts with a UTF-8 byte order mark, which \
+             the JSON reader does not take; save it as UTF-8 without one\n",
+            file.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -260,10 +260,21 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
                 Ok(schema) if !schema.fields().is_empty() => Arc::new(schema),
                 Ok(_) => return Err(fail(format!("cannot read it as {}: {}", source.format.name(), df_message(&e)))),
                 Err(why) => {
-                    // A key that changes JSON type between lines: say where, not that the file
-                    // may be one array.
-                    if source.format == Format::Json {
+                    // A byte order mark, or a key that changes JSON type between lines: say so,
+                    // not that the file may be one array.
+                    if (&source.format, compression) == (&Format::Json, FileCompressionType::UNCOMPRESSED) {
                         let root = url.object_store();
+                        for f in &nonempty {
+                            let head = object_store::ObjectStoreExt::get_range(&store, &f.location, 0..f.size.min(3));
+                            if head.await.is_ok_and(|h| h.as_ref() == b"\xEF\xBB\xBF") {
+                                let file = format!("{}{}", root.as_str(), f.location);
+                                return Err(fail(format!(
+                                    "cannot read it as json: {} starts with a UTF-8 byte order mark, which the \
+                                     JSON reader does not take; save it as UTF-8 without one",
+                                    file.strip_prefix("file://").unwrap_or(&file)
+                                )));
+                            }
+                        }
                         let change = nonempty.iter().find_map(|f| {
                             let file = format!("{}{}", root.as_str(), f.location);
                             crate::engine::json_keys::type_change(&file).map(|c| (file, c))
