@@ -62,18 +62,6 @@ impl<'de> Visitor<'de> for KeysInOrder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_come_in_the_order_they_first_appear() {
-        let text =
-            b"{\"zeta\": 1, \"alpha\": {\"z\": 1, \"a\": 2}, \"mid\": [1]}\n{\"extra\": true, \"zeta\": 2}\n{\"cut";
-        assert_eq!(key_order(text), ["zeta", "alpha", "mid", "extra"]);
-    }
-}
-
 /// For a local JSON file (`file://…`): the first line where a key holds another JSON type than
 /// where it first appeared, and what to do. Arrow's JSON reader reads a key as one type: a text
 /// column does not take a number (the advice was `schema: { key: varchar }`, which failed the
@@ -118,4 +106,16 @@ pub fn type_change(file: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_in_the_order_they_first_appear() {
+        let text =
+            b"{\"zeta\": 1, \"alpha\": {\"z\": 1, \"a\": 2}, \"mid\": [1]}\n{\"extra\": true, \"zeta\": 2}\n{\"cut";
+        assert_eq!(key_order(text), ["zeta", "alpha", "mid", "extra"]);
+    }
 }
