@@ -37,6 +37,7 @@ fn clean_options_compile_into_the_sources_view() {
         "{}",
         stdout(&plan)
     );
+    assert!(!stderr(&plan).contains("changes nothing"), "{}", stderr(&plan));
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(
         one(p.duckdb(
@@ -47,6 +48,24 @@ fn clean_options_compile_into_the_sources_view() {
     assert_eq!(
         p.duckdb("SELECT concat_ws(' | ', order_id, customer_name, order_date, shipped_at, amount, qty) FROM m ORDER BY order_id"),
         [["1 | Ann | 2024-01-13 | 2024-01-14 10:30:00 | 12.50 | 5"], ["2 | Bob | 2024-03-02 | 2024-03-04 08:00:00 | 7.13 | 7"]]
+    );
+}
+
+#[test]
+fn decimals_that_change_nothing_say_so() {
+    // Amounts written with a decimal comma are read as text, which `decimals` does not touch:
+    // the table got text without a word.
+    let p = project("{ decimals: 2 }");
+    p.write("orders.csv", "Order ID,Amount\n1,\"12,50\"\n2,\"7,13\"\n");
+    let out = p.dfpipe(&["run"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains(
+            "source `orders`: clean.decimals: 2 changes nothing: no column is read as a float (text: Amount); a text \
+             column of numbers is cast with clean.casts (e.g. { price: 'DECIMAL(12, 2)' }) once its values are plain numbers"
+        ),
+        "{}",
+        stderr(&out)
     );
 }
 
