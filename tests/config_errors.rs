@@ -307,10 +307,17 @@ fn a_connection_string_that_does_not_read_is_a_config_error_naming_its_option() 
     let tail = "(check it against libpq's forms, postgres://user@host:5432/dbname with options after `?`, or \
                 host=... port=... dbname=...; it is not shown because it may hold a password)";
     for (dsn, why) in [
-        ("postgres://someone:hunter2@localhost/db?foo=bar", ": unknown option `foo` "),
-        ("postgres://someone:hunter2@localhost:99999/db", ": invalid value for option `port` "),
-        ("host=localhost password=hunter2 keepalives=maybe", ": invalid value for option `keepalives` "),
+        ("postgres://someone:hunter2@localhost/db?foo=bar", ": it has an option libpq does not know "),
+        ("postgres://someone:hunter2@localhost:99999/db", ": the value of option `port` does not read "),
+        ("host=localhost password=hunter2 keepalives=maybe", ": the value of option `keepalives` does not read "),
         ("host=localhost password=hunter2 port", " "),
+        (
+            "postgres://someone@localhost/db?service=prod",
+            ": libpq's option `service` is not one dfpipe takes (leave it out) ",
+        ),
+        // Never the tail of a password, taken for an option (a space in it, or a `&` in a URL's).
+        ("host=localhost password=hunter2 horse=battery", ": it has an option libpq does not know "),
+        ("postgres://someone@localhost/db?password=hunter2&battery=staple", ": it has an option libpq does not know "),
     ] {
         let p = project(&format!(
             "name: t\nconnections:\n  pg: {{ kind: postgres, dsn: \"{dsn}\" }}\noutputs:\n  - model: m\n    to: pg\n"
@@ -319,8 +326,29 @@ fn a_connection_string_that_does_not_read_is_a_config_error_naming_its_option() 
         for command in ["plan", "run"] {
             let out = p.dfpipe(&[command]);
             assert_error(&out, 2, &message);
-            assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+            for secret in ["hunter2", "battery", "staple"] {
+                assert!(!stderr(&out).contains(secret), "{}", stderr(&out));
+            }
         }
+    }
+}
+
+#[test]
+fn a_type_name_a_source_schema_cannot_read_is_a_config_error() {
+    // It exited 1, as a failed source; a type name is the config's, and plan catches it.
+    let p = project("name: t\nsources:\n  raw: { path: raw.csv, schema: { u: NOTATYPE } }\noutputs:\n  - model: m\n");
+    p.write("raw.csv", "u\n1\n");
+    p.write("sql/m.sql", "SELECT u FROM raw\n");
+    for command in ["plan", "run"] {
+        let out = p.dfpipe(&[command]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(
+                "error: source `raw` (raw.csv): schema: column `u`: `NOTATYPE` is not a SQL type DataFusion knows"
+            ),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 

@@ -73,7 +73,7 @@ fn a_json_key_that_changes_type_is_named_with_its_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains(
-            "line 1501: key `tag` holds a number, but a string on line 1; dfpipe reads a JSON key as one type: quote its values so every line holds a string (a text column takes \"5\", not 5)"
+            "line 1501: key `tag` holds a number, but a string on line 1; dfpipe reads a JSON key as one type: write its values as one type: all numbers if it is a number (\"5\" reads as one), or all strings if it is text (quote the numbers: a text column takes \"5\", not 5)"
         ),
         "{}",
         stderr(&out)

@@ -89,7 +89,10 @@ pub fn type_change(file: &str) -> Option<String> {
                 Some((was, at)) if *was != k => {
                     let scalars = [k, *was].iter().all(|t| !matches!(*t, "an array" | "an object"));
                     let fix = match scalars {
-                        true => "quote its values so every line holds a string (a text column takes \"5\", not 5)",
+                        true => {
+                            "write its values as one type: all numbers if it is a number (\"5\" reads as one), \
+                             or all strings if it is text (quote the numbers: a text column takes \"5\", not 5)"
+                        }
                         false => "write it as one type on every line",
                     };
                     return Some(format!(

@@ -494,9 +494,10 @@ async fn apply_schema_overrides(ctx: &SessionContext, source: &SourceConfig, inf
                 ),
             ));
         };
-        let data_type = sql_type_to_arrow(ctx, sql_type)
-            .await
-            .map_err(|msg| source_error(source, &format!("schema: column `{column}`: {msg}")))?;
+        // A type name that does not read is the config's error (exit 2), as any other.
+        let data_type = sql_type_to_arrow(ctx, sql_type).await.map_err(|msg| {
+            Error::Config(format!("source `{}` ({}): schema: column `{column}`: {msg}", source.name, source.path))
+        })?;
         *field = Field::new(column, data_type, true);
     }
     Ok(Arc::new(Schema::new_with_metadata(fields, inferred.metadata().clone())))

@@ -147,12 +147,68 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
     Ok(Settings { config, mode: tls.mode, tls: tls.connector()? })
 }
 
-/// Why a connection string does not read, without any of its text but an option's name: an
-/// unknown option or a value that does not read names its option (`port`, `sslmode`, …).
+/// libpq's connection keywords: the only option names a message may show (an unknown "option"
+/// can be the tail of a password with a space in it, or after a `&` in a URL's password).
+const LIBPQ_KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "requiressl",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+];
+
+/// Why a connection string does not read, without any of its text but a libpq keyword: an
+/// option of libpq's that dfpipe's driver does not take, or one whose value does not read, is
+/// named; a name libpq does not know is not (it may be part of a password).
 fn unreadable_dsn(e: &tokio_postgres::Error) -> String {
     let cause = std::error::Error::source(e).map(ToString::to_string).unwrap_or_default();
-    let named = cause.starts_with("unknown option `") || cause.starts_with("invalid value for option `");
-    let why = if named { format!(": {cause}") } else { String::new() };
+    let quoted = |prefix: &str| {
+        let name = cause.strip_prefix(prefix)?.strip_suffix('`')?;
+        Some(name.to_string()).filter(|n| LIBPQ_KEYWORDS.contains(&n.as_str()))
+    };
+    let why = match (quoted("unknown option `"), quoted("invalid value for option `")) {
+        (Some(name), _) => format!(": libpq's option `{name}` is not one dfpipe takes (leave it out)"),
+        (None, Some(name)) => format!(": the value of option `{name}` does not read"),
+        _ if cause.starts_with("unknown option `") => ": it has an option libpq does not know".to_string(),
+        _ => String::new(),
+    };
     format!(
         "the PostgreSQL connection string is not valid{why} (check it against libpq's forms, \
          postgres://user@host:5432/dbname with options after `?`, or host=... port=... dbname=...; it is not shown \
