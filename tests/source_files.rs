@@ -448,6 +448,27 @@ fn json_fractions_in_integer_columns_round_instead_of_being_cut() {
             ["5", "NULL", "2", "INTEGER", "BIGINT"]
         ]
     );
+    // Inside structs and lists too (they were still cut: {x: 2.7} read {x: 2}, [0.5] read [0]).
+    let nested = project(
+        "path: data/n.json, options: { schema_infer_max_records: 1 }",
+        &[(
+            "data/n.json",
+            "{\"id\": 1, \"st\": {\"x\": 1, \"d\": {\"y\": 4}}, \"arr\": [1, 2]}\n\
+             {\"id\": 2, \"st\": {\"x\": 2.7, \"d\": {\"y\": 4.5}}, \"arr\": [2.7, -2.7]}\n\
+             {\"id\": 3, \"st\": {\"x\": -2.5, \"d\": null}, \"arr\": [0.5, null]}\n",
+        )],
+    );
+    assert_success(&nested.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        nested.duckdb("SELECT id::VARCHAR, st::VARCHAR, arr::VARCHAR, typeof(st), typeof(arr) FROM m ORDER BY id"),
+        [
+            // (A struct's fields come in Arrow's inferred order, by name, not the file's.)
+            ["1", "{'d': {'y': 4}, 'x': 1}", "[1, 2]", "STRUCT(d STRUCT(y BIGINT), x BIGINT)", "BIGINT[]"],
+            ["2", "{'d': {'y': 5}, 'x': 3}", "[3, -3]", "STRUCT(d STRUCT(y BIGINT), x BIGINT)", "BIGINT[]"],
+            ["3", "{'d': NULL, 'x': -3}", "[1, NULL]", "STRUCT(d STRUCT(y BIGINT), x BIGINT)", "BIGINT[]"]
+        ]
+    );
+
     // A value the integer cannot hold fails, naming its file and column; the table keeps its rows.
     p.write("data/t.json", "{\"id\": 6, \"q\": 3000000000.2, \"n\": 1}\n");
     let out = p.dfpipe(&["run", "-q"]);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::FileFormat;
@@ -359,17 +359,19 @@ fn reread(
             (with_types(&|_| DataType::Utf8), types)
         }
         Format::Json => {
+            // Inside structs and lists too: their numbers go through the same reader.
+            let wider = |t: &DataType| number_leaves(t, &|leaf| Some(wider_decimal(leaf)));
             let types: BTreeMap<String, DataType> = schema
                 .fields()
                 .iter()
                 .map(|f| (f.name().clone(), type_of(f)))
-                .filter(|(_, t)| is_decimal(t) || t.is_integer())
+                .filter(|(_, t)| wider(t).is_some())
                 .collect();
             if types.is_empty() {
                 return (schema.clone(), types);
             }
             let file_schema = with_types(&|f| match types.get(f.name()) {
-                Some(t) => wider_decimal(t),
+                Some(t) => wider(t).unwrap_or_else(|| t.clone()),
                 None => f.data_type().clone(),
             });
             (file_schema, types)
@@ -391,6 +393,28 @@ fn wider_decimal(t: &DataType) -> DataType {
         _ => 0,
     };
     DataType::Decimal256(76, scale.saturating_add(1).min(76))
+}
+
+/// `t` with each integer or decimal in it (itself, or a field of a struct or the item of a list,
+/// at any depth) replaced by what `leaf` gives it; None when `t` holds no such number or `leaf`
+/// keeps them all.
+fn number_leaves(t: &DataType, leaf: &dyn Fn(&DataType) -> Option<DataType>) -> Option<DataType> {
+    let field = |f: &FieldRef| {
+        number_leaves(f.data_type(), leaf).map(|t| Arc::new(f.as_ref().clone().with_data_type(t).with_nullable(true)))
+    };
+    match t {
+        t if t.is_integer() || is_decimal(t) => leaf(t),
+        DataType::Struct(fields) => {
+            let mapped: Vec<Option<FieldRef>> = fields.iter().map(field).collect();
+            mapped.iter().any(Option::is_some).then(|| {
+                let fields = mapped.into_iter().zip(fields.iter()).map(|(new, old)| new.unwrap_or_else(|| old.clone()));
+                DataType::Struct(fields.collect())
+            })
+        }
+        DataType::List(item) => field(item).map(DataType::List),
+        DataType::LargeList(item) => field(item).map(DataType::LargeList),
+        _ => None,
+    }
 }
 
 fn is_decimal(t: &DataType) -> bool {
@@ -462,9 +486,14 @@ fn typed_view(
                 t if is_decimal(t) && f.data_type() == &DataType::Utf8 => {
                     cast(crate::engine::plain_decimal::call(text, t), t.clone())
                 }
-                // A decimal read for an integer column is rounded first: Arrow's cast cuts the fraction.
-                t if t.is_integer() && is_decimal(f.data_type()) => {
-                    cast(cast(text, DataType::Decimal256(76, 0)), t.clone())
+                // JSON numbers read as wider decimals (see `reread`): an integer is rounded to a
+                // decimal of no scale first, as Arrow's cast to an integer cuts the fraction.
+                t if f.data_type() != &DataType::Utf8 && f.data_type() != t => {
+                    let whole = |leaf: &DataType| leaf.is_integer().then_some(DataType::Decimal256(76, 0));
+                    match number_leaves(t, &whole) {
+                        Some(rounded) => cast(cast(text, rounded), t.clone()),
+                        None => cast(text, t.clone()),
+                    }
                 }
                 _ => cast(text, data_type.clone()),
             };
