@@ -31,11 +31,10 @@ pub async fn prepare(config: Config, select: &SelectArgs) -> Result<Pipeline> {
     Pipeline::prepare(project, &selection).await
 }
 
-/// Before anything runs: each PostgreSQL target's connection string reads (its variables are
-/// set, its options known, its port a number), so a typo is a config error that `plan` names
-/// too, not a failed target after the work.
+/// Before anything runs: each selected PostgreSQL target's connection string reads (its
+/// variables are set, its options known, its port a number), so a typo is a config error that
+/// `plan` names too, not a failed target after the work. Commands that never connect skip it.
 fn check_connections(pipeline: &Pipeline) -> Result<()> {
-    pipeline.check_connections()?;
     for output in &pipeline.outputs {
         if let crate::config::Target::Postgres { connection, dsn, .. } = &output.target {
             let dsn = dsn.as_ref().map(crate::config::Secret::expose).transpose().map_err(Error::Config)?;

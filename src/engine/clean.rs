@@ -144,18 +144,17 @@ pub async fn view_sql(
         }
     }
     let is_float = |t: &DataType| matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64);
+    let is_text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     // A CSV or JSON float it makes decimal is read as DECIMAL(38, scale) before this view.
-    let touched = |t: &DataType| is_float(t) || clean.decimals.is_some_and(|s| t == &DataType::Decimal128(38, s as i8));
     if let Some(scale) = clean.decimals
-        && !schema.fields().iter().any(|f| touched(f.data_type()))
-    {
-        // Numbers written with a comma or a currency sign are read as text, which it does not touch.
-        let text: Vec<&str> = schema
+        && !schema
             .fields()
             .iter()
-            .filter(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
-            .map(|f| f.name().as_str())
-            .collect();
+            .any(|f| is_float(f.data_type()) || f.data_type() == &DataType::Decimal128(38, scale as i8))
+    {
+        // Numbers written with a comma or a currency sign are read as text, which it does not touch.
+        let text: Vec<&str> =
+            schema.fields().iter().filter(|f| is_text(f.data_type())).map(|f| f.name().as_str()).collect();
         tracing::warn!(
             "source `{source}`: clean.decimals: {scale} changes nothing: no column is read as a float{}; \
              a text column of numbers is cast with clean.casts (e.g. {{ price: 'DECIMAL(12, {scale})' }}) \
@@ -173,7 +172,7 @@ pub async fn view_sql(
         let column = quote(name);
         let cast_to = clean.casts.iter().find(|(c, _)| c == name).map(|(_, t)| t);
         let wants_date = clean.auto_dates || clean.dates.contains(name);
-        let is_text = matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        let is_text = is_text(field.data_type());
         let is_float = is_float(field.data_type());
         let expr = if let Some(t) = cast_to {
             // A float cast to an integer is rounded, halves to even, as DuckDB and PostgreSQL cast

@@ -133,17 +133,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Refuses a selected output whose connection's DSN lacks a variable (commands that write
-    /// or plan to; the others never connect).
-    pub fn check_connections(&self) -> Result<()> {
-        for output in &self.outputs {
-            if let Target::Postgres { dsn: Some(dsn), .. } = &output.target {
-                dsn.expose().map_err(Error::Config)?;
-            }
-        }
-        Ok(())
-    }
-
     /// With a cluster: refuses sources its executors cannot read, then checks the scheduler
     /// answers (within a bounded time). Nothing has run when this fails.
     pub async fn check_cluster(&self) -> Result<()> {

@@ -262,27 +262,10 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
                 Err(why) => {
                     // A byte order mark, or a key that changes JSON type between lines: say so,
                     // not that the file may be one array.
-                    if (&source.format, compression) == (&Format::Json, FileCompressionType::UNCOMPRESSED) {
-                        let root = url.object_store();
-                        for f in &nonempty {
-                            let head = object_store::ObjectStoreExt::get_range(&store, &f.location, 0..f.size.min(3));
-                            if head.await.is_ok_and(|h| h.as_ref() == b"\xEF\xBB\xBF") {
-                                let file = format!("{}{}", root.as_str(), f.location);
-                                return Err(fail(format!(
-                                    "cannot read it as json: {} starts with a UTF-8 byte order mark, which the \
-                                     JSON reader does not take; save it as UTF-8 without one",
-                                    file.strip_prefix("file://").unwrap_or(&file)
-                                )));
-                            }
-                        }
-                        let change = nonempty.iter().find_map(|f| {
-                            let file = format!("{}{}", root.as_str(), f.location);
-                            crate::engine::json_keys::type_change(&file).map(|c| (file, c))
-                        });
-                        if let Some((file, change)) = change {
-                            let shown = file.strip_prefix("file://").unwrap_or(&file);
-                            return Err(fail(format!("cannot read it as json: {shown}: {change}")));
-                        }
+                    if (&source.format, compression) == (&Format::Json, FileCompressionType::UNCOMPRESSED)
+                        && let Some(why) = json_unreadable(&store, &url.object_store(), &nonempty).await
+                    {
+                        return Err(fail(format!("cannot read it as json: {why}")));
                     }
                     let hint = match source.format {
                         Format::Json => " (dfpipe reads newline-delimited JSON: one object per line, not one array)",
@@ -317,6 +300,33 @@ pub(crate) async fn listing_table(ctx: &SessionContext, source: &SourceConfig) -
     }
     let null_regex = source.options.null_regex.as_deref().filter(|_| matches!(source.format, Format::Csv));
     typed_view(table, &typed, null_regex, &escaped).map_err(|e| fail(df_message(&e)))
+}
+
+/// Why the uncompressed JSON `files` (in the store at `root`) do not read, when it is one dfpipe
+/// can name: a file that starts with a UTF-8 byte order mark (Arrow's reader does not skip it;
+/// its CSV reader does), else a key that changes JSON type ([`crate::engine::json_keys::type_change`],
+/// local files only).
+async fn json_unreadable(
+    store: &Arc<dyn object_store::ObjectStore>,
+    root: &datafusion::execution::object_store::ObjectStoreUrl,
+    files: &[object_store::ObjectMeta],
+) -> Option<String> {
+    let url = |f: &object_store::ObjectMeta| format!("{}{}", root.as_str(), f.location);
+    let shown = |url: &str| url.strip_prefix("file://").unwrap_or(url).to_string();
+    for f in files {
+        let head = object_store::ObjectStoreExt::get_range(store, &f.location, 0..f.size.min(3)).await;
+        if head.is_ok_and(|h| h.as_ref() == b"\xEF\xBB\xBF") {
+            return Some(format!(
+                "{} starts with a UTF-8 byte order mark, which the JSON reader does not take; save it as UTF-8 \
+                 without one",
+                shown(&url(f))
+            ));
+        }
+    }
+    files.iter().find_map(|f| {
+        let url = url(f);
+        crate::engine::json_keys::type_change(&url).map(|change| format!("{}: {change}", shown(&url)))
+    })
 }
 
 /// The schema DataFusion's reader is given for the files of `source` (of `schema`), and the
