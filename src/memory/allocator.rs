@@ -61,3 +61,23 @@ pub fn reuse_duckdb_blocks() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, DUCKDB_MMAP_THRESHOLD);
     }
 }
+
+/// Hands the pages of freed heap blocks back to the system (glibc's `malloc_trim`) when the
+/// heap holds more than `free_bytes` freed; a no-op elsewhere. Blocks below the mmap threshold
+/// are freed into the heap, and where a live block sits above them the heap cannot shrink: a
+/// sort that frees a run's worth of small batches at once, while the other partitions' batches
+/// stay, left its heap holding what it freed (lineitem SF10 under 512 MiB: 474 MB anonymous with
+/// a 327 MiB pool, 635 MB at the peak). Trimming once a run's blocks are freed costs system time
+/// (the next run faults them in again: 35 s of system CPU instead of 17–26), so the sort trims
+/// when its buffer is full, before it spills.
+pub fn trim_above(free_bytes: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallinfo2 and malloc_trim take each arena's lock; they free nothing in use.
+    unsafe {
+        if libc::mallinfo2().fordblks > free_bytes {
+            libc::malloc_trim(0);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = free_bytes;
+}

@@ -2,7 +2,8 @@
 //! margin, `--memory-limit`), the decoded size each target will read ([`estimate`]), and the
 //! strategy each target runs with and the DataFusion settings it maps to ([`strategy`]); under a
 //! fixed limit, how it is split between the process, the writer and the pool ([`accounting`]);
-//! the allocator's tuning that makes the split hold ([`allocator`]), each sort partition's share
+//! the allocator's tuning that makes the split hold ([`allocator`]), the external sort that
+//! replaces DataFusion's for sorts into one partition ([`external_sort`]), each sort partition's share
 //! of the pool ([`sort_share`]), the compaction of string views before a sort buffers them and
 //! after it emits them, so the pool counts what is held ([`compact_views`]), the room a sort
 //! leaves for the merge that spills it ([`merge_room`]), the pass-through node both put beside
@@ -19,6 +20,7 @@ pub mod budget;
 pub mod code_pages;
 pub mod compact_views;
 pub mod estimate;
+pub mod external_sort;
 pub mod footer_cache;
 pub mod merge_room;
 pub mod sort_share;

@@ -44,6 +44,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use super::MemoryBudget;
 use super::accounting::{Accounting, MIN_POOL};
 use super::compact_views::CompactViewsAroundSorts;
+use super::external_sort::ExternalSorts;
 use super::footer_cache::FooterCache;
 use super::merge_room::{MeasureKeysBeforeSort, MergeRoom};
 use super::sort_share::SortSharePool;
@@ -273,6 +274,7 @@ impl ExecSettings {
             // long as its share of the pool holds (see the module), and leaves the merge that
             // spills them the room its keys need.
             state = state
+                .with_physical_optimizer_rule(Arc::new(ExternalSorts))
                 .with_physical_optimizer_rule(Arc::new(SortMergeJoins))
                 .with_physical_optimizer_rule(Arc::new(CompactViewsAroundSorts))
                 .with_physical_optimizer_rule(Arc::new(MeasureKeysBeforeSort::new(room)));

@@ -1,0 +1,353 @@
+//! A sort's runs: each input partition's batches buffered until its reservation is refused, then
+//! sorted at once by their keys' row encoding and written to a spill file as one sorted run.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanBufferBuilder, ByteView, GenericByteViewArray, MAX_INLINE_VIEW_LEN, RecordBatch,
+    RecordBatchOptions,
+};
+use datafusion::arrow::buffer::{Buffer as ArrowBuffer, NullBuffer, ScalarBuffer};
+use datafusion::arrow::compute::interleave;
+use datafusion::arrow::datatypes::{BinaryViewType, ByteViewType, DataType, SchemaRef, StringViewType};
+use datafusion::arrow::ipc::CompressionType;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::utils::memory::get_record_batch_memory_size;
+use datafusion::error::Result;
+use datafusion::execution::disk_manager::{DiskManager, RefCountedTempFile};
+use datafusion::execution::memory_pool::MemoryReservation;
+use datafusion::physical_expr::LexOrdering;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+
+use crate::memory::allocator::trim_above;
+use crate::memory::compact_views::compact;
+
+/// One row of a buffer in the index it is sorted through: its key's prefix, its batch and row.
+type Entry = (u128, u32, u32);
+
+/// Bytes of one [`Entry`].
+const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
+
+/// The in-memory size a spilled run's batches aim at: the final merge holds one batch of every
+/// run (and the one before it until its rows are emitted), so smaller batches let more runs be
+/// merged in one pass; much smaller ones cost the IPC writer and LZ4 a frame per buffer.
+const SPILL_BATCH_BYTES: usize = 256 << 10;
+
+/// What a partition's buffer leaves free in its share of the pool: spilling allocates beside the
+/// buffer (the batch being written, its LZ4 frames, the heap's fragments).
+const SPILL_ROOM_BYTES: usize = 16 << 20;
+
+/// The freed bytes the heap may hold after a spill before its pages are handed back
+/// ([`trim_above`]): a fraction of what the accounting's slack and the writer's share (idle
+/// while runs are sorted) leave outside the pool.
+pub const HEAP_FREE_BYTES: usize = 32 << 20;
+
+/// The sort's keys and their row encoding, in which byte order is the sort's order.
+#[derive(Debug)]
+pub struct SortKeys {
+    ordering: LexOrdering,
+    converter: RowConverter,
+}
+
+impl SortKeys {
+    /// The keys of `ordering` over rows of `schema`; an error when the row format cannot encode
+    /// one of them.
+    pub fn new(ordering: &LexOrdering, schema: &SchemaRef) -> Result<SortKeys> {
+        let fields = ordering
+            .iter()
+            .map(|e| Ok(SortField::new_with_options(e.expr.data_type(schema)?, e.options)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SortKeys { ordering: ordering.clone(), converter: RowConverter::new(fields)? })
+    }
+
+    /// Whether the row format can encode every key of `ordering` over `schema`.
+    pub fn supported(ordering: &LexOrdering, schema: &SchemaRef) -> bool {
+        let fields: Option<Vec<SortField>> = ordering
+            .iter()
+            .map(|e| Some(SortField::new_with_options(e.expr.data_type(schema).ok()?, e.options)))
+            .collect();
+        fields.is_some_and(|f| RowConverter::supports_fields(&f))
+    }
+
+    /// The row encoding of `batch`'s keys.
+    pub fn rows(&self, batch: &RecordBatch) -> Result<Rows> {
+        let keys = self
+            .ordering
+            .iter()
+            .map(|e| e.expr.evaluate(batch)?.into_array(batch.num_rows()))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        Ok(self.converter.convert_columns(&keys)?)
+    }
+}
+
+/// A sorted run: in memory (the whole input of a partition that never filled its reservation)
+/// or in a spill file.
+pub enum Run {
+    /// Buffered batches and the order their rows are emitted in; holds their reservation.
+    Memory(SortedBuffer),
+    /// A spill file of sorted batches.
+    File(SpilledRun),
+}
+
+/// A spill file holding one sorted run.
+pub struct SpilledRun {
+    file: RefCountedTempFile,
+    /// The in-memory size of its largest batch.
+    pub max_batch_bytes: usize,
+    /// The rows of its largest batch.
+    pub batch_rows: usize,
+}
+
+impl SpilledRun {
+    /// Reads the run's batches back, in order; the file is removed when the reader is dropped.
+    pub fn read(self) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send>> {
+        let reader = BufReader::new(File::open(self.file.path())?);
+        // SAFETY: the file was written by `write_run` in this process, from arrays that were
+        // valid, so the reader need not check them again (DataFusion reads its spills so too).
+        let reader = unsafe { StreamReader::try_new(reader, None)?.with_skip_validation(true) };
+        let file = self.file;
+        Ok(Box::new(reader.map(move |batch| {
+            let _ = &file;
+            Ok(batch?)
+        })))
+    }
+}
+
+/// Batches of one partition waiting to be sorted, with their keys.
+#[derive(Default)]
+struct Buffer {
+    batches: Vec<RecordBatch>,
+    keys: Vec<Rows>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl Buffer {
+    /// The buffer's rows as (key prefix, batch, row) in the sort's order: by a 16-byte prefix of
+    /// each row's key, then, where prefixes tie, by the whole key.
+    fn sorted_order(&self) -> Vec<Entry> {
+        let mut entries: Vec<Entry> = Vec::with_capacity(self.rows);
+        for (b, keys) in self.keys.iter().enumerate() {
+            for r in 0..keys.num_rows() {
+                entries.push((prefix(keys.row(r).data()), b as u32, r as u32));
+            }
+        }
+        let keys = &self.keys;
+        entries.sort_unstable_by(|x, y| {
+            x.0.cmp(&y.0).then_with(|| keys[x.1 as usize].row(x.2 as usize).cmp(&keys[y.1 as usize].row(y.2 as usize)))
+        });
+        entries
+    }
+
+    /// Rows per batch of a spill of this buffer: batches of about [`SPILL_BATCH_BYTES`], or an
+    /// eighth of the buffer when that is less (a small pool makes short runs, and must still
+    /// read many of them at once).
+    fn spill_rows(&self) -> usize {
+        let row_bytes = (self.bytes / self.rows.max(1)).max(1);
+        (SPILL_BATCH_BYTES.min(self.bytes / 8) / row_bytes).clamp(64, 1 << 16)
+    }
+}
+
+/// The (batch, row) places of `entries`' rows.
+fn places(entries: &[Entry]) -> Vec<(usize, usize)> {
+    entries.iter().map(|&(_, b, r)| (b as usize, r as usize)).collect()
+}
+
+/// The first 16 bytes of `key`, big-endian, zero-padded: comparing prefixes orders keys as
+/// comparing the keys does, except where the prefixes are equal.
+pub fn prefix(key: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = key.len().min(16);
+    bytes[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(bytes)
+}
+
+/// A partition's buffered batches, sorted: a run whose rows are taken from them as it is read.
+pub struct SortedBuffer {
+    batches: Vec<RecordBatch>,
+    order: Vec<Entry>,
+    spill_rows: usize,
+    /// Holds the batches' memory in the pool until the run is dropped.
+    _reservation: MemoryReservation,
+}
+
+impl SortedBuffer {
+    /// The run's rows in order, in batches of `rows` rows.
+    pub fn read(self, rows: usize) -> impl Iterator<Item = Result<RecordBatch>> + Send {
+        let SortedBuffer { batches, order, _reservation, .. } = self;
+        let schema = batches[0].schema();
+        let mut start = 0;
+        std::iter::from_fn(move || {
+            let _ = &_reservation;
+            let chunk = order.get(start..(start + rows).min(order.len())).filter(|c| !c.is_empty())?;
+            start += chunk.len();
+            let batches: Vec<&RecordBatch> = batches.iter().collect();
+            Some(take_rows(&schema, &batches, &places(chunk)))
+        })
+    }
+
+    /// Writes the run to a spill file and lets go of its memory.
+    pub fn spill(self, disk: &Arc<DiskManager>) -> Result<SpilledRun> {
+        let schema = self.batches[0].schema();
+        let rows = self.spill_rows;
+        write_run(disk, &schema, self.read(rows))
+    }
+}
+
+/// Sorts `input` into runs: its batches are buffered while `reservation` grows to hold them, and
+/// each time the pool refuses, sorted and written to a spill file. A partition that never spilled
+/// comes back as one run in memory, holding its reservation.
+pub async fn sort_partition(
+    mut input: SendableRecordBatchStream,
+    keys: Arc<SortKeys>,
+    reservation: MemoryReservation,
+    disk: Arc<DiskManager>,
+) -> Result<Vec<Run>> {
+    let schema = input.schema();
+    let mut buffer = Buffer::default();
+    let mut runs = Vec::new();
+    while let Some(batch) = input.next().await {
+        let batch = compact(&batch?)?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let rows = keys.rows(&batch)?;
+        let bytes = get_record_batch_memory_size(&batch) + rows.size() + ENTRY_BYTES * batch.num_rows();
+        // Room is left for what spilling allocates beside the buffer.
+        let grown = reservation.try_grow(bytes + SPILL_ROOM_BYTES).map(|()| reservation.shrink(SPILL_ROOM_BYTES));
+        if grown.is_err() {
+            if buffer.rows > 0 {
+                // Freed blocks the heap holds while the buffer is full are lost to fragments:
+                // hand them back now, not once the run's own blocks are freed, which the next
+                // run reuses.
+                trim_above(HEAP_FREE_BYTES);
+                let full = std::mem::take(&mut buffer);
+                runs.push(Run::File(spill_buffer(full, &schema, &disk)?));
+                reservation.free();
+            }
+            // Without the room: a batch that does not fit even so fails with the pool's error.
+            reservation.try_grow(bytes)?;
+        }
+        buffer.rows += batch.num_rows();
+        buffer.bytes += bytes;
+        buffer.batches.push(batch);
+        buffer.keys.push(rows);
+    }
+    if buffer.rows == 0 {
+        return Ok(runs);
+    }
+    if runs.is_empty() {
+        let spill_rows = buffer.spill_rows();
+        let order = buffer.sorted_order();
+        return Ok(vec![Run::Memory(SortedBuffer {
+            batches: buffer.batches,
+            order,
+            spill_rows,
+            _reservation: reservation,
+        })]);
+    }
+    runs.push(Run::File(spill_buffer(buffer, &schema, &disk)?));
+    Ok(runs)
+}
+
+/// Sorts `buffer` and writes it to a spill file.
+fn spill_buffer(buffer: Buffer, schema: &SchemaRef, disk: &Arc<DiskManager>) -> Result<SpilledRun> {
+    let rows = buffer.spill_rows();
+    let order = buffer.sorted_order();
+    let batches: Vec<&RecordBatch> = buffer.batches.iter().collect();
+    let chunks = order.chunks(rows).map(|chunk| take_rows(schema, &batches, &places(chunk)));
+    write_run(disk, schema, chunks)
+}
+
+/// Writes `batches`, a sorted run, to a new LZ4-compressed Arrow IPC spill file.
+pub fn write_run(
+    disk: &Arc<DiskManager>,
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<SpilledRun> {
+    let mut file = disk.create_tmp_file("dfpipe sort run")?;
+    let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+    let mut writer = StreamWriter::try_new_with_options(BufWriter::new(File::create(file.path())?), schema, options)?;
+    let (mut max_batch_bytes, mut batch_rows) = (0, 0);
+    for batch in batches {
+        let batch = batch?;
+        max_batch_bytes = max_batch_bytes.max(get_record_batch_memory_size(&batch));
+        batch_rows = batch_rows.max(batch.num_rows());
+        writer.write(&batch)?;
+    }
+    writer.finish()?;
+    file.update_disk_usage()?;
+    Ok(SpilledRun { file, max_batch_bytes, batch_rows })
+}
+
+/// The rows `indices` ((batch, row) pairs) name, from `batches`, as one batch of `schema`. String
+/// and binary views are copied into buffers of the new batch's own, so that what it holds is
+/// what it uses (views taken as they are would share every source batch's buffers).
+pub fn take_rows(schema: &SchemaRef, batches: &[&RecordBatch], indices: &[(usize, usize)]) -> Result<RecordBatch> {
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            Ok(match schema.field(c).data_type() {
+                DataType::Utf8View => interleave_views::<StringViewType>(&arrays, indices),
+                DataType::BinaryView => interleave_views::<BinaryViewType>(&arrays, indices),
+                _ => interleave(&arrays, indices)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+}
+
+/// A buffer of the views [`interleave_views`] copies holds at most this many bytes (a view's
+/// offset is a `u32`).
+const VIEW_BUFFER_BYTES: usize = 1 << 31;
+
+/// [`interleave`] for views, copying the values longer than a view holds into the new array's own
+/// buffers (views shorter are copied as they are; a null's view is zero).
+fn interleave_views<T: ByteViewType>(arrays: &[&dyn Array], indices: &[(usize, usize)]) -> ArrayRef {
+    let arrays: Vec<&GenericByteViewArray<T>> = arrays.iter().map(|a| a.as_byte_view::<T>()).collect();
+    let any_nulls = arrays.iter().any(|a| a.null_count() > 0);
+    let mut nulls = any_nulls.then(|| BooleanBufferBuilder::new(indices.len()));
+    let mut views: Vec<u128> = Vec::with_capacity(indices.len());
+    let mut buffers: Vec<ArrowBuffer> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    for &(a, i) in indices {
+        let array = arrays[a];
+        if let Some(nulls) = nulls.as_mut() {
+            let valid = array.is_valid(i);
+            nulls.append(valid);
+            if !valid {
+                views.push(0);
+                continue;
+            }
+        }
+        let raw = array.views()[i];
+        let length = raw as u32 as usize;
+        if length <= MAX_INLINE_VIEW_LEN as usize {
+            views.push(raw);
+            continue;
+        }
+        let mut view = ByteView::from(raw);
+        let start = view.offset as usize;
+        let bytes = &array.data_buffers()[view.buffer_index as usize][start..start + length];
+        if data.len() + length > VIEW_BUFFER_BYTES {
+            buffers.push(ArrowBuffer::from_vec(std::mem::take(&mut data)));
+        }
+        view.buffer_index = buffers.len() as u32;
+        view.offset = data.len() as u32;
+        data.extend_from_slice(bytes);
+        views.push(view.as_u128());
+    }
+    if !data.is_empty() {
+        buffers.push(ArrowBuffer::from_vec(data));
+    }
+    let nulls = nulls.map(|mut n| NullBuffer::new(n.finish()));
+    // SAFETY: every view is a source array's valid view, inline as it was or pointing at the
+    // copy of its bytes in `buffers`; a null's view is zero, an empty inline value.
+    Arc::new(unsafe { GenericByteViewArray::<T>::new_unchecked(ScalarBuffer::from(views), buffers, nulls) })
+}
