@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::utils::memory::get_record_batch_memory_size;
 use datafusion::error::Result;
@@ -29,6 +28,7 @@ use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::external_sort::SortKeys;
 use super::sort_steps::{BatchStep, PartitionStep, under_full_sorts};
 
 /// Parts per million: the unit of [`MergeRoom`]'s fraction.
@@ -76,16 +76,9 @@ impl MergeRoom {
 fn measure(batch: &RecordBatch, ordering: &LexOrdering) -> Result<(usize, usize)> {
     let sliced: usize = batch.columns().iter().map(|c| c.to_data().get_slice_memory_size()).sum::<Result<_, _>>()?;
     let reserved = get_record_batch_memory_size(batch) + sliced;
-    let mut fields = Vec::with_capacity(ordering.len());
-    let mut keys = Vec::with_capacity(ordering.len());
-    for expr in ordering.iter() {
-        let key = expr.expr.evaluate(batch)?.into_array(batch.num_rows())?;
-        fields.push(SortField::new_with_options(key.data_type().clone(), expr.options));
-        keys.push(key);
-    }
-    let converter = RowConverter::new(fields)?;
-    let rows = converter.convert_columns(&keys)?;
-    Ok((rows.size() + converter.size(), reserved))
+    let keys = SortKeys::new(ordering, &batch.schema())?;
+    let rows = keys.rows(batch)?;
+    Ok((rows.size() + keys.size(), reserved))
 }
 
 /// The step that passes batches on unchanged and measures the first non-empty one of each

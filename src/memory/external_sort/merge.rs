@@ -11,10 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::Rows;
 use datafusion::error::{DataFusionError, Result};
 
-use super::runs::{SortKeys, prefix, take_rows};
-
-/// A sorted run as the merge reads it.
-pub type RunReader = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+use super::runs::{RunReader, SortKeys, prefix, take_rows};
 
 /// Where a run is: the batch it is in, its keys, the row, and the batch's slot among those the
 /// next output batch takes rows from.
@@ -180,7 +177,7 @@ impl Merge {
     /// The merge's batches, the rows of each chosen on a thread of its own and copied into the
     /// batch on the thread that reads them. A thread that stops without saying it ended (a
     /// panic) fails the reader, never ends it early.
-    pub fn in_two_threads(mut self) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
+    pub fn in_two_threads(mut self) -> RunReader {
         let schema = self.schema.clone();
         let (tx, rx) = sync_channel::<Option<Result<Taken>>>(TAKEN_AHEAD);
         let spawned = thread::Builder::new().name("dfpipe-merge".into()).spawn(move || {

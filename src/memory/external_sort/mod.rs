@@ -31,7 +31,6 @@ mod runs;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::runtime::SpawnedTask;
@@ -47,8 +46,9 @@ use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMerge
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties};
 
-use merge::{Merge, RunReader, read_ahead};
-use runs::{Run, SortKeys, SpilledRun, sort_partition, write_run};
+use merge::{Merge, read_ahead};
+pub use runs::SortKeys;
+use runs::{Run, RunReader, SpilledRun, sort_partition, write_run};
 
 /// Output batches between two checks of what the heap holds freed during the merge.
 const TRIM_EVERY_BATCHES: usize = 256;
@@ -161,7 +161,7 @@ fn merged(
     batch_rows: usize,
     disk: &Arc<DiskManager>,
     mut reservation: MemoryReservation,
-) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send>> {
+) -> Result<RunReader> {
     let on_disk = runs.iter().any(|r| matches!(r, Run::File(_)));
     if !on_disk {
         let readers: Vec<RunReader> = runs
@@ -207,7 +207,7 @@ fn one_pass(
     keys: Arc<SortKeys>,
     mut readers: Vec<RunReader>,
     batch_rows: usize,
-) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send>> {
+) -> Result<RunReader> {
     if readers.len() == 1 {
         return Ok(readers.pop().expect("one"));
     }
@@ -243,7 +243,7 @@ impl ExternalSorts {
             let sort = node.downcast_ref::<SortExec>()?;
             (!sort.preserve_partitioning()).then_some(sort)?
         };
-        if sort.fetch().is_some() || !SortKeys::supported(sort.expr(), &sort.input().schema()) {
+        if sort.fetch().is_some() || SortKeys::new(sort.expr(), &sort.input().schema()).is_err() {
             return None;
         }
         Some(Arc::new(ExternalSortExec::new(sort.input().clone(), sort.expr().clone())))
@@ -272,7 +272,7 @@ impl PhysicalOptimizerRule for ExternalSorts {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{AsArray, Float64Array, Int64Array, StringViewArray};
+    use datafusion::arrow::array::{AsArray, Float64Array, Int64Array, RecordBatch, StringViewArray};
     use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::MemTable;

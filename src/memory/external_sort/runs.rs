@@ -56,7 +56,7 @@ pub struct SortKeys {
 
 impl SortKeys {
     /// The keys of `ordering` over rows of `schema`; an error when the row format cannot encode
-    /// one of them.
+    /// one of them (which is how the rule tells the sorts it leaves to DataFusion).
     pub fn new(ordering: &LexOrdering, schema: &SchemaRef) -> Result<SortKeys> {
         let fields = ordering
             .iter()
@@ -65,13 +65,9 @@ impl SortKeys {
         Ok(SortKeys { ordering: ordering.clone(), converter: RowConverter::new(fields)? })
     }
 
-    /// Whether the row format can encode every key of `ordering` over `schema`.
-    pub fn supported(ordering: &LexOrdering, schema: &SchemaRef) -> bool {
-        let fields: Option<Vec<SortField>> = ordering
-            .iter()
-            .map(|e| Some(SortField::new_with_options(e.expr.data_type(schema).ok()?, e.options)))
-            .collect();
-        fields.is_some_and(|f| RowConverter::supports_fields(&f))
+    /// The bytes the row converter holds (beside the rows it makes).
+    pub fn size(&self) -> usize {
+        self.converter.size()
     }
 
     /// The row encoding of `batch`'s keys.
@@ -84,6 +80,9 @@ impl SortKeys {
         Ok(self.converter.convert_columns(&keys)?)
     }
 }
+
+/// A sorted run as the merge reads it: its batches, in order.
+pub type RunReader = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 /// A sorted run: in memory (the whole input of a partition that never filled its reservation)
 /// or in a spill file.
@@ -105,7 +104,7 @@ pub struct SpilledRun {
 
 impl SpilledRun {
     /// Reads the run's batches back, in order; the file is removed when the reader is dropped.
-    pub fn read(self) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send>> {
+    pub fn read(self) -> Result<RunReader> {
         let reader = BufReader::new(File::open(self.file.path())?);
         // SAFETY: the file was written by `write_run` in this process, from arrays that were
         // valid, so the reader need not check them again (DataFusion reads its spills so too).
