@@ -109,7 +109,11 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
         Some(dsn) => {
             check_userinfo(&dsn)?;
             let (dsn, tls) = TlsOptions::split_dsn(&dsn)?;
-            let config = dsn.parse::<Config>().map_err(|e| unreadable_dsn(&e))?;
+            let (dsn, driverless) = super::dsn_keys::take(&dsn, &DRIVERLESS_KEYS);
+            let mut config = dsn.parse::<Config>().map_err(|e| unreadable_dsn(&e))?;
+            for (key, value) in driverless {
+                apply_driverless(&mut config, &key, &value)?;
+            }
             (config, tls)
         }
         None => {
@@ -145,6 +149,37 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
     }
     config.ssl_mode(tls.mode.negotiation());
     Ok(Settings { config, mode: tls.mode, tls: tls.connector()? })
+}
+
+/// libpq options tokio-postgres does not read, which dfpipe takes itself: they change nothing
+/// it does, or say what it does anyway (see [`apply_driverless`]). DSNs copied from libpq-based
+/// tools (psql, dbt, SQLAlchemy) carry them.
+const DRIVERLESS_KEYS: [&str; 3] = ["client_encoding", "fallback_application_name", "gssencmode"];
+
+/// Applies one of [`DRIVERLESS_KEYS`]: `client_encoding` must be UTF-8, which dfpipe always
+/// speaks; `fallback_application_name` names the session when `application_name` does not;
+/// `gssencmode` may be `disable` or `prefer` (dfpipe has no GSSAPI encryption, and libpq
+/// without it connects as under `disable`), not `require`.
+fn apply_driverless(config: &mut Config, key: &str, value: &str) -> Result<(), String> {
+    let is = |names: &[&str]| names.iter().any(|n| n.eq_ignore_ascii_case(value.trim()));
+    match key {
+        "client_encoding" if is(&["UTF8", "UTF-8", "UNICODE", "auto"]) => Ok(()),
+        "client_encoding" => Err(format!(
+            "client_encoding `{value}` in the PostgreSQL connection string: dfpipe always talks UTF8 to the \
+             server (the server converts to the database's encoding); leave it out or set UTF8"
+        )),
+        "fallback_application_name" => {
+            if config.get_application_name().is_none() {
+                config.application_name(value);
+            }
+            Ok(())
+        }
+        _ if is(&["disable", "prefer"]) => Ok(()),
+        _ => Err(format!(
+            "gssencmode `{value}` in the PostgreSQL connection string: dfpipe does not encrypt with GSSAPI; \
+             use sslmode=require (or verify-full) for an encrypted connection, or gssencmode=prefer"
+        )),
+    }
 }
 
 /// libpq's connection keywords: the only option names a message may show (an unknown "option"
@@ -360,6 +395,29 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libpq_options_the_driver_lacks_are_taken_or_refused_by_name() {
+        let settings = |dsn: &str| config(Some(dsn)).map(|s| s.config);
+        let url = settings(
+            "postgres://u@h/db?gssencmode=disable&client_encoding=utf8&fallback_application_name=psql&sslmode=disable",
+        )
+        .unwrap();
+        assert_eq!((url.get_application_name(), url.get_dbname()), (Some("psql"), Some("db")));
+        let named = settings("host=h application_name=mine fallback_application_name=psql gssencmode=prefer").unwrap();
+        assert_eq!(named.get_application_name(), Some("mine"));
+        assert_eq!(settings("host=h").unwrap().get_application_name(), Some("dfpipe"));
+        assert_eq!(
+            settings("postgres://u:secret@h/db?client_encoding=LATIN1").err().unwrap(),
+            "client_encoding `LATIN1` in the PostgreSQL connection string: dfpipe always talks UTF8 to the server \
+             (the server converts to the database's encoding); leave it out or set UTF8"
+        );
+        let refused = settings("host=h password=secret gssencmode=require").err().unwrap();
+        assert!(
+            refused.starts_with("gssencmode `require` in the PostgreSQL connection string: ")
+                && !refused.contains("secret")
+        );
+    }
 
     #[test]
     fn the_server_is_named_with_its_port_or_postgres_default() {

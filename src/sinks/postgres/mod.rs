@@ -25,6 +25,7 @@
 
 pub mod connect;
 mod copy;
+mod dsn_keys;
 pub mod encode;
 mod evolve;
 mod libpq_env;

@@ -100,11 +100,7 @@ impl TlsOptions {
     /// Takes the TLS keys out of `dsn` (URL or `key=value` form), returning the rest of it and
     /// the options, with `PGSSL*` variables filling what the DSN leaves unset.
     pub fn split_dsn(dsn: &str) -> Result<(String, TlsOptions), String> {
-        let (rest, taken) = if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") {
-            split_url(dsn)
-        } else {
-            split_keywords(dsn)
-        };
+        let (rest, taken) = super::dsn_keys::take(dsn, &KEYS);
         let mut options = TlsOptions::from_env()?;
         for (key, value) in taken {
             options.set(&key, value)?;
@@ -280,84 +276,6 @@ impl ServerCertVerifier for Unchecked {
     }
 }
 
-/// Splits `postgres://…?a=b&sslmode=…` into the URL without the TLS keys and the taken pairs.
-fn split_url(dsn: &str) -> (String, Vec<(String, String)>) {
-    let Some((base, query)) = dsn.split_once('?') else { return (dsn.to_string(), Vec::new()) };
-    let mut kept = Vec::new();
-    let mut taken = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let decoded = url::form_urlencoded::parse(pair.as_bytes()).next();
-        match decoded {
-            Some((key, value)) if KEYS.contains(&key.as_ref()) => taken.push((key.into_owned(), value.into_owned())),
-            _ => kept.push(pair),
-        }
-    }
-    let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
-    (rest, taken)
-}
-
-/// Splits `host=… sslmode='…' …` (libpq's keyword form, values optionally single-quoted with
-/// backslash escapes) into the string without the TLS keys and the taken pairs. A string it
-/// cannot read is returned whole, for tokio-postgres to report.
-fn split_keywords(dsn: &str) -> (String, Vec<(String, String)>) {
-    let chars: Vec<char> = dsn.chars().collect();
-    let mut kept = String::new();
-    let mut taken = Vec::new();
-    let mut i = 0;
-    let skip_space = |i: &mut usize| {
-        while *i < chars.len() && chars[*i].is_whitespace() {
-            *i += 1;
-        }
-    };
-    loop {
-        skip_space(&mut i);
-        if i == chars.len() {
-            return (kept.trim_end().to_string(), taken);
-        }
-        let start = i;
-        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
-            i += 1;
-        }
-        let key: String = chars[start..i].iter().collect();
-        skip_space(&mut i);
-        if i == chars.len() || chars[i] != '=' {
-            return (dsn.to_string(), Vec::new());
-        }
-        i += 1;
-        skip_space(&mut i);
-        let mut value = String::new();
-        let quoted = i < chars.len() && chars[i] == '\'';
-        if quoted {
-            i += 1;
-        }
-        loop {
-            match chars.get(i) {
-                None if quoted => return (dsn.to_string(), Vec::new()),
-                None => break,
-                Some('\'') if quoted => {
-                    i += 1;
-                    break;
-                }
-                Some(c) if c.is_whitespace() && !quoted => break,
-                Some('\\') if i + 1 < chars.len() => {
-                    value.push(chars[i + 1]);
-                    i += 2;
-                }
-                Some(c) => {
-                    value.push(*c);
-                    i += 1;
-                }
-            }
-        }
-        if KEYS.contains(&key.as_str()) {
-            taken.push((key, value));
-        } else {
-            kept.extend(&chars[start..i]);
-            kept.push(' ');
-        }
-    }
-}
-
 /// Makes rustls TLS connections for tokio-postgres.
 #[derive(Clone)]
 pub struct RustlsConnector(Arc<ClientConfig>);
@@ -436,15 +354,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tls_keys_leave_url_and_keyword_dsns() {
-        let (rest, taken) =
-            split_url("postgres://u:p@h:5/db?sslmode=verify-full&application_name=x&sslrootcert=%2Fca.pem");
-        assert_eq!(rest, "postgres://u:p@h:5/db?application_name=x");
-        assert_eq!(taken, [("sslmode".into(), "verify-full".into()), ("sslrootcert".into(), "/ca.pem".into())]);
-        let (rest, taken) = split_keywords("host=h sslmode = require password='a b\\'c' sslrootcert='/my ca.pem'");
-        assert_eq!(rest, "host=h password='a b\\'c'");
-        assert_eq!(taken, [("sslmode".into(), "require".into()), ("sslrootcert".into(), "/my ca.pem".into())]);
-        assert_eq!(split_keywords("host='unterminated").0, "host='unterminated");
+    fn an_unknown_sslmode_is_named_with_the_modes() {
         assert_eq!(
             SslMode::parse("verify_full").unwrap_err(),
             "sslmode `verify_full` is not one of disable, allow, prefer, require, verify-ca, verify-full"
