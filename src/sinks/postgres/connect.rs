@@ -105,16 +105,13 @@ pub struct Settings {
 /// Builds the connection settings. Errors never echo the DSN, which may hold a password.
 pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
     let from_env = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
-    let (mut config, tls) = match dsn.map(str::to_string).or(from_env) {
+    let (mut config, tls, driverless) = match dsn.map(str::to_string).or(from_env) {
         Some(dsn) => {
             check_userinfo(&dsn)?;
             let (dsn, tls) = TlsOptions::split_dsn(&dsn)?;
             let (dsn, driverless) = super::dsn_keys::take(&dsn, &DRIVERLESS_KEYS);
-            let mut config = dsn.parse::<Config>().map_err(|e| unreadable_dsn(&e))?;
-            for (key, value) in driverless {
-                apply_driverless(&mut config, &key, &value)?;
-            }
-            (config, tls)
+            let config = dsn.parse::<Config>().map_err(|e| unreadable_dsn(&e))?;
+            (config, tls, driverless)
         }
         None => {
             let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
@@ -135,10 +132,14 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
                     secs.parse().map_err(|_| format!("PGCONNECT_TIMEOUT `{secs}` is not a number of seconds"))?;
                 c.connect_timeout(Duration::from_secs(secs));
             }
-            (c, TlsOptions::from_env()?)
+            (c, TlsOptions::from_env()?, Vec::new())
         }
     };
     super::libpq_env::fill(&mut config);
+    // After the environment: `PGAPPNAME` comes before `fallback_application_name`, as in libpq.
+    for (key, value) in driverless {
+        apply_driverless(&mut config, &key, &value)?;
+    }
     // A host that never answers must not hang the run (libpq's `connect_timeout` or
     // `PGCONNECT_TIMEOUT` set it; each attempt gets this long).
     if config.get_connect_timeout().is_none() {
@@ -157,7 +158,8 @@ pub fn config(dsn: Option<&str>) -> Result<Settings, String> {
 const DRIVERLESS_KEYS: [&str; 3] = ["client_encoding", "fallback_application_name", "gssencmode"];
 
 /// Applies one of [`DRIVERLESS_KEYS`]: `client_encoding` must be UTF-8, which dfpipe always
-/// speaks; `fallback_application_name` names the session when `application_name` does not;
+/// speaks; `fallback_application_name` names the session when neither `application_name` nor
+/// `PGAPPNAME` does;
 /// `gssencmode` may be `disable` or `prefer` (dfpipe has no GSSAPI encryption, and libpq
 /// without it connects as under `disable`), not `require`.
 fn apply_driverless(config: &mut Config, key: &str, value: &str) -> Result<(), String> {

@@ -1,4 +1,4 @@
-//! What libpq fills in that a connection string leaves out: `PGUSER`, `PGDATABASE`,
+//! What libpq fills in that a connection string leaves out: `PGUSER`, `PGDATABASE`, `PGAPPNAME`,
 //! `PGPASSWORD`, and last the password file (`PGPASSFILE`, else `~/.pgpass`), as `psql` does —
 //! a DSN without a password is how PostgreSQL users keep secrets out of config files.
 
@@ -12,8 +12,8 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
-/// Fills in the user, database and password `config` lacks, from the environment and then the
-/// password file.
+/// Fills in the user, database, application name and password `config` lacks, from the
+/// environment and then the password file.
 pub fn fill(config: &mut Config) {
     fill_from(config, var, std::env::home_dir());
 }
@@ -29,6 +29,11 @@ fn fill_from(config: &mut Config, var: impl Fn(&str) -> Option<String>, home: Op
         && let Some(db) = var("PGDATABASE")
     {
         config.dbname(db);
+    }
+    if config.get_application_name().is_none()
+        && let Some(name) = var("PGAPPNAME")
+    {
+        config.application_name(name);
     }
     if config.get_password().is_some() {
         return;
@@ -104,6 +109,10 @@ mod tests {
         // The user and database a DSN leaves out come from PGUSER and PGDATABASE.
         let config = filled("postgres://db.example", &[("PGUSER", "cy"), ("PGDATABASE", "dw")], "");
         assert_eq!((config.get_user(), config.get_dbname()), (Some("cy"), Some("dw")));
+        // PGAPPNAME names the session unless the DSN does.
+        assert_eq!(filled("host=h", &[("PGAPPNAME", "etl")], "").get_application_name(), Some("etl"));
+        let named = filled("host=h application_name=mine", &[("PGAPPNAME", "etl")], "");
+        assert_eq!(named.get_application_name(), Some("mine"));
     }
 
     #[test]
