@@ -150,6 +150,14 @@ impl Buffer {
         let row_bytes = (self.bytes / self.rows.max(1)).max(1);
         (SPILL_BATCH_BYTES.min(self.bytes / 8) / row_bytes).clamp(64, 1 << 16)
     }
+
+    /// The buffer sorted, as a run read from its batches; `reservation` (a run kept in memory)
+    /// is held until the run is dropped.
+    fn sorted(self, reservation: Option<MemoryReservation>) -> SortedBuffer {
+        let spill_rows = self.spill_rows();
+        let order = self.sorted_order();
+        SortedBuffer { batches: self.batches, order, spill_rows, _reservation: reservation }
+    }
 }
 
 /// The (batch, row) places of `entries`' rows.
@@ -171,8 +179,8 @@ pub struct SortedBuffer {
     batches: Vec<RecordBatch>,
     order: Vec<Entry>,
     spill_rows: usize,
-    /// Holds the batches' memory in the pool until the run is dropped.
-    _reservation: MemoryReservation,
+    /// Holds the batches' memory in the pool until the run is dropped (a run kept in memory).
+    _reservation: Option<MemoryReservation>,
 }
 
 impl SortedBuffer {
@@ -207,7 +215,6 @@ pub async fn sort_partition(
     reservation: MemoryReservation,
     disk: Arc<DiskManager>,
 ) -> Result<Vec<Run>> {
-    let schema = input.schema();
     let mut buffer = Buffer::default();
     let mut runs = Vec::new();
     while let Some(batch) = input.next().await {
@@ -226,7 +233,7 @@ pub async fn sort_partition(
                 // run reuses.
                 trim_above(HEAP_FREE_BYTES);
                 let full = std::mem::take(&mut buffer);
-                runs.push(Run::File(spill_buffer(full, &schema, &disk)?));
+                runs.push(Run::File(full.sorted(None).spill(&disk)?));
                 reservation.free();
             }
             // Without the room: a batch that does not fit even so fails with the pool's error.
@@ -241,26 +248,10 @@ pub async fn sort_partition(
         return Ok(runs);
     }
     if runs.is_empty() {
-        let spill_rows = buffer.spill_rows();
-        let order = buffer.sorted_order();
-        return Ok(vec![Run::Memory(SortedBuffer {
-            batches: buffer.batches,
-            order,
-            spill_rows,
-            _reservation: reservation,
-        })]);
+        return Ok(vec![Run::Memory(buffer.sorted(Some(reservation)))]);
     }
-    runs.push(Run::File(spill_buffer(buffer, &schema, &disk)?));
+    runs.push(Run::File(buffer.sorted(None).spill(&disk)?));
     Ok(runs)
-}
-
-/// Sorts `buffer` and writes it to a spill file.
-fn spill_buffer(buffer: Buffer, schema: &SchemaRef, disk: &Arc<DiskManager>) -> Result<SpilledRun> {
-    let rows = buffer.spill_rows();
-    let order = buffer.sorted_order();
-    let batches: Vec<&RecordBatch> = buffer.batches.iter().collect();
-    let chunks = order.chunks(rows).map(|chunk| take_rows(schema, &batches, &places(chunk)));
-    write_run(disk, schema, chunks)
 }
 
 /// Writes `batches`, a sorted run, to a new LZ4-compressed Arrow IPC spill file.
