@@ -3,9 +3,21 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+// jemalloc is the whole process's malloc, DuckDB's C++ included (dfpipe::memory::allocator).
+use tikv_jemalloc_sys as _;
+
+/// Rust's allocations go to jemalloc directly, with the sizes it is given back.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read by jemalloc itself before `main` (`MALLOC_CONF` overrides them).
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+static malloc_conf: Option<&'static std::ffi::c_char> =
+    // SAFETY: the pointer is to a static NUL-terminated string.
+    Some(unsafe { &*dfpipe::memory::allocator::CONFIG.as_ptr() });
 
 fn main() -> ExitCode {
-    dfpipe::memory::allocator::return_freed_memory();
     dfpipe::memory::code_pages::release_periodically();
     let cli = dfpipe::cli::Cli::parse();
     dfpipe::cli::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);

@@ -102,8 +102,8 @@ pub async fn command(
     }
 }
 
-/// Plans the run, checks the DuckDB files it writes are free (and tunes the allocator for
-/// DuckDB's blocks if it writes any), runs the checks, writes the targets.
+/// Plans the run, checks the DuckDB files it writes are free, runs the checks, writes the
+/// targets.
 async fn check_and_write(
     config: config::Config,
     select: &SelectArgs,
@@ -117,9 +117,6 @@ async fn check_and_write(
     super::check_connections(&pipeline)?;
     pipeline.check_cluster().await?;
     warehouses_free(&pipeline)?;
-    if pipeline.outputs.iter().any(|o| matches!(o.target, Target::DuckDb(_))) {
-        crate::memory::allocator::reuse_duckdb_blocks();
-    }
     // Incremental outputs: state read and reconciled, new files narrowed, before any check
     // reads the sources (so checks see what the run loads).
     let increments = incremental::plan(&pipeline, catalog, Some(run_id), incremental).await?;

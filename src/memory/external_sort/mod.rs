@@ -50,9 +50,6 @@ use merge::{Merge, read_ahead};
 pub use runs::SortKeys;
 use runs::{Run, RunReader, SpilledRun, sort_partition, write_run};
 
-/// Output batches between two checks of what the heap holds freed during the merge.
-const TRIM_EVERY_BATCHES: usize = 256;
-
 /// Sorts all the partitions of its input into one sorted partition (see the module).
 #[derive(Debug)]
 pub struct ExternalSortExec {
@@ -125,20 +122,13 @@ impl ExecutionPlan for ExternalSortExec {
             for task in tasks {
                 runs.extend(task.join_unwind().await.map_err(|e| DataFusionError::External(Box::new(e)))??);
             }
-            // The runs' batches were freed into the heap: give its pages back before the merge.
-            crate::memory::allocator::trim_above(runs::HEAP_FREE_BYTES);
             let batch_rows = context.session_config().batch_size();
             let merge_reservation = MemoryConsumer::new("ExternalSortMerge").register(pool);
             SpawnedTask::spawn_blocking(move || {
                 let merged = merged(schema, keys, runs, batch_rows, &disk, merge_reservation)?;
-                for (i, batch) in merged.enumerate() {
+                for batch in merged {
                     if tx.blocking_send(batch).is_err() {
                         break; // the stream was dropped
-                    }
-                    // Batches are read, copied and freed on different threads: what their
-                    // arenas hold freed between live blocks is handed back now and then.
-                    if i % TRIM_EVERY_BATCHES == TRIM_EVERY_BATCHES - 1 {
-                        crate::memory::allocator::trim_above(runs::HEAP_FREE_BYTES);
                     }
                 }
                 Ok(())

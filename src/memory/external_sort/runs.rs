@@ -24,7 +24,6 @@ use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
-use crate::memory::allocator::trim_above;
 use crate::memory::compact_views::compact;
 
 /// One row of a buffer in the index it is sorted through: its key's prefix, its batch and row.
@@ -39,13 +38,8 @@ const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
 const SPILL_BATCH_BYTES: usize = 256 << 10;
 
 /// What a partition's buffer leaves free in its share of the pool: spilling allocates beside the
-/// buffer (the batch being written, its LZ4 frames, the heap's fragments).
+/// buffer (the batch being written, its LZ4 frames).
 const SPILL_ROOM_BYTES: usize = 16 << 20;
-
-/// The freed bytes the heap may hold after a spill before its pages are handed back
-/// ([`trim_above`]): a fraction of what the accounting's slack and the writer's share (idle
-/// while runs are sorted) leave outside the pool.
-pub const HEAP_FREE_BYTES: usize = 32 << 20;
 
 /// The sort's keys and their row encoding, in which byte order is the sort's order.
 #[derive(Debug)]
@@ -228,10 +222,6 @@ pub async fn sort_partition(
         let grown = reservation.try_grow(bytes + SPILL_ROOM_BYTES).map(|()| reservation.shrink(SPILL_ROOM_BYTES));
         if grown.is_err() {
             if buffer.rows > 0 {
-                // Freed blocks the heap holds while the buffer is full are lost to fragments:
-                // hand them back now, not once the run's own blocks are freed, which the next
-                // run reuses.
-                trim_above(HEAP_FREE_BYTES);
                 let full = std::mem::take(&mut buffer);
                 runs.push(Run::File(full.sorted(None).spill(&disk)?));
                 reservation.free();
