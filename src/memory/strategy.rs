@@ -11,8 +11,9 @@
 //! DataFusion's hash join cannot spill; sort-merge join can, so the two spilling strategies
 //! prefer it, with one partition too ([`super::spilling_joins`]). Sorts and aggregates over all
 //! the data spill under both, since no streaming engine can sort without holding or spilling.
-//! Spill files are LZ4 compressed: lineitem SF10 sorted under 512 MiB with two partitions took
-//! 212 s uncompressed and 57 s with LZ4 (the disk was the limit).
+//! DataFusion's spill files are LZ4 compressed: lineitem SF10 sorted under 512 MiB with two
+//! partitions took 212 s uncompressed and 57 s with LZ4 (writes through the page cache were the
+//! limit; dfpipe's own external sort writes past it, see `external_sort/spill_file.rs`).
 //!
 //! Each sorting partition keeps to an equal share of the pool ([`super::sort_share`]), at least
 //! [`MIN_POOL`] (the least pool a sort runs with). Parallel partitions sort runs in parallel,

@@ -1,7 +1,9 @@
 //! The sort a spilling plan runs in place of DataFusion's: each input partition's batches are
 //! buffered while the pool has room and then sorted at once through their keys' row encoding
 //! ([`runs`]), a run per spill file; at the end every run of every partition is merged in one
-//! pass ([`merge`]) into the one sorted output partition.
+//! pass ([`merge`]) into the one sorted output partition. Inside, the rows are held in narrower
+//! types ([`packing`]), and the spill files are written past the page cache, uncompressed, while
+//! the disk keeps up ([`spill_file`]).
 //!
 //! DataFusion 54's sort sorts every batch as it arrives, merges the sorted batches of a run into
 //! its spill file, merges each partition's spill files, and merges the partitions: on lineitem
@@ -17,7 +19,7 @@
 //! stay DataFusion's: their output is partitioned.
 //!
 //! The merge runs on three threads beside the ones that write its output: one reads each run a
-//! batch ahead (LZ4, Arrow IPC), one compares keys and chooses the rows of each output batch,
+//! batch ahead (Arrow IPC), one compares keys and chooses the rows of each output batch,
 //! and the reader of the output copies them into it.
 //!
 //! Memory: each input partition's buffer is a reservation that can spill
@@ -26,7 +28,9 @@
 //! groups first.
 
 mod merge;
+mod packing;
 mod runs;
+mod spill_file;
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,7 +40,6 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result};
-use datafusion::execution::disk_manager::DiskManager;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::LexOrdering;
@@ -47,8 +50,10 @@ use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties};
 
 use merge::{Merge, read_ahead};
+use packing::Packing;
 pub use runs::SortKeys;
 use runs::{Run, RunReader, SpilledRun, sort_partition, write_run};
+use spill_file::SpillDisk;
 
 /// Sorts all the partitions of its input into one sorted partition (see the module).
 #[derive(Debug)]
@@ -101,6 +106,7 @@ impl ExecutionPlan for ExternalSortExec {
         }
         let schema = self.schema();
         let keys = Arc::new(SortKeys::new(&self.ordering, &schema)?);
+        let packing = Arc::new(Packing::new(&schema, &self.ordering));
         let inputs = (0..self.input.output_partitioning().partition_count())
             .map(|p| self.input.execute(p, context.clone()))
             .collect::<Result<Vec<_>>>()?;
@@ -108,14 +114,14 @@ impl ExecutionPlan for ExternalSortExec {
         let tx = builder.tx();
         builder.spawn(async move {
             let pool = context.memory_pool();
-            let disk = context.runtime_env().disk_manager.clone();
+            let disk = Arc::new(SpillDisk::new(context.runtime_env().disk_manager.clone()));
             let tasks: Vec<_> = inputs
                 .into_iter()
                 .enumerate()
                 .map(|(p, input)| {
                     let reservation =
                         MemoryConsumer::new(format!("ExternalSortRuns[{p}]")).with_can_spill(true).register(pool);
-                    SpawnedTask::spawn(sort_partition(input, keys.clone(), reservation, disk.clone()))
+                    SpawnedTask::spawn(sort_partition(input, keys.clone(), packing.clone(), reservation, disk.clone()))
                 })
                 .collect();
             let mut runs = Vec::new();
@@ -125,9 +131,10 @@ impl ExecutionPlan for ExternalSortExec {
             let batch_rows = context.session_config().batch_size();
             let merge_reservation = MemoryConsumer::new("ExternalSortMerge").register(pool);
             SpawnedTask::spawn_blocking(move || {
-                let merged = merged(schema, keys, runs, batch_rows, &disk, merge_reservation)?;
+                let inside = packing.inside().clone();
+                let merged = merged(inside, keys, runs, batch_rows, &disk, merge_reservation)?;
                 for batch in merged {
-                    if tx.blocking_send(batch).is_err() {
+                    if tx.blocking_send(batch.and_then(|b| packing.unpack(&b))).is_err() {
                         break; // the stream was dropped
                     }
                 }
@@ -149,7 +156,7 @@ fn merged(
     keys: Arc<SortKeys>,
     runs: Vec<Run>,
     batch_rows: usize,
-    disk: &Arc<DiskManager>,
+    disk: &SpillDisk,
     mut reservation: MemoryReservation,
 ) -> Result<RunReader> {
     let on_disk = runs.iter().any(|r| matches!(r, Run::File(_)));
@@ -204,11 +211,11 @@ fn one_pass(
     Ok(Merge::new(schema, keys, read_ahead(readers)?, batch_rows)?.in_two_threads())
 }
 
-/// How many of `files` one merge pass can read at once: reserves three batches of each of them
-/// (the one the merge is at, the one read ahead, and the one before until its rows are copied),
-/// or of as many as the pool has room for (at least two; the pool's refusal otherwise).
+/// How many of `files` one merge pass can read at once: reserves what reading each of them holds
+/// ([`SpilledRun::held_while_read`]), or of as many as the pool has room for (at least two; the
+/// pool's refusal otherwise).
 fn reserve_fan_in(reservation: &mut MemoryReservation, files: &[SpilledRun]) -> Result<usize> {
-    let per_run = 3 * files.iter().map(|f| f.max_batch_bytes).max().unwrap_or(0);
+    let per_run = files.iter().map(SpilledRun::held_while_read).max().unwrap_or(0);
     let mut fan_in = files.len();
     loop {
         match reservation.try_resize(fan_in * per_run) {
@@ -262,7 +269,9 @@ impl PhysicalOptimizerRule for ExternalSorts {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{AsArray, Float64Array, Int64Array, RecordBatch, StringViewArray};
+    use datafusion::arrow::array::{
+        ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringViewArray,
+    };
     use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::MemTable;
@@ -277,13 +286,16 @@ mod tests {
     use super::*;
 
     /// `n` rows over `partitions` partitions: a key with repeats and NULLs, long and short
-    /// strings (some NULL), a float, and a unique id, in a scrambled order.
+    /// strings (some NULL), a float, and a unique id, in a scrambled order; then a decimal and a
+    /// string that are not sorted by (the sort holds them packed), with NULLs.
     fn table(n: i64, partitions: usize) -> MemTable {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, true),
             Field::new("s", DataType::Utf8View, true),
             Field::new("f", DataType::Float64, false),
             Field::new("id", DataType::Int64, false),
+            Field::new("d", DataType::Decimal128(15, 2), true),
+            Field::new("note", DataType::Utf8View, true),
         ]));
         let scramble = |i: i64| (i * 7_919) % n;
         let batch = |ids: Vec<i64>| {
@@ -298,7 +310,22 @@ mod tests {
                 .collect();
             let f: Float64Array = ids.iter().map(|&i| (scramble(i) % 31) as f64 / 4.0).collect();
             let id: Int64Array = ids.iter().copied().collect();
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(k), Arc::new(s), Arc::new(f), Arc::new(id)]).unwrap()
+            let d = ids
+                .iter()
+                .map(|&i| (i % 7 != 0).then_some(i128::from(scramble(i)) * 1_000_003 - 500_000))
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(15, 2)
+                .unwrap();
+            let note: StringViewArray = ids
+                .iter()
+                .map(|&i| {
+                    (i % 3 != 0)
+                        .then(|| if i % 2 == 0 { format!("n{i}") } else { format!("a note longer than twelve {i}") })
+                })
+                .collect();
+            let columns: Vec<ArrayRef> =
+                vec![Arc::new(k), Arc::new(s), Arc::new(f), Arc::new(id), Arc::new(d), Arc::new(note)];
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
         };
         let ids: Vec<i64> = (0..n).map(scramble).collect();
         let per = ids.len().div_ceil(partitions);
@@ -374,7 +401,8 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
         let ordering = LexOrdering::new([PhysicalSortExpr::new_default(col("v", &schema).unwrap())]).unwrap();
         let keys = Arc::new(SortKeys::new(&ordering, &schema).unwrap());
-        let disk = Arc::new(datafusion::execution::disk_manager::DiskManager::builder().build().unwrap());
+        let manager = Arc::new(datafusion::execution::disk_manager::DiskManager::builder().build().unwrap());
+        let disk = SpillDisk::new(manager);
         // Nine runs of 3 batches of 100 rows: run r holds r, r + 9, r + 18, ...
         let mut runs: Vec<Run> = (0..9_i64)
             .map(|r| {
@@ -386,11 +414,11 @@ mod tests {
             })
             .collect();
         let Run::File(first) = &runs[0] else { unreachable!() };
-        let first_bytes = first.max_batch_bytes;
+        let per_run = first.held_while_read();
         // A run with no rows merged in the first group took the group's batch rows (0) with it.
         runs.insert(0, Run::File(write_run(&disk, &schema, std::iter::empty()).unwrap()));
-        // Room for three batches of three runs: the runs are merged in groups first.
-        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(3 * 3 * first_bytes + 100));
+        // Room to read three runs at once: the runs are merged in groups first.
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(3 * per_run + 100));
         let reservation = MemoryConsumer::new("merge").register(&pool);
         let mut merged = merged(schema, keys, runs, 250, &disk, reservation).unwrap();
         let first = merged.next().unwrap().unwrap();

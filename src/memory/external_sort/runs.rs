@@ -1,8 +1,6 @@
 //! A sort's runs: each input partition's batches buffered until its reservation is refused, then
 //! sorted at once by their keys' row encoding and written to a spill file as one sorted run.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -12,18 +10,19 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::{Buffer as ArrowBuffer, NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{BinaryViewType, ByteViewType, DataType, SchemaRef, StringViewType};
-use datafusion::arrow::ipc::CompressionType;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::utils::memory::get_record_batch_memory_size;
 use datafusion::error::Result;
-use datafusion::execution::disk_manager::{DiskManager, RefCountedTempFile};
+use datafusion::execution::disk_manager::RefCountedTempFile;
 use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
+use super::packing::Packing;
+use super::spill_file::{self, SpillDisk};
 use crate::memory::compact_views::compact;
 
 /// One row of a buffer in the index it is sorted through: its key's prefix, its batch and row.
@@ -34,11 +33,11 @@ const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
 
 /// The in-memory size a spilled run's batches aim at: the final merge holds one batch of every
 /// run (and the one before it until its rows are emitted), so smaller batches let more runs be
-/// merged in one pass; much smaller ones cost the IPC writer and LZ4 a frame per buffer.
+/// merged in one pass; much smaller ones cost the IPC writer (and LZ4) a message per batch.
 const SPILL_BATCH_BYTES: usize = 256 << 10;
 
 /// What a partition's buffer leaves free in its share of the pool: spilling allocates beside the
-/// buffer (the batch being written, its LZ4 frames).
+/// buffer (the batch being written, the writer's block or LZ4 frames).
 const SPILL_ROOM_BYTES: usize = 16 << 20;
 
 /// The sort's keys and their row encoding, in which byte order is the sort's order.
@@ -90,6 +89,8 @@ pub enum Run {
 /// A spill file holding one sorted run.
 pub struct SpilledRun {
     file: RefCountedTempFile,
+    /// Whether it was written past the page cache ([`spill_file`]).
+    direct: bool,
     /// The in-memory size of its largest batch.
     pub max_batch_bytes: usize,
     /// The rows of its largest batch.
@@ -97,9 +98,16 @@ pub struct SpilledRun {
 }
 
 impl SpilledRun {
+    /// What reading the run holds at most: three of its batches (the one the merge is at, the one
+    /// read ahead, and the one before until its rows are copied) and the reader's buffer.
+    pub fn held_while_read(&self) -> usize {
+        let buffer = if self.direct { spill_file::READ_BLOCK } else { 8 << 10 };
+        3 * self.max_batch_bytes + buffer
+    }
+
     /// Reads the run's batches back, in order; the file is removed when the reader is dropped.
     pub fn read(self) -> Result<RunReader> {
-        let reader = BufReader::new(File::open(self.file.path())?);
+        let reader = spill_file::open(self.file.path(), self.direct)?;
         // SAFETY: the file was written by `write_run` in this process, from arrays that were
         // valid, so the reader need not check them again (DataFusion reads its spills so too).
         let reader = unsafe { StreamReader::try_new(reader, None)?.with_skip_validation(true) };
@@ -193,26 +201,28 @@ impl SortedBuffer {
     }
 
     /// Writes the run to a spill file and lets go of its memory.
-    pub fn spill(self, disk: &Arc<DiskManager>) -> Result<SpilledRun> {
+    pub fn spill(self, disk: &SpillDisk) -> Result<SpilledRun> {
         let schema = self.batches[0].schema();
         let rows = self.spill_rows;
         write_run(disk, &schema, self.read(rows))
     }
 }
 
-/// Sorts `input` into runs: its batches are buffered while `reservation` grows to hold them, and
-/// each time the pool refuses, sorted and written to a spill file. A partition that never spilled
+/// Sorts `input` into runs: its batches, as `packing` holds them, are buffered while
+/// `reservation` grows to hold them, and each time the pool refuses, sorted and written to a
+/// spill file. A partition that never spilled
 /// comes back as one run in memory, holding its reservation.
 pub async fn sort_partition(
     mut input: SendableRecordBatchStream,
     keys: Arc<SortKeys>,
+    packing: Arc<Packing>,
     reservation: MemoryReservation,
-    disk: Arc<DiskManager>,
+    disk: Arc<SpillDisk>,
 ) -> Result<Vec<Run>> {
     let mut buffer = Buffer::default();
     let mut runs = Vec::new();
     while let Some(batch) = input.next().await {
-        let batch = compact(&batch?)?;
+        let batch = compact(&packing.pack(&batch?)?)?;
         if batch.num_rows() == 0 {
             continue;
         }
@@ -244,15 +254,16 @@ pub async fn sort_partition(
     Ok(runs)
 }
 
-/// Writes `batches`, a sorted run, to a new LZ4-compressed Arrow IPC spill file.
+/// Writes `batches`, a sorted run, to a new Arrow IPC spill file on `disk` (uncompressed past the
+/// page cache, or LZ4-compressed through it: [`spill_file`]).
 pub fn write_run(
-    disk: &Arc<DiskManager>,
+    disk: &SpillDisk,
     schema: &SchemaRef,
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<SpilledRun> {
-    let mut file = disk.create_tmp_file("dfpipe sort run")?;
-    let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
-    let mut writer = StreamWriter::try_new_with_options(BufWriter::new(File::create(file.path())?), schema, options)?;
+    let (mut file, sink) = disk.create()?;
+    let options = IpcWriteOptions::default().try_with_compression(sink.compression())?;
+    let mut writer = StreamWriter::try_new_with_options(sink, schema, options)?;
     let (mut max_batch_bytes, mut batch_rows) = (0, 0);
     for batch in batches {
         let batch = batch?;
@@ -261,8 +272,9 @@ pub fn write_run(
         writer.write(&batch)?;
     }
     writer.finish()?;
+    let direct = writer.into_inner()?.finish(disk)?;
     file.update_disk_usage()?;
-    Ok(SpilledRun { file, max_batch_bytes, batch_rows })
+    Ok(SpilledRun { file, direct, max_batch_bytes, batch_rows })
 }
 
 /// The rows `indices` ((batch, row) pairs) name, from `batches`, as one batch of `schema`. String
