@@ -262,11 +262,15 @@ pub fn write_run(
     batches: impl Iterator<Item = Result<RecordBatch>>,
 ) -> Result<SpilledRun> {
     let (mut file, sink) = disk.create()?;
-    let options = IpcWriteOptions::default().try_with_compression(sink.compression())?;
+    let compressed = sink.compression();
+    let options = IpcWriteOptions::default().try_with_compression(compressed)?;
     let mut writer = StreamWriter::try_new_with_options(sink, schema, options)?;
     let (mut max_batch_bytes, mut batch_rows) = (0, 0);
     for batch in batches {
         let batch = batch?;
+        if compressed.is_none() {
+            disk.time_compression(&batch);
+        }
         max_batch_bytes = max_batch_bytes.max(get_record_batch_memory_size(&batch));
         batch_rows = batch_rows.max(batch.num_rows());
         writer.write(&batch)?;

@@ -4,19 +4,26 @@
 //! Every byte a sort spills is copied into the page cache when written (into pages the kernel
 //! must first clear) and out of it when read: on lineitem SF10 under 512 MiB the kernel's copy
 //! was 16% of the first phase's CPU, and LZ4's compression another 15% (benches/README.md). A
-//! disk that takes direct writes faster than one core compresses — this machine's did 1.7 GB/s,
-//! its buffered writes of the same 2 GiB 0.2 GB/s once the dirty pages piled up — needs neither.
-//! A slow disk needs both: each direct write is timed, and when a run went to disk slower than
-//! [`DIRECT_BYTES_PER_SECOND`], the sort's later runs are compressed and written through the
-//! page cache, as they are where the temporary directory does not take `O_DIRECT` (tmpfs).
+//! fast disk needs neither; a slow one needs both. Compression pays when the disk time it saves
+//! (the bytes it takes off) is more than the CPU time it costs: with LZ4 compressing `L` bytes a
+//! second to a fraction `r` of their size, when the disk writes slower than `L × (1 − r)`. Both
+//! sides are measured, not assumed: LZ4 is timed once on the first rows spilled, each direct
+//! write is timed, and once the runs written so far (at least [`JUDGED_BYTES`] of them) went to
+//! disk slower than that break-even, on the whole, the sort's later runs are compressed and
+//! written through the page cache, as they are where the temporary directory does not take
+//! `O_DIRECT` (tmpfs). Lineitem SF10 under 512 MiB took 0.86× the time with every run direct,
+//! the disk at 0.54 GB/s and LZ4 at 0.60 (benches/README.md): reading runs back uncompressed and
+//! past the page cache saves CPU too, so the break-even leans to direct writes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::ipc::CompressionType;
+use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::execution::disk_manager::{DiskManager, RefCountedTempFile};
 
 /// The alignment direct I/O asks of buffers, file offsets and lengths.
@@ -29,22 +36,26 @@ const WRITE_BLOCK: usize = 1 << 20;
 /// many runs holds little beside them.
 pub const READ_BLOCK: usize = 256 << 10;
 
-/// Direct writes slower than this (bytes written a second of waiting on them) make the sort's
-/// later runs compressed: about what LZ4 compresses a second on one core here (lineitem's rows:
-/// ~670 MB/s).
-const DIRECT_BYTES_PER_SECOND: f64 = 600e6;
+/// The bytes written directly before their speed is judged: one slow moment of a shared disk
+/// (single runs of lineitem SF10 went from 90 to 550 MB/s here) does not decide it.
+const JUDGED_BYTES: u64 = 256 << 20;
 
 /// Where a sort's runs go, and whether they are compressed (see the module).
 #[derive(Debug)]
 pub struct SpillDisk {
     manager: Arc<DiskManager>,
     compress: AtomicBool,
+    /// The direct write rate (bytes a second) below which compressing pays, timed on the first
+    /// rows spilled (see the module).
+    break_even: OnceLock<f64>,
+    /// The bytes written directly so far, and the time spent waiting on them.
+    direct: Mutex<(u64, Duration)>,
 }
 
 impl SpillDisk {
     /// Spill files of `manager`'s temporary directory, direct and uncompressed to begin with.
     pub fn new(manager: Arc<DiskManager>) -> SpillDisk {
-        SpillDisk { manager, compress: AtomicBool::new(false) }
+        SpillDisk { manager, compress: AtomicBool::new(false), break_even: OnceLock::new(), direct: Mutex::default() }
     }
 
     /// A new temporary file for a run, and its writer.
@@ -63,15 +74,74 @@ impl SpillDisk {
         Ok((file, SpillWriter::Buffered(buffered)))
     }
 
-    /// Notes how fast a direct writer's run went to disk; a slow one turns compression on.
+    /// Times LZ4 on `batch`, rows about to be spilled, unless it was timed already (or the batch
+    /// is empty).
+    pub fn time_compression(&self, batch: &RecordBatch) {
+        if self.break_even.get().is_none()
+            && batch.num_rows() > 0
+            && let Some(rate) = compression_break_even(batch)
+        {
+            let _ = self.break_even.set(rate);
+        }
+    }
+
+    /// Notes how fast a direct writer's run went to disk; the direct writes so far slower than
+    /// compression's break-even (once LZ4 was timed and enough was written) turn compression on.
     fn written(&self, bytes: u64, waited: Duration) {
-        if waited.is_zero() {
+        let Some(&break_even) = self.break_even.get() else { return };
+        let (bytes, waited) = {
+            let mut direct = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+            direct.0 += bytes;
+            direct.1 += waited;
+            *direct
+        };
+        if bytes < JUDGED_BYTES || waited.is_zero() {
             return;
         }
         let rate = bytes as f64 / waited.as_secs_f64();
-        if rate < DIRECT_BYTES_PER_SECOND && !self.compress.swap(true, Ordering::Relaxed) {
-            tracing::debug!(bytes_per_second = rate as u64, "direct writes are slow: later runs are compressed");
+        if rate < break_even && !self.compress.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                bytes_per_second = rate as u64,
+                break_even = break_even as u64,
+                "direct writes are slow enough for compression to pay: later runs are compressed"
+            );
         }
+    }
+}
+
+/// The direct write rate below which compressing rows like `batch` pays: `L × (1 − r)` (see the
+/// module), LZ4 timed as the IPC writer compresses a run (the faster of two tries, in bytes of
+/// the batch's uncompressed IPC encoding), or `None` if it cannot be timed.
+fn compression_break_even(batch: &RecordBatch) -> Option<f64> {
+    let encode = |compression| -> Option<(u64, Duration)> {
+        let options = IpcWriteOptions::default().try_with_compression(compression).ok()?;
+        let start = Instant::now();
+        let mut writer = StreamWriter::try_new_with_options(Counter(0), &batch.schema(), options).ok()?;
+        writer.write(batch).ok()?;
+        writer.finish().ok()?;
+        Some((writer.get_ref().0, start.elapsed()))
+    };
+    let (bytes, _) = encode(None)?;
+    let (compressed, fastest) =
+        (0..2).filter_map(|_| encode(Some(CompressionType::LZ4_FRAME))).min_by_key(|(_, t)| *t)?;
+    if bytes == 0 || fastest.is_zero() {
+        return None;
+    }
+    let saved = 1.0 - (compressed as f64 / bytes as f64).min(1.0);
+    Some(bytes as f64 / fastest.as_secs_f64() * saved)
+}
+
+/// A writer that counts the bytes it is given and keeps none.
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0 += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -313,18 +383,56 @@ mod tests {
     }
 
     #[test]
-    fn a_slow_direct_write_makes_later_runs_compressed() {
+    fn slow_direct_writes_make_later_runs_compressed() {
         let disk = SpillDisk::new(Arc::new(DiskManager::builder().build().unwrap()));
+        disk.written(JUDGED_BYTES, Duration::from_secs(100));
+        assert!(disk.create().unwrap().1.compression().is_none(), "no write is slow before LZ4 was timed");
+        disk.break_even.set(300e6).unwrap();
         let (_, writer) = disk.create().unwrap();
         // This machine's temporary directory takes direct I/O (a loud failure where it does not).
         assert!(writer.compression().is_none(), "the first run is written directly and uncompressed");
-        disk.written(1000 << 20, Duration::from_secs(1));
-        assert!(disk.create().unwrap().1.compression().is_none(), "1,000 MiB in a second is not slow");
-        disk.written(100 << 20, Duration::from_millis(10));
-        assert!(disk.create().unwrap().1.compression().is_none());
-        disk.written(10 << 20, Duration::from_millis(100));
+        disk.written(10 << 20, Duration::from_secs(1));
+        assert!(disk.create().unwrap().1.compression().is_none(), "10 MiB are too few to judge the disk by");
+        disk.written(1000 << 20, Duration::from_millis(500));
+        assert!(disk.create().unwrap().1.compression().is_none(), "1,010 MiB in 1.5 s is not slow");
+        disk.written(1000 << 20, Duration::from_secs(6));
         let (_, writer) = disk.create().unwrap();
-        assert_eq!(writer.compression(), Some(CompressionType::LZ4_FRAME), "100 MB/s is slower than LZ4");
+        assert_eq!(
+            writer.compression(),
+            Some(CompressionType::LZ4_FRAME),
+            "2,010 MiB in 7.5 s is slower than 300 MB/s"
+        );
         assert!(!round_trip(&disk, 5 * ALIGN + 3, 4096).0, "and written through the page cache");
+    }
+
+    #[test]
+    fn compression_is_timed_once_on_the_first_rows_spilled() {
+        use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+        let disk = SpillDisk::new(Arc::new(DiskManager::builder().build().unwrap()));
+        let rows = |n: i64| {
+            let ids = Int64Array::from_iter_values(0..n);
+            let notes = StringArray::from_iter_values((0..n).map(|i| format!("note {}", i % 97)));
+            RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef), ("note", Arc::new(notes) as ArrayRef)])
+                .unwrap()
+        };
+        disk.time_compression(&rows(0));
+        assert!(disk.break_even.get().is_none(), "no rows, no timing");
+        disk.time_compression(&rows(50_000));
+        let rate = *disk.break_even.get().expect("timed");
+        assert!(rate.is_finite() && rate > 0.0, "{rate}");
+        disk.time_compression(&rows(10));
+        assert_eq!(disk.break_even.get(), Some(&rate), "timed once");
+        // xorshift64: bytes LZ4 finds no repeats in.
+        let noise: Vec<i64> = std::iter::successors(Some(0x2545_F491_4F6C_DD1D_u64), |&x| {
+            let x = x ^ (x << 13);
+            let x = x ^ (x >> 7);
+            Some(x ^ (x << 17))
+        })
+        .take(50_000)
+        .map(|x| x as i64)
+        .collect();
+        let incompressible =
+            RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(noise)) as ArrayRef)]).unwrap();
+        assert_eq!(compression_break_even(&incompressible), Some(0.0), "nothing saved, never worth it");
     }
 }
