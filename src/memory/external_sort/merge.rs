@@ -233,10 +233,10 @@ const TAKEN_AHEAD: usize = 2;
 type Ahead = (RunReader, SyncSender<Option<Result<RecordBatch>>>);
 
 /// Each of `runs` read one batch ahead of the merge on a thread of their own ("dfpipe-read"),
-/// which reads and decodes the files (Arrow IPC, LZ4 where compressed) while the merge compares keys. A run holds at most
-/// the batch the merge is at and the next one; the thread ends when the readers are dropped. A
-/// run's end is sent as such, so that a thread that stops (a panic) fails the merge instead of
-/// ending its runs early.
+/// which reads and decodes the files (Arrow IPC, LZ4 where compressed) while the merge compares
+/// keys. A run holds at most the batch the merge is at and the next one; the thread ends when the
+/// readers are dropped. A run's end is sent as such, so that a thread that stops (a panic) fails
+/// the merge instead of ending its runs early.
 pub fn read_ahead(runs: Vec<RunReader>) -> Result<Vec<RunReader>> {
     let (want_tx, want_rx) = channel::<usize>();
     let (senders, receivers): (Vec<_>, Vec<_>) =

@@ -101,8 +101,7 @@ impl SpilledRun {
     /// What reading the run holds at most: three of its batches (the one the merge is at, the one
     /// read ahead, and the one before until its rows are copied) and the reader's buffer.
     pub fn held_while_read(&self) -> usize {
-        let buffer = if self.direct { spill_file::READ_BLOCK } else { 8 << 10 };
-        3 * self.max_batch_bytes + buffer
+        3 * self.max_batch_bytes + spill_file::read_buffer_bytes(self.direct)
     }
 
     /// Reads the run's batches back, in order; the file is removed when the reader is dropped.

@@ -34,7 +34,11 @@ const WRITE_BLOCK: usize = 1 << 20;
 
 /// The bytes a direct reader reads at once: about one of the run's batches, so that the merge of
 /// many runs holds little beside them.
-pub const READ_BLOCK: usize = 256 << 10;
+const READ_BLOCK: usize = 256 << 10;
+
+/// The buffer a reader of a file written through the page cache reads through (`BufReader`'s
+/// default).
+const BUFFERED_READ: usize = 8 << 10;
 
 /// The bytes written directly before their speed is judged: one slow moment of a shared disk
 /// (single runs of lineitem SF10 went from 90 to 550 MB/s here) does not decide it.
@@ -297,7 +301,12 @@ pub fn open(path: &std::path::Path, direct: bool) -> io::Result<Box<dyn Read + S
             done: false,
         }));
     }
-    Ok(Box::new(BufReader::new(File::open(path)?)))
+    Ok(Box::new(BufReader::with_capacity(BUFFERED_READ, File::open(path)?)))
+}
+
+/// The bytes a reader from [`open`] holds besides the batches it decodes.
+pub fn read_buffer_bytes(direct: bool) -> usize {
+    if direct { READ_BLOCK } else { BUFFERED_READ }
 }
 
 /// Reads a file with `O_DIRECT`, a block at a time.
