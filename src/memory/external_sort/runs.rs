@@ -37,7 +37,7 @@ const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
 const SPILL_BATCH_BYTES: usize = 256 << 10;
 
 /// What a partition's buffer leaves free in its share of the pool: spilling allocates beside the
-/// buffer (the batch being written, the writer's block or LZ4 frames).
+/// buffer (the batch being written, the direct writer's two blocks or LZ4 frames).
 const SPILL_ROOM_BYTES: usize = 16 << 20;
 
 /// The sort's keys and their row encoding, in which byte order is the sort's order.
