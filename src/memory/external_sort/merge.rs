@@ -11,7 +11,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::Rows;
 use datafusion::error::{DataFusionError, Result};
 
-use super::runs::{RunReader, SortKeys, prefix, take_rows};
+use super::gather::take_rows;
+use super::runs::{RunReader, SortKeys, prefix};
 
 /// Where a run is: the batch it is in, its keys, the row, and the batch's slot among those the
 /// next output batch takes rows from.

@@ -27,6 +27,7 @@
 //! it starts, three batches of every run it reads, and when the pool refuses, merges the runs in
 //! groups first.
 
+mod gather;
 mod merge;
 mod packing;
 mod runs;

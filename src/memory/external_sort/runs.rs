@@ -3,13 +3,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBufferBuilder, ByteView, GenericByteViewArray, MAX_INLINE_VIEW_LEN, RecordBatch,
-    RecordBatchOptions,
-};
-use datafusion::arrow::buffer::{Buffer as ArrowBuffer, NullBuffer, ScalarBuffer};
-use datafusion::arrow::compute::interleave;
-use datafusion::arrow::datatypes::{BinaryViewType, ByteViewType, DataType, SchemaRef, StringViewType};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
@@ -21,6 +16,7 @@ use datafusion::physical_expr::LexOrdering;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
+use super::gather::take_rows;
 use super::packing::Packing;
 use super::spill_file::{self, SpillDisk};
 use crate::memory::compact_views::compact;
@@ -278,71 +274,4 @@ pub fn write_run(
     let direct = writer.into_inner()?.finish(disk)?;
     file.update_disk_usage()?;
     Ok(SpilledRun { file, direct, max_batch_bytes, batch_rows })
-}
-
-/// The rows `indices` ((batch, row) pairs) name, from `batches`, as one batch of `schema`. String
-/// and binary views are copied into buffers of the new batch's own, so that what it holds is
-/// what it uses (views taken as they are would share every source batch's buffers).
-pub fn take_rows(schema: &SchemaRef, batches: &[&RecordBatch], indices: &[(usize, usize)]) -> Result<RecordBatch> {
-    let columns = (0..schema.fields().len())
-        .map(|c| {
-            let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-            Ok(match schema.field(c).data_type() {
-                DataType::Utf8View => interleave_views::<StringViewType>(&arrays, indices),
-                DataType::BinaryView => interleave_views::<BinaryViewType>(&arrays, indices),
-                _ => interleave(&arrays, indices)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
-    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
-}
-
-/// A buffer of the views [`interleave_views`] copies holds at most this many bytes (a view's
-/// offset is a `u32`).
-const VIEW_BUFFER_BYTES: usize = 1 << 31;
-
-/// [`interleave`] for views, copying the values longer than a view holds into the new array's own
-/// buffers (views shorter are copied as they are; a null's view is zero).
-fn interleave_views<T: ByteViewType>(arrays: &[&dyn Array], indices: &[(usize, usize)]) -> ArrayRef {
-    let arrays: Vec<&GenericByteViewArray<T>> = arrays.iter().map(|a| a.as_byte_view::<T>()).collect();
-    let any_nulls = arrays.iter().any(|a| a.null_count() > 0);
-    let mut nulls = any_nulls.then(|| BooleanBufferBuilder::new(indices.len()));
-    let mut views: Vec<u128> = Vec::with_capacity(indices.len());
-    let mut buffers: Vec<ArrowBuffer> = Vec::new();
-    let mut data: Vec<u8> = Vec::new();
-    for &(a, i) in indices {
-        let array = arrays[a];
-        if let Some(nulls) = nulls.as_mut() {
-            let valid = array.is_valid(i);
-            nulls.append(valid);
-            if !valid {
-                views.push(0);
-                continue;
-            }
-        }
-        let raw = array.views()[i];
-        let length = raw as u32 as usize;
-        if length <= MAX_INLINE_VIEW_LEN as usize {
-            views.push(raw);
-            continue;
-        }
-        let mut view = ByteView::from(raw);
-        let start = view.offset as usize;
-        let bytes = &array.data_buffers()[view.buffer_index as usize][start..start + length];
-        if data.len() + length > VIEW_BUFFER_BYTES {
-            buffers.push(ArrowBuffer::from_vec(std::mem::take(&mut data)));
-        }
-        view.buffer_index = buffers.len() as u32;
-        view.offset = data.len() as u32;
-        data.extend_from_slice(bytes);
-        views.push(view.as_u128());
-    }
-    if !data.is_empty() {
-        buffers.push(ArrowBuffer::from_vec(data));
-    }
-    let nulls = nulls.map(|mut n| NullBuffer::new(n.finish()));
-    // SAFETY: every view is a source array's valid view, inline as it was or pointing at the
-    // copy of its bytes in `buffers`; a null's view is zero, an empty inline value.
-    Arc::new(unsafe { GenericByteViewArray::<T>::new_unchecked(ScalarBuffer::from(views), buffers, nulls) })
 }
