@@ -2,8 +2,9 @@
 //! buffered while the pool has room and then sorted at once through their keys' row encoding
 //! ([`runs`]), a run per spill file; at the end every run of every partition is merged in one
 //! pass ([`merge`]) into the one sorted output partition. Inside, the rows are held in narrower
-//! types ([`packing`]), and the spill files are written past the page cache, uncompressed, while
-//! the disk keeps up ([`spill_file`]).
+//! types ([`packing`]), both phases copy rows out of the batches they hold through [`gather`],
+//! and the spill files are written past the page cache, uncompressed, on a thread of their own,
+//! while the disk keeps up ([`spill_file`]).
 //!
 //! DataFusion 54's sort sorts every batch as it arrives, merges the sorted batches of a run into
 //! its spill file, merges each partition's spill files, and merges the partitions: on lineitem
