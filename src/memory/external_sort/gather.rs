@@ -161,7 +161,7 @@ mod tests {
 
     use super::*;
 
-    /// (array, row) places over `lens` arrays, in a scrambled order, each place at least once.
+    /// `n` (array, row) places over arrays of `lens` rows, in a scrambled order, with repeats.
     fn places(lens: &[usize], n: usize) -> Vec<(usize, usize)> {
         let all: Vec<(usize, usize)> =
             lens.iter().enumerate().flat_map(|(a, &len)| (0..len).map(move |i| (a, i))).collect();

@@ -245,9 +245,10 @@ impl Write for SpillWriter {
 /// Gathers bytes into an aligned block and hands each whole block to a thread of its own
 /// ("dfpipe-spill"), which writes it with `O_DIRECT` while the next one fills: a direct write
 /// keeps its caller waiting until the disk has the bytes, and a sort that waited there left a
-/// core idle for every second the disk took (lineitem SF10 under 512 MiB: a sixth of the first
-/// phase's CPU, benches/README.md). Two blocks at most, one filled and one written. The last
-/// block is padded to the alignment and the file cut back to what was written.
+/// core idle for every second the disk took (lineitem SF10 under 512 MiB spills 8.3 GB: ~14 s of
+/// a core at 0.6 GB/s, in a first phase of 46 s; benches/README.md). Two blocks at most, one
+/// filled and one written. The last block is padded to the alignment and the file cut back to
+/// what was written.
 pub struct DirectWriter {
     block: AlignedBuffer,
     filled: usize,
