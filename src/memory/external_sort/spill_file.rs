@@ -299,10 +299,7 @@ impl DirectWriter {
     /// The error the writing thread stopped with (it stops early only on an error, having
     /// dropped its channels: joining it does not wait).
     fn failed(&mut self) -> io::Error {
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => e,
-            _ => io::Error::other("the spill file's writing thread stopped"),
-        }
+        join(self.thread.take()).err().unwrap_or_else(stopped)
     }
 
     /// Writes the last bytes and waits for the writes; the bytes written and the time the caller
@@ -314,15 +311,25 @@ impl DirectWriter {
             self.block.as_mut_slice()[self.filled..padded].fill(0);
             self.write_block(padded)?;
         }
-        let DirectWriter { to_write, mut thread, waited, .. } = self;
+        let DirectWriter { to_write, thread, waited, .. } = self;
         drop(to_write);
         let start = Instant::now();
-        let Some(Ok(file)) = thread.take().map(JoinHandle::join) else {
-            return Err(io::Error::other("the spill file's writing thread stopped"));
-        };
-        file?.set_len(bytes)?;
+        join(thread)?.set_len(bytes)?;
         Ok((bytes, waited + start.elapsed()))
     }
+}
+
+/// Waits for a direct writer's thread to end: the file, or the error it stopped with.
+fn join(thread: Option<JoinHandle<io::Result<File>>>) -> io::Result<File> {
+    match thread.map(JoinHandle::join) {
+        Some(Ok(ended)) => ended,
+        _ => Err(stopped()),
+    }
+}
+
+/// The error of a direct writer whose thread is gone without one of its own (a panic).
+fn stopped() -> io::Error {
+    io::Error::other("the spill file's writing thread stopped")
 }
 
 impl Write for DirectWriter {
