@@ -21,6 +21,7 @@ mod memory;
 mod object_store;
 mod openlineage;
 mod params;
+mod parquet_writer;
 mod postgres;
 mod postgres_tls;
 mod quarantine;

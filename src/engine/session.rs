@@ -19,6 +19,7 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
     session.options_mut().sql_parser.collect_spans = true;
     // A source directory is read with its subdirectories ([`super::source_files`]).
     session.options_mut().execution.listing_table_ignore_subdirectory = false;
+    parquet_writer_defaults(&mut session);
     settings.apply(&mut session, &config.datafusion)?;
     if config.cluster.is_some() {
         // Sources take their scan partitions from this session: on a cluster, as many as its
@@ -48,4 +49,27 @@ pub fn build(config: &Config, settings: &ExecSettings) -> Result<SessionContext>
         }
     }
     Ok(ctx)
+}
+
+/// A column's dictionary page stops growing at this size and its later pages are written
+/// plain: 8,192 64-bit values (DataFusion's default, 1 MiB, is 131,072).
+const PARQUET_DICTIONARY_PAGE_BYTES: usize = 64 * 1024;
+
+/// Values the Parquet writer encodes at a time (DataFusion's default: 1,024).
+const PARQUET_WRITE_BATCH_ROWS: usize = 8192;
+
+/// dfpipe's Parquet writer settings where they differ from DataFusion's; the project's
+/// `datafusion:` section (`execution.parquet.dictionary_page_size_limit`, `…write_batch_size`)
+/// wins. The writer interns every value of a column until its dictionary reaches the limit: with
+/// 1 MiB, a column of mostly distinct values (keys, prices, comments) costs a hash lookup that
+/// misses the cache for 131,072 values per row group before it falls back to plain, the largest
+/// cost in writing lineitem. DuckDB's writer does not dictionary-encode such columns at all;
+/// 64 KiB keeps dictionaries for columns of up to 8,192 distinct values per row group (flags,
+/// dates, quantities) as it does. Measured on lineitem SF1 sorted into one file (benches/README):
+/// 0.91x the wall time, 0.88x the CPU, a file 3.8% larger; encoding 8,192 values at a time
+/// instead of 1,024 another 0.95x.
+fn parquet_writer_defaults(session: &mut SessionConfig) {
+    let parquet = &mut session.options_mut().execution.parquet;
+    parquet.dictionary_page_size_limit = PARQUET_DICTIONARY_PAGE_BYTES;
+    parquet.write_batch_size = PARQUET_WRITE_BATCH_ROWS;
 }
