@@ -18,6 +18,7 @@ use futures::StreamExt;
 
 use super::gather::take_rows;
 use super::packing::Packing;
+use super::reclaim::Reclaimer;
 use super::spill_file::{self, SpillDisk};
 use crate::memory::compact_views::compact;
 
@@ -91,6 +92,8 @@ pub struct SpilledRun {
     pub max_batch_bytes: usize,
     /// The rows of its largest batch.
     pub batch_rows: usize,
+    /// Frees the file's disk space as it is read, and the file once read.
+    reclaimer: Reclaimer,
 }
 
 impl SpilledRun {
@@ -100,13 +103,14 @@ impl SpilledRun {
         3 * self.max_batch_bytes + spill_file::read_buffer_bytes(self.direct)
     }
 
-    /// Reads the run's batches back, in order; the file is removed when the reader is dropped.
+    /// Reads the run's batches back, in order, freeing its disk space as it goes; the file is
+    /// removed (on the reclaiming thread) when the reader is dropped.
     pub fn read(self) -> Result<RunReader> {
-        let reader = spill_file::open(self.file.path(), self.direct)?;
+        let reader = spill_file::open(self.file.path(), self.direct, &self.reclaimer)?;
         // SAFETY: the file was written by `write_run` in this process, from arrays that were
         // valid, so the reader need not check them again (DataFusion reads its spills so too).
         let reader = unsafe { StreamReader::try_new(reader, None)?.with_skip_validation(true) };
-        let file = self.file;
+        let file = self.reclaimer.drop_later(self.file);
         Ok(Box::new(reader.map(move |batch| {
             let _ = &file;
             Ok(batch?)
@@ -273,5 +277,5 @@ pub fn write_run(
     writer.finish()?;
     let direct = writer.into_inner()?.finish(disk)?;
     file.update_disk_usage()?;
-    Ok(SpilledRun { file, direct, max_batch_bytes, batch_rows })
+    Ok(SpilledRun { file, direct, max_batch_bytes, batch_rows, reclaimer: disk.reclaimer().clone() })
 }

@@ -30,6 +30,8 @@ use datafusion::arrow::ipc::CompressionType;
 use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::execution::disk_manager::{DiskManager, RefCountedTempFile};
 
+use super::reclaim::{Reclaimer, ReclaimingFile};
+
 /// The alignment direct I/O asks of buffers, file offsets and lengths.
 const ALIGN: usize = 4096;
 
@@ -58,12 +60,25 @@ pub struct SpillDisk {
     break_even: OnceLock<f64>,
     /// The bytes written directly so far, and the time spent waiting on them.
     direct: Mutex<(u64, Duration)>,
+    /// Frees the runs' disk space as they are read ([`super::reclaim`]).
+    reclaimer: Reclaimer,
 }
 
 impl SpillDisk {
     /// Spill files of `manager`'s temporary directory, direct and uncompressed to begin with.
     pub fn new(manager: Arc<DiskManager>) -> SpillDisk {
-        SpillDisk { manager, compress: AtomicBool::new(false), break_even: OnceLock::new(), direct: Mutex::default() }
+        SpillDisk {
+            manager,
+            compress: AtomicBool::new(false),
+            break_even: OnceLock::new(),
+            direct: Mutex::default(),
+            reclaimer: Reclaimer::new(),
+        }
+    }
+
+    /// What frees the runs' disk space as they are read.
+    pub fn reclaimer(&self) -> &Reclaimer {
+        &self.reclaimer
     }
 
     /// A new temporary file for a run, and its writer.
@@ -350,18 +365,23 @@ impl Write for DirectWriter {
     }
 }
 
-/// Opens a run's file to read: directly if it was written so (and the directory still takes it).
-pub fn open(path: &std::path::Path, direct: bool) -> io::Result<Box<dyn Read + Send>> {
-    if direct && let Ok(file) = open_direct(OpenOptions::new().read(true), path) {
+/// Opens a run's file to read once from start to end: directly if it was written so (and the
+/// directory still takes it), with what was read freed by `reclaimer` as it goes.
+pub fn open(path: &std::path::Path, direct: bool, reclaimer: &Reclaimer) -> io::Result<Box<dyn Read + Send>> {
+    // Open to write as well: a file's blocks are freed through a descriptor that may write it.
+    if direct && let Ok(file) = open_direct(OpenOptions::new().read(true).write(true), path) {
         return Ok(Box::new(DirectReader {
-            file,
+            file: reclaimer.reading(file),
             block: AlignedBuffer::new(READ_BLOCK),
             start: 0,
             end: 0,
             done: false,
         }));
     }
-    Ok(Box::new(BufReader::with_capacity(BUFFERED_READ, File::open(path)?)))
+    Ok(Box::new(BufReader::with_capacity(
+        BUFFERED_READ,
+        reclaimer.reading(OpenOptions::new().read(true).write(true).open(path)?),
+    )))
 }
 
 /// The bytes a reader from [`open`] holds besides the batches it decodes.
@@ -371,7 +391,7 @@ pub fn read_buffer_bytes(direct: bool) -> usize {
 
 /// Reads a file with `O_DIRECT`, a block at a time.
 struct DirectReader {
-    file: File,
+    file: ReclaimingFile,
     block: AlignedBuffer,
     start: usize,
     end: usize,
@@ -429,7 +449,7 @@ mod tests {
         let direct = writer.finish(disk).unwrap();
         let size = std::fs::metadata(file.path()).unwrap().len();
         let mut back = Vec::new();
-        open(file.path(), direct).unwrap().read_to_end(&mut back).unwrap();
+        open(file.path(), direct, disk.reclaimer()).unwrap().read_to_end(&mut back).unwrap();
         assert_eq!(back, data, "{len} bytes written {piece} at a time");
         (direct, back, size)
     }
