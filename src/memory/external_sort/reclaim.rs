@@ -189,7 +189,7 @@ mod tests {
 
         let reclaimer = Reclaimer::new();
         let mut reader = reclaimer.reading(File::options().read(true).write(true).open(&path).unwrap());
-        // 17 MiB and a few bytes, in odd pieces: the first 16 MiB (two punches) are freed.
+        // 17 MiB and a few bytes, in odd pieces: two punches, each at least 8 MiB.
         let mut read = vec![0u8; (17 << 20) + 5];
         for piece in read.chunks_mut(100_003) {
             reader.read_exact(piece).unwrap();
