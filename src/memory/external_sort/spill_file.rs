@@ -60,8 +60,9 @@ pub struct SpillDisk {
     break_even: OnceLock<f64>,
     /// The bytes written directly so far, and the time spent waiting on them.
     direct: Mutex<(u64, Duration)>,
-    /// Frees the runs' disk space as they are read ([`super::reclaim`]).
-    reclaimer: Reclaimer,
+    /// Frees the runs' disk space as they are read ([`super::reclaim`]); its thread is started
+    /// by the first run written, so a sort that never spills starts none.
+    reclaimer: OnceLock<Reclaimer>,
 }
 
 impl SpillDisk {
@@ -72,13 +73,13 @@ impl SpillDisk {
             compress: AtomicBool::new(false),
             break_even: OnceLock::new(),
             direct: Mutex::default(),
-            reclaimer: Reclaimer::new(),
+            reclaimer: OnceLock::new(),
         }
     }
 
     /// What frees the runs' disk space as they are read.
     pub fn reclaimer(&self) -> &Reclaimer {
-        &self.reclaimer
+        self.reclaimer.get_or_init(Reclaimer::new)
     }
 
     /// A new temporary file for a run, and its writer.
