@@ -18,6 +18,8 @@ static malloc_conf: Option<&'static std::ffi::c_char> =
     Some(unsafe { &*dfpipe::memory::allocator::CONFIG.as_ptr() });
 
 fn main() -> ExitCode {
+    // Huge pages only while an external sort runs (dfpipe::memory::allocator).
+    dfpipe::memory::allocator::small_pages();
     dfpipe::memory::code_pages::release_periodically();
     let cli = dfpipe::cli::Cli::parse();
     dfpipe::cli::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);

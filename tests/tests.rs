@@ -13,6 +13,7 @@ mod demo;
 mod docs;
 mod duckdb_modes;
 mod functions;
+mod huge_pages;
 mod incremental;
 mod incremental_postgres;
 mod layers;

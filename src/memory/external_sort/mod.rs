@@ -52,6 +52,7 @@ use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMerge
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties};
 
+use super::allocator::HugePages;
 use merge::{Merge, read_ahead};
 use packing::Packing;
 pub use runs::SortKeys;
@@ -116,6 +117,8 @@ impl ExecutionPlan for ExternalSortExec {
         let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
         let tx = builder.tx();
         builder.spawn(async move {
+            // Both phases copy rows from random places of what they hold (see the allocator).
+            let _huge_pages = HugePages::hold();
             let pool = context.memory_pool();
             let disk = Arc::new(SpillDisk::new(context.runtime_env().disk_manager.clone()));
             let tasks: Vec<_> = inputs
