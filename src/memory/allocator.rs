@@ -1,5 +1,5 @@
 //! The process's allocator: jemalloc, for Rust's allocations and DuckDB's C++ alike, with one
-//! arena and freed pages given back within a second.
+//! arena, freed pages given back within a second, and huge pages only while an external sort runs.
 //!
 //! jemalloc replaces the C library's `malloc` for the whole process (`tikv-jemalloc-sys` with
 //! `override_allocator_on_supported_platforms`; the binary also makes it Rust's global
@@ -23,8 +23,9 @@
 //! - `thp:always`: jemalloc marks the memory it maps for transparent huge pages (2 MiB pages,
 //!   `MADV_HUGEPAGE`), and the process keeps them off ([`small_pages`], from `main`) except while
 //!   an external sort runs ([`HugePages`]). A sort's first phase copies every row out of a buffer
-//!   of hundreds of MiB, from random places; with huge pages the SF10 sort took 0.887× the wall
-//!   time (farm-bench, 3 pairs; system time 12.8 → 8.9 s, user 103 → 99 s) at 7 MiB more peak.
+//!   of hundreds of MiB, from random places; with huge pages for the whole process (`MALLOC_CONF`
+//!   with `thp:always`, before this guard) the SF10 sort took 0.887× the wall time (farm-bench,
+//!   3 pairs; system time 12.8 → 8.9 s, user 103 → 99 s) at 7 MiB more peak.
 //!   Elsewhere they only cost memory: the PostgreSQL load of lineitem SF1 peaked 4.5 MiB higher
 //!   (median of 6 pairs) and the DuckDB load took the same time (0.991×, 8 pairs).
 //!
