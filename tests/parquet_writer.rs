@@ -42,8 +42,7 @@ fn a_column_of_mostly_distinct_values_is_written_plain_past_a_64_kib_dictionary_
 
     p.write("dfpipe.yml", &config(""));
     assert_success(&p.dfpipe(&["run", "-q"]));
-    let (sum, rows) = id_sum(&p);
-    assert_eq!((sum, rows), (1_250_025_000, 50_000));
+    assert_eq!(id_sum(&p), (1_250_025_000, 50_000));
     assert_eq!(
         page_encodings(&p.file("out.parquet")),
         vec![("id".to_string(), true, true), ("flag".to_string(), false, true)],
