@@ -2,9 +2,10 @@
 //! buffered while the pool has room and then sorted at once through their keys' row encoding
 //! ([`runs`]), a run per spill file; at the end every run of every partition is merged in one
 //! pass ([`merge`]) into the one sorted output partition. Inside, the rows are held in narrower
-//! types ([`packing`]), both phases copy rows out of the batches they hold through [`gather`],
-//! and the spill files are written past the page cache, uncompressed, on a thread of their own,
-//! while the disk keeps up ([`spill_file`]), and freed as the merge reads them ([`reclaim`]).
+//! types ([`packing`]), a buffer holds its fixed-width columns row by row ([`row_block`]), both
+//! phases copy rows out of the batches they hold through [`gather`], and the spill files are
+//! written past the page cache, uncompressed, on a thread of their own, while the disk keeps up
+//! ([`spill_file`]), and freed as the merge reads them ([`reclaim`]).
 //!
 //! DataFusion 54's sort sorts every batch as it arrives, merges the sorted batches of a run into
 //! its spill file, merges each partition's spill files, and merges the partitions: on lineitem
@@ -32,6 +33,7 @@ mod gather;
 mod merge;
 mod packing;
 mod reclaim;
+mod row_block;
 mod runs;
 mod spill_file;
 

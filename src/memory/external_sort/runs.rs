@@ -19,6 +19,7 @@ use futures::StreamExt;
 use super::gather::take_rows;
 use super::packing::Packing;
 use super::reclaim::Reclaimer;
+use super::row_block::{RowBlock, RowLayout};
 use super::spill_file::{self, SpillDisk};
 use crate::memory::compact_views::compact;
 
@@ -121,7 +122,10 @@ impl SpilledRun {
 /// Batches of one partition waiting to be sorted, with their keys.
 #[derive(Default)]
 struct Buffer {
+    /// The batches, or what is left of them when their fixed-width columns are held in `blocks`.
     batches: Vec<RecordBatch>,
+    /// Each batch's fixed-width columns in rows, when the sort holds them so ([`RowLayout`]).
+    blocks: Vec<RowBlock>,
     keys: Vec<Rows>,
     rows: usize,
     bytes: usize,
@@ -152,12 +156,25 @@ impl Buffer {
         (SPILL_BATCH_BYTES.min(self.bytes / 8) / row_bytes).clamp(64, 1 << 16)
     }
 
-    /// The buffer sorted, as a run read from its batches; `reservation` (a run kept in memory)
-    /// is held until the run is dropped.
-    fn sorted(self, reservation: Option<MemoryReservation>) -> SortedBuffer {
+    /// The buffer sorted, as a run of `schema` read from its batches (and blocks, laid out by
+    /// `layout`); `reservation` (a run kept in memory) is held until the run is dropped.
+    fn sorted(
+        self,
+        schema: SchemaRef,
+        layout: Option<Arc<RowLayout>>,
+        reservation: Option<MemoryReservation>,
+    ) -> SortedBuffer {
         let spill_rows = self.spill_rows();
         let order = self.sorted_order();
-        SortedBuffer { batches: self.batches, order, spill_rows, _reservation: reservation }
+        SortedBuffer {
+            schema,
+            batches: self.batches,
+            blocks: self.blocks,
+            layout,
+            order,
+            spill_rows,
+            _reservation: reservation,
+        }
     }
 }
 
@@ -177,7 +194,10 @@ pub fn prefix(key: &[u8]) -> u128 {
 
 /// A partition's buffered batches, sorted: a run whose rows are taken from them as it is read.
 pub struct SortedBuffer {
+    schema: SchemaRef,
     batches: Vec<RecordBatch>,
+    blocks: Vec<RowBlock>,
+    layout: Option<Arc<RowLayout>>,
     order: Vec<Entry>,
     spill_rows: usize,
     /// Holds the batches' memory in the pool until the run is dropped (a run kept in memory).
@@ -187,21 +207,27 @@ pub struct SortedBuffer {
 impl SortedBuffer {
     /// The run's rows in order, in batches of `rows` rows.
     pub fn read(self, rows: usize) -> impl Iterator<Item = Result<RecordBatch>> + Send {
-        let SortedBuffer { batches, order, _reservation, .. } = self;
-        let schema = batches[0].schema();
+        let SortedBuffer { schema, batches, blocks, layout, order, _reservation, .. } = self;
         let mut start = 0;
         std::iter::from_fn(move || {
             let _ = &_reservation;
             let chunk = order.get(start..(start + rows).min(order.len())).filter(|c| !c.is_empty())?;
             start += chunk.len();
             let batches: Vec<&RecordBatch> = batches.iter().collect();
-            Some(take_rows(&schema, &batches, &places(chunk)))
+            let places = places(chunk);
+            Some(match &layout {
+                None => take_rows(&schema, &batches, &places),
+                Some(layout) => take_rows(layout.rest(), &batches, &places).and_then(|rest| {
+                    let blocks: Vec<&RowBlock> = blocks.iter().collect();
+                    layout.gather(&blocks, &places, rest)
+                }),
+            })
         })
     }
 
     /// Writes the run to a spill file and lets go of its memory.
     pub fn spill(self, disk: &SpillDisk) -> Result<SpilledRun> {
-        let schema = self.batches[0].schema();
+        let schema = self.schema.clone();
         let rows = self.spill_rows;
         write_run(disk, &schema, self.read(rows))
     }
@@ -218,6 +244,8 @@ pub async fn sort_partition(
     reservation: MemoryReservation,
     disk: Arc<SpillDisk>,
 ) -> Result<Vec<Run>> {
+    // The batches' schema and how their rows are held, from the first batch on.
+    let mut shape: Option<(SchemaRef, Option<Arc<RowLayout>>)> = None;
     let mut buffer = Buffer::default();
     let mut runs = Vec::new();
     while let Some(batch) = input.next().await {
@@ -226,13 +254,22 @@ pub async fn sort_partition(
             continue;
         }
         let rows = keys.rows(&batch)?;
-        let bytes = get_record_batch_memory_size(&batch) + rows.size() + ENTRY_BYTES * batch.num_rows();
+        let (schema, layout) =
+            shape.get_or_insert_with(|| (batch.schema(), RowLayout::new(&batch.schema()).map(Arc::new))).clone();
+        let (batch, block) = match &layout {
+            Some(layout) => layout.split(&batch).map(|(block, rest)| (rest, Some(block)))?,
+            None => (batch, None),
+        };
+        let bytes = get_record_batch_memory_size(&batch)
+            + block.as_ref().map_or(0, RowBlock::size)
+            + rows.size()
+            + ENTRY_BYTES * batch.num_rows();
         // Room is left for what spilling allocates beside the buffer.
         let grown = reservation.try_grow(bytes + SPILL_ROOM_BYTES).map(|()| reservation.shrink(SPILL_ROOM_BYTES));
         if grown.is_err() {
             if buffer.rows > 0 {
                 let full = std::mem::take(&mut buffer);
-                runs.push(Run::File(full.sorted(None).spill(&disk)?));
+                runs.push(Run::File(full.sorted(schema.clone(), layout.clone(), None).spill(&disk)?));
                 reservation.free();
             }
             // Without the room: a batch that does not fit even so fails with the pool's error.
@@ -241,15 +278,14 @@ pub async fn sort_partition(
         buffer.rows += batch.num_rows();
         buffer.bytes += bytes;
         buffer.batches.push(batch);
+        buffer.blocks.extend(block);
         buffer.keys.push(rows);
     }
-    if buffer.rows == 0 {
-        return Ok(runs);
-    }
+    let Some((schema, layout)) = shape.filter(|_| buffer.rows > 0) else { return Ok(runs) };
     if runs.is_empty() {
-        return Ok(vec![Run::Memory(buffer.sorted(Some(reservation)))]);
+        return Ok(vec![Run::Memory(buffer.sorted(schema, layout, Some(reservation)))]);
     }
-    runs.push(Run::File(buffer.sorted(None).spill(&disk)?));
+    runs.push(Run::File(buffer.sorted(schema, layout, None).spill(&disk)?));
     Ok(runs)
 }
 
