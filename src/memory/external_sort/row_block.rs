@@ -9,7 +9,7 @@
 //! (3 pairs, benches/README.md), holding about the same bytes (a row's NULL bits beside them).
 //!
 //! A row holds each column's value at its own offset, then a bit per column that is set where
-//! the value is NULL (none when no column is nullable). Columns of other types (strings, lists,
+//! the value is NULL. Columns of other types (strings, lists,
 //! booleans) stay in the batches.
 
 use std::sync::Arc;
@@ -38,7 +38,7 @@ pub struct RowLayout {
     fixed: Vec<Fixed>,
     /// The schema of the columns left in the batches.
     rest: SchemaRef,
-    /// Where the NULL bits start in a row (its length when no column is nullable).
+    /// Where the NULL bits start in a row.
     null_bits: usize,
     /// Bytes of a row.
     stride: usize,
@@ -60,8 +60,7 @@ impl RowLayout {
         if fixed.len() < 2 {
             return None;
         }
-        let nullable = fixed.iter().any(|f| schema.field(f.index).is_nullable());
-        let stride = offset + if nullable { fixed.len().div_ceil(8) } else { 0 };
+        let stride = offset + fixed.len().div_ceil(8);
         let rest = Schema::new(
             schema
                 .fields()
