@@ -205,6 +205,7 @@ mod tests {
     use datafusion::arrow::compute::interleave_record_batch;
     use datafusion::arrow::datatypes::Field;
 
+    use super::super::gather::take_rows;
     use super::*;
 
     fn batch(seed: i64, rows: i64) -> RecordBatch {
@@ -260,6 +261,66 @@ mod tests {
         assert!(got.column(3).null_count() > 0);
         // A column without NULLs gets no null buffer.
         assert!(got.column(5).nulls().is_none());
+    }
+
+    #[test]
+    fn every_fixed_width_type_comes_back_as_it_was() {
+        use datafusion::arrow::array::{
+            Date64Array, Decimal32Array, Decimal64Array, DurationMillisecondArray, Float16Array, IntervalDayTimeArray,
+            IntervalMonthDayNanoArray, IntervalYearMonthArray, Time32SecondArray, Time64NanosecondArray,
+            TimestampMicrosecondArray, UInt8Array,
+        };
+        use datafusion::arrow::datatypes::{ArrowPrimitiveType, Float16Type, IntervalDayTime, IntervalMonthDayNano};
+        type F16 = <Float16Type as ArrowPrimitiveType>::Native;
+
+        let batch = |seed: i32, n: i32| {
+            let some = |i: i32| (seed + i) % 4 != 0;
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Float16Array::from_iter((0..n).map(|i| some(i).then(|| F16::from_f32(i as f32 / 2.0))))),
+                Arc::new(UInt8Array::from_iter_values((0..n).map(|i| (i * 3) as u8))),
+                Arc::new(Time32SecondArray::from_iter((0..n).map(|i| some(i + 1).then_some(i * 60)))),
+                Arc::new(Time64NanosecondArray::from_iter_values((0..n).map(|i| i64::from(i) * 1_000_001))),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter((0..n).map(|i| some(i + 2).then_some(i64::from(seed * i))))
+                        .with_timezone("Europe/Paris"),
+                ),
+                Arc::new(DurationMillisecondArray::from_iter_values((0..n).map(|i| -i64::from(i)))),
+                Arc::new(IntervalYearMonthArray::from_iter_values((0..n).map(|i| i - seed))),
+                Arc::new(IntervalDayTimeArray::from_iter_values((0..n).map(|i| IntervalDayTime::new(i, seed)))),
+                Arc::new(IntervalMonthDayNanoArray::from_iter(
+                    (0..n).map(|i| some(i + 3).then(|| IntervalMonthDayNano::new(seed, i, i64::from(i) << 40))),
+                )),
+                Arc::new(
+                    Decimal32Array::from_iter_values((0..n).map(|i| i * 7 - seed))
+                        .with_precision_and_scale(9, 3)
+                        .unwrap(),
+                ),
+                Arc::new(
+                    Decimal64Array::from_iter((0..n).map(|i| some(i).then_some(i64::from(i) << 33)))
+                        .with_precision_and_scale(18, 0)
+                        .unwrap(),
+                ),
+                Arc::new(Date64Array::from_iter_values((0..n).map(|i| i64::from(i) * 86_400_000))),
+            ];
+            let fields: Vec<Field> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+                .collect();
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+        };
+        let batches = [batch(1, 20), batch(2, 13)];
+        let layout = RowLayout::new(&batches[0].schema()).unwrap();
+        assert!(layout.rest().fields().is_empty());
+        let (blocks, rests): (Vec<RowBlock>, Vec<RecordBatch>) =
+            batches.iter().map(|b| layout.split(b).unwrap()).unzip();
+        let indices: Vec<(usize, usize)> =
+            (0..60).map(|k| if k % 2 == 0 { (0, (k * 3) % 20) } else { (1, k % 13) }).collect();
+        // No column is left in the batches: the sort gathers them as a batch of no columns.
+        let rest = take_rows(layout.rest(), &rests.iter().collect::<Vec<_>>(), &indices).unwrap();
+        let got = layout.gather(&blocks.iter().collect::<Vec<_>>(), &indices, rest).unwrap();
+        let want = interleave_record_batch(&batches.iter().collect::<Vec<_>>(), &indices).unwrap();
+        assert_eq!(got, want);
     }
 
     #[test]
