@@ -9,8 +9,7 @@
 //! (3 pairs, benches/README.md), holding about the same bytes (a row's NULL bits beside them).
 //!
 //! A row holds each column's value at its own offset, then a bit per column that is set where
-//! the value is NULL. Columns of other types (strings, lists,
-//! booleans) stay in the batches.
+//! the value is NULL. Columns of other types (strings, lists, booleans) stay in the batches.
 
 use std::sync::Arc;
 
@@ -45,13 +44,17 @@ pub struct RowLayout {
 }
 
 impl RowLayout {
-    /// The layout for batches of `schema`; None when fewer than two columns have fixed widths
-    /// (one column is copied as fast as it is).
+    /// The layout for batches of `schema`: its columns of Arrow's primitive types (numbers,
+    /// dates, times, decimals, intervals) of 1 to 16 bytes; None when fewer than two (one column
+    /// is copied as fast as it is).
     pub fn new(schema: &SchemaRef) -> Option<RowLayout> {
         let mut fixed = Vec::new();
         let mut offset = 0;
         for (index, field) in schema.fields().iter().enumerate() {
-            let Some(width) = field.data_type().primitive_width().filter(|w| matches!(w, 1 | 2 | 4 | 8 | 16)) else {
+            let data_type = field.data_type();
+            let Some(width) =
+                data_type.primitive_width().filter(|w| data_type.is_primitive() && matches!(w, 1 | 2 | 4 | 8 | 16))
+            else {
                 continue;
             };
             fixed.push(Fixed { index, data_type: field.data_type().clone(), width, offset });
