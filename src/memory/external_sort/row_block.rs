@@ -35,8 +35,9 @@ struct Fixed {
 pub struct RowLayout {
     schema: SchemaRef,
     fixed: Vec<Fixed>,
-    /// The schema of the columns left in the batches.
+    /// The schema of the columns left in the batches, and their places in `schema`.
     rest: SchemaRef,
+    rest_indices: Vec<usize>,
     /// Where the NULL bits start in a row.
     null_bits: usize,
     /// Bytes of a row.
@@ -57,23 +58,23 @@ impl RowLayout {
             else {
                 continue;
             };
-            fixed.push(Fixed { index, data_type: field.data_type().clone(), width, offset });
+            fixed.push(Fixed { index, data_type: data_type.clone(), width, offset });
             offset += width;
         }
         if fixed.len() < 2 {
             return None;
         }
         let stride = offset + fixed.len().div_ceil(8);
-        let rest = Schema::new(
-            schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !fixed.iter().any(|f| f.index == *i))
-                .map(|(_, f)| f.clone())
-                .collect::<Vec<_>>(),
-        );
-        Some(RowLayout { schema: schema.clone(), fixed, rest: Arc::new(rest), null_bits: offset, stride })
+        let rest_indices: Vec<usize> =
+            (0..schema.fields().len()).filter(|i| !fixed.iter().any(|f| f.index == *i)).collect();
+        let rest = Schema::new(rest_indices.iter().map(|&i| schema.field(i).clone()).collect::<Vec<_>>());
+        Some(RowLayout { schema: schema.clone(), fixed, rest: Arc::new(rest), rest_indices, null_bits: offset, stride })
+    }
+
+    /// The byte of a row holding column `k`'s NULL bit (`k` among the fixed-width columns), and
+    /// the bit.
+    fn null_bit(&self, k: usize) -> (usize, u8) {
+        (self.null_bits + k / 8, 1u8 << (k % 8))
     }
 
     /// The schema of the columns left in the batches ([`Self::split`]).
@@ -92,16 +93,13 @@ impl RowLayout {
             scatter(f.width, values(array.as_ref()), &mut bytes, self.stride, f.offset);
             if let Some(valid) = array.nulls().filter(|n| n.null_count() > 0) {
                 nulls[k] = true;
-                let (byte, bit) = (self.null_bits + k / 8, 1u8 << (k % 8));
+                let (byte, bit) = self.null_bit(k);
                 for row in valid.iter().enumerate().filter(|(_, v)| !v).map(|(r, _)| r) {
                     bytes[row * self.stride + byte] |= bit;
                 }
             }
         }
-        let columns: Vec<ArrayRef> = (0..batch.num_columns())
-            .filter(|i| !self.fixed.iter().any(|f| f.index == *i))
-            .map(|i| batch.column(i).clone())
-            .collect();
+        let columns: Vec<ArrayRef> = self.rest_indices.iter().map(|&i| batch.column(i).clone()).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let rest = RecordBatch::try_new_with_options(self.rest.clone(), columns, &options)?;
         Ok((RowBlock { bytes, nulls }, rest))
@@ -120,7 +118,7 @@ impl RowLayout {
         for (k, f) in self.fixed.iter().enumerate() {
             let values = column(f.width, &rows, stride, f.offset);
             let nulls = blocks.iter().any(|b| b.nulls[k]).then(|| {
-                let (byte, bit) = (self.null_bits + k / 8, 1u8 << (k % 8));
+                let (byte, bit) = self.null_bit(k);
                 let mut valid = BooleanBufferBuilder::new(indices.len());
                 for row in rows.chunks_exact(stride) {
                     valid.append(row[byte] & bit == 0);
@@ -130,9 +128,10 @@ impl RowLayout {
             let data = ArrayData::builder(f.data_type.clone()).len(indices.len()).add_buffer(values).nulls(nulls);
             columns[f.index] = Some(make_array(data.build()?));
         }
-        let mut rest = rest.columns().iter();
-        let columns: Vec<ArrayRef> =
-            columns.into_iter().map(|c| c.or_else(|| rest.next().cloned()).expect("every column")).collect();
+        for (&i, column) in self.rest_indices.iter().zip(rest.columns()) {
+            columns[i] = Some(column.clone());
+        }
+        let columns: Vec<ArrayRef> = columns.into_iter().map(|c| c.expect("every column")).collect();
         let options = RecordBatchOptions::new().with_row_count(Some(indices.len()));
         Ok(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?)
     }
