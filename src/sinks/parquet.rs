@@ -15,7 +15,13 @@
 //! some new ones: object stores have no rename, so this window cannot be closed without a table
 //! format. A failed write deletes the new files it made.
 //!
-//! `append` (directories only) adds new files with unique names.
+//! `append` (directories only), local: the new files are written into a hidden directory beside
+//! the target (`.NAME.dfpipe-add-PID`) and synced; the append commits when a marker file is
+//! written and synced there, and its files then move into the target under the unique names
+//! DataFusion gave them. A failed or killed write adds nothing to the target, and its staging is
+//! deleted by the next write; a crash after the commit, with files left to move, is finished by
+//! the next write (before it writes anything), so an append is never half applied. On an object
+//! store the new files are written in place (no rename there).
 //!
 //! Every column is written nullable, whatever the model's plan says ([`super::nullable`]): the
 //! files a directory gains over time must read together as one source, and a column that a later
@@ -69,8 +75,7 @@ pub async fn write(
         return written(df.write_parquet(location, write_options, Some(options)).await);
     }
     if mode == Mode::Append {
-        std::fs::create_dir_all(location).map_err(|e| format!("cannot create {location}: {e}"))?;
-        return written(df.write_parquet(location, write_options, Some(options)).await);
+        return append_local(df, location, write_options, options).await;
     }
 
     let target = PathBuf::from(location.trim_end_matches('/'));
@@ -97,6 +102,72 @@ pub async fn write(
     Ok(rows)
 }
 
+/// The file whose presence in an append's staging directory commits the append.
+const APPEND_COMMITTED: &str = ".dfpipe-committed";
+
+/// `append` into a local directory: written aside, synced, committed, moved in (module doc).
+async fn append_local(
+    df: DataFrame,
+    location: &str,
+    write_options: DataFrameWriteOptions,
+    options: TableParquetOptions,
+) -> Result<u64, String> {
+    let target = PathBuf::from(location.trim_end_matches('/'));
+    let parent = target.parent().unwrap_or(Path::new(".")).to_path_buf();
+    std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    recover(&target)?;
+    let staging = hidden(&target, "add", std::process::id());
+    remove(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+    let staged = written(df.write_parquet(&format!("{}/", staging.display()), write_options, Some(options)).await)
+        .and_then(|rows| sync_tree(&staging).map(|()| rows));
+    let rows = match staged {
+        Ok(rows) => rows,
+        Err(e) => {
+            remove(&staging);
+            return Err(e);
+        }
+    };
+    crate::util::fault::crash_point("append-staged");
+    let marker = staging.join(APPEND_COMMITTED);
+    std::fs::File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot commit the append in {}: {e}", staging.display()))?;
+    sync_dir(&staging)?;
+    move_in(&staging, &target)?;
+    Ok(rows)
+}
+
+/// Moves the files of a committed append from `staging` into `target`, then deletes `staging`.
+fn move_in(staging: &Path, target: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(staging)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.file_name() != APPEND_COMMITTED)
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    let mut dirs = BTreeSet::from([target.to_path_buf()]);
+    for (n, path) in files.iter().enumerate() {
+        let to = target.join(path.strip_prefix(staging).expect("walked under staging"));
+        if let Some(dir) = to.parent().filter(|d| !dirs.contains(*d)) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            dirs.insert(dir.to_path_buf());
+        }
+        std::fs::rename(path, &to)
+            .map_err(|e| format!("cannot move {} into {}: {e}", path.display(), target.display()))?;
+        if n == 0 {
+            crate::util::fault::crash_point("append-moving");
+        }
+    }
+    for dir in &dirs {
+        sync_dir(dir)?;
+    }
+    remove(staging);
+    Ok(())
+}
+
 pub(super) fn written(
     result: datafusion::error::Result<Vec<datafusion::arrow::array::RecordBatch>>,
 ) -> Result<u64, String> {
@@ -116,7 +187,8 @@ pub(super) fn hidden(target: &Path, kind: &str, pid: u32) -> PathBuf {
 
 /// Cleans what dead processes left beside `target`: a staging copy is deleted; a moved-aside
 /// old directory is put back when the target is missing (a crash between the two renames of a
-/// swap), else deleted.
+/// swap), else deleted; an append's staging is moved in when the append had committed, else
+/// deleted.
 fn recover(target: &Path) -> Result<(), String> {
     let Some(parent) = target.parent() else { return Ok(()) };
     let name = target.file_name().unwrap_or_default().to_string_lossy();
@@ -128,12 +200,19 @@ fn recover(target: &Path) -> Result<(), String> {
             let rest = file.strip_prefix(&format!(".{name}.dfpipe-"))?;
             let (kind, pid) = rest.split_once('-')?;
             let pid: u32 = pid.parse().ok()?;
-            (!alive(pid) && (kind == "tmp" || kind == "old")).then(|| (e.path(), kind.to_string()))
+            (!alive(pid) && matches!(kind, "tmp" | "old" | "add")).then(|| (e.path(), kind.to_string()))
         })
         .collect();
-    leftovers.sort();
+    // An old directory goes back before an append is finished into it.
+    leftovers.sort_by_key(|(path, kind)| (kind == "add", path.clone()));
     for (path, kind) in leftovers {
-        if kind == "old" && !target.exists() {
+        if kind == "add" && path.join(APPEND_COMMITTED).exists() {
+            tracing::warn!(
+                "{}: a crashed run committed an append and did not finish moving its files in; finishing it",
+                target.display()
+            );
+            move_in(&path, target)?;
+        } else if kind == "old" && !target.exists() {
             tracing::warn!(
                 "{}: a crashed run left the previous output aside as {}; putting it back",
                 target.display(),
