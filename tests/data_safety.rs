@@ -148,6 +148,17 @@ fn parquet_rows(dir: &std::path::Path) -> usize {
         .sum()
 }
 
+/// The names in `dir` of what runs leave beside an output (`.NAME.dfpipe-KIND-PID`), sorted.
+fn leftovers_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("dfpipe-"))
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn a_crash_between_the_renames_of_a_directory_swap_is_repaired() {
     let p = project("  - model: m\n    to: out/\n");
@@ -165,28 +176,12 @@ fn a_crash_between_the_renames_of_a_directory_swap_is_repaired() {
     p.write("raw.csv", &rows_csv(1..=10, "b"));
     assert_eq!(p.dfpipe(&["run", "-q"]).status.code(), Some(1));
     assert_eq!(parquet_rows(&p.file("out")), 100);
-    let leftovers: Vec<String> = std::fs::read_dir(p.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("dfpipe-"))
-        .collect();
-    assert_eq!(leftovers, Vec::<String>::new());
+    assert_eq!(leftovers_in(p.path()), Vec::<String>::new());
     // A good run replaces it.
     p.write("sql/m.sql", "SELECT id, v FROM raw\n");
     p.write("raw.csv", &rows_csv(1..=7, "c"));
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(parquet_rows(&p.file("out")), 7);
-}
-
-/// Names beside directory `out` that a run left (`.NAME.dfpipe-…`).
-fn leftovers_in(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("dfpipe-"))
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
