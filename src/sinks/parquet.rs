@@ -75,67 +75,60 @@ pub async fn write(
         return written(df.write_parquet(location, write_options, Some(options)).await);
     }
     if mode == Mode::Append {
-        return append_local(df, location, write_options, options).await;
+        let (target, staging, rows) = write_aside(df, location, "add", false, write_options, options).await?;
+        commit_append(&staging, &target)?;
+        return Ok(rows);
     }
+    let (target, staging, rows) = write_aside(df, location, "tmp", single_file, write_options, options).await?;
+    swap_into_place(&staging, &target)?;
+    Ok(rows)
+}
 
+/// Writes `df` beside the local output `location` under a hidden `kind` name (a directory unless
+/// `single_file`), once what dead runs left there is cleaned, and syncs it to disk; the target,
+/// the staging path and the rows written. A failed write removes what it staged.
+async fn write_aside(
+    df: DataFrame,
+    location: &str,
+    kind: &str,
+    single_file: bool,
+    write_options: DataFrameWriteOptions,
+    options: TableParquetOptions,
+) -> Result<(PathBuf, PathBuf, u64), String> {
     let target = PathBuf::from(location.trim_end_matches('/'));
     let parent = target.parent().unwrap_or(Path::new(".")).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     recover(&target)?;
-    let staging = hidden(&target, "tmp", std::process::id());
+    let staging = hidden(&target, kind, std::process::id());
     remove(&staging);
     let mut staging_location = staging.to_string_lossy().into_owned();
     if !single_file {
         std::fs::create_dir_all(&staging).map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
         staging_location.push('/');
     }
-    let rows = match written(df.write_parquet(&staging_location, write_options, Some(options)).await)
+    match written(df.write_parquet(&staging_location, write_options, Some(options)).await)
         .and_then(|rows| sync_tree(&staging).map(|()| rows))
     {
-        Ok(rows) => rows,
+        Ok(rows) => Ok((target, staging, rows)),
         Err(e) => {
             remove(&staging);
-            return Err(e);
+            Err(e)
         }
-    };
-    swap_into_place(&staging, &target)?;
-    Ok(rows)
+    }
 }
 
 /// The file whose presence in an append's staging directory commits the append.
 const APPEND_COMMITTED: &str = ".dfpipe-committed";
 
-/// `append` into a local directory: written aside, synced, committed, moved in (module doc).
-async fn append_local(
-    df: DataFrame,
-    location: &str,
-    write_options: DataFrameWriteOptions,
-    options: TableParquetOptions,
-) -> Result<u64, String> {
-    let target = PathBuf::from(location.trim_end_matches('/'));
-    let parent = target.parent().unwrap_or(Path::new(".")).to_path_buf();
-    std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-    recover(&target)?;
-    let staging = hidden(&target, "add", std::process::id());
-    remove(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
-    let staged = written(df.write_parquet(&format!("{}/", staging.display()), write_options, Some(options)).await)
-        .and_then(|rows| sync_tree(&staging).map(|()| rows));
-    let rows = match staged {
-        Ok(rows) => rows,
-        Err(e) => {
-            remove(&staging);
-            return Err(e);
-        }
-    };
+/// Commits the append staged in `staging` (its marker written and synced there) and moves its
+/// files into `target` (module doc).
+fn commit_append(staging: &Path, target: &Path) -> Result<(), String> {
     crate::util::fault::crash_point("append-staged");
-    let marker = staging.join(APPEND_COMMITTED);
-    std::fs::File::create(&marker)
+    std::fs::File::create(staging.join(APPEND_COMMITTED))
         .and_then(|f| f.sync_all())
         .map_err(|e| format!("cannot commit the append in {}: {e}", staging.display()))?;
-    sync_dir(&staging)?;
-    move_in(&staging, &target)?;
-    Ok(rows)
+    sync_dir(staging)?;
+    move_in(staging, target)
 }
 
 /// Moves the files of a committed append from `staging` into `target`, then deletes `staging`.
