@@ -186,13 +186,6 @@ fn a_crash_between_the_renames_of_a_directory_swap_is_repaired() {
 
 #[test]
 fn a_parquet_append_that_fails_or_crashes_adds_nothing_and_a_committed_one_is_finished() {
-    let numbers = |range: std::ops::RangeInclusive<u32>, last: &str| {
-        let mut s = String::from("id,v\n");
-        for i in range {
-            s.push_str(&format!("{i},{i}\n"));
-        }
-        s + last
-    };
     let p = Project::new();
     p.write("sql/m.sql", "SELECT id, CAST(v AS BIGINT) AS v FROM raw\n");
     p.write(
@@ -200,21 +193,21 @@ fn a_parquet_append_that_fails_or_crashes_adds_nothing_and_a_committed_one_is_fi
         "name: t\nsources:\n  raw: { path: \"raw/*.csv\", schema: { v: VARCHAR } }\noutputs:\n  - { model: m, to: \
          out/d/, mode: append }\ndatafusion: { datafusion.execution.target_partitions: 2 }\n",
     );
-    p.write("raw/a.csv", &numbers(1..=100, ""));
+    p.write("raw/a.csv", &rows_csv(1..=100, ""));
     assert_success(&p.dfpipe(&["run", "-q"]));
     assert_eq!(parquet_rows(&p.file("out/d")), 100);
 
     // Fails part way: the second file's last value is no number, when the first file's rows
     // (another partition, another output file) may be written already.
-    p.write("raw/a.csv", &numbers(1..=200_000, ""));
-    p.write("raw/b.csv", &numbers(1..=200_000, "200001,oops\n"));
+    p.write("raw/a.csv", &rows_csv(1..=200_000, ""));
+    p.write("raw/b.csv", &(rows_csv(1..=200_000, "") + "200001,oops\n"));
     assert_error(&p.dfpipe(&["run", "-q"]), 1, "Cannot cast string 'oops' to value of Int64 type");
     assert_eq!(parquet_rows(&p.file("out/d")), 100);
     assert_eq!(leftovers_in(&p.file("out")), Vec::<String>::new());
 
     // Killed with every new file written and synced, before the append commits: nothing added.
-    p.write("raw/a.csv", &numbers(1..=5, ""));
-    p.write("raw/b.csv", &numbers(6..=10, ""));
+    p.write("raw/a.csv", &rows_csv(1..=5, ""));
+    p.write("raw/b.csv", &rows_csv(6..=10, ""));
     let crashed = p.dfpipe_env(&["run", "-q"], &[("DFPIPE_TEST_CRASH_AT", "append-staged")]);
     assert!(stderr(&crashed).contains("crash point append-staged"), "{}", stderr(&crashed));
     assert_eq!(parquet_rows(&p.file("out/d")), 100);
