@@ -275,6 +275,34 @@ fn a_run_waits_for_an_analyst_holding_the_catalog_briefly() {
 }
 
 #[test]
+fn the_catalog_is_free_while_a_load_runs_and_one_held_past_the_wait_is_named() {
+    let p = project("  - model: m\n");
+    p.write("raw.csv", &rows_csv(1..=10, "a"));
+    // Mid-load, an analyst opens the catalog for writing and sees the run going on.
+    let (child, pause) = p.spawn_paused_mid_load(&[]);
+    assert_eq!(recorded_runs(&p), [["running", "false"]]);
+    std::fs::remove_file(&pause).unwrap();
+    assert_success(&child.wait_with_output().unwrap());
+    assert_eq!(recorded_runs(&p), [["success", "true"]]);
+
+    // Held past the wait: the run stops before it starts, naming the catalog and its holder.
+    let catalog = p.file(".dfpipe/catalog.duckdb");
+    let holder = hold_duckdb_file(catalog.clone(), std::time::Duration::from_secs(20));
+    let out = p.dfpipe_env(&["run", "-q"], &[("DFPIPE_LOCK_WAIT", "1s")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let file = catalog.display().to_string();
+    assert!(
+        err.contains(&format!("schema catalog {file}: {file} is open in another process ("))
+            && err.contains(&format!("(PID {})", std::process::id()))
+            && err.contains("waited 1s. Close that session"),
+        "{err}"
+    );
+    drop(holder);
+    assert_eq!(p.duckdb("SELECT count(*) FROM m"), [["BigInt(10)"]]);
+}
+
+#[test]
 fn a_warehouse_held_by_another_process_is_named_before_anything_runs_and_the_run_is_recorded() {
     let p = project("  - model: m\n");
     p.write("raw.csv", &rows_csv(1..=10, "a"));

@@ -1,6 +1,6 @@
-//! The catalog store: one DuckDB connection per operation (held briefly, so an analyst may
-//! open the catalog between them; an open waits a bounded time for one who holds it), the DDL,
-//! and the reads and writes of runs, schemas, files, targets, tests and drift.
+//! The catalog store: the file attached for each operation (held briefly, so an analyst may
+//! open the catalog between them; an attach waits a bounded time for one who holds it), the
+//! DDL, and the reads and writes of runs, schemas, files, targets, tests and drift.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,8 @@ use crate::config::Policy;
 use crate::engine::observe::FileIdentity;
 use crate::error::{Error, Result};
 use crate::schema::{Change, Kind, Snapshot, stored};
-use crate::util::{duckdb_file, redact};
+use crate::util::duckdb_file::{self, Attached};
+use crate::util::redact;
 
 /// The catalog's file name in the state directory.
 pub const CATALOG_FILE: &str = "catalog.duckdb";
@@ -129,11 +130,11 @@ impl Catalog {
     }
 
     /// Opens the catalog for writing, creating its tables.
-    fn open(&self) -> Result<Connection> {
+    fn open(&self) -> Result<Attached> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
         }
-        let mut conn = duckdb_file::open(&self.path, false, duckdb_file::lock_wait()).map_err(|e| self.fail(e))?;
+        let mut conn = duckdb_file::attach(&self.path, false, duckdb_file::lock_wait()).map_err(|e| self.fail(e))?;
         conn.execute_batch(DDL).map_err(|e| self.fail(e))?;
         self.migrate(&mut conn)?;
         Ok(conn)
@@ -184,11 +185,11 @@ impl Catalog {
     }
 
     /// Opens the catalog read-only; `None` when no run has written it yet.
-    fn read(&self) -> Result<Option<Connection>> {
+    fn read(&self) -> Result<Option<Attached>> {
         if !self.path.exists() {
             return Ok(None);
         }
-        let conn = duckdb_file::open(&self.path, true, duckdb_file::lock_wait()).map_err(|e| self.fail(e))?;
+        let conn = duckdb_file::attach(&self.path, true, duckdb_file::lock_wait()).map_err(|e| self.fail(e))?;
         Ok(Some(conn))
     }
 

@@ -7,13 +7,13 @@
 //! every string into the vector through a call that validates its UTF-8 again, and converts
 //! wide decimals one value at a time: ~9% of the CPU of a lineitem load.
 //!
-//! The import takes a connection for its settings; a private in-memory DuckDB of one thread,
-//! opened once per process, serves every load. The table function declares the types DuckDB
+//! The import takes a connection for its settings: one to the process's in-memory DuckDB
+//! ([`duckdb_file::process_database`]), opened once, serves every load. The table function declares the types DuckDB
 //! imports the columns as, so the imported vectors are handed over as they are. A schema with
 //! decimals inside lists or structs (whose range is not checked here), or a type duckdb-rs
 //! cannot declare, is not imported this way: the feed converts it with duckdb-rs.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::CStr;
 use std::ptr;
 use std::sync::{Arc, OnceLock};
 
@@ -26,8 +26,10 @@ use datafusion::arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
 use duckdb::ffi;
 
-/// The private DuckDB whose connection the import reads its settings from; opened once, held
-/// (in a static) until the process ends.
+use crate::util::duckdb_file;
+
+/// The connection the import reads its settings from; opened once, held (in a static) until the
+/// process ends.
 struct Importer {
     conn: ffi::duckdb_connection,
 }
@@ -45,30 +47,13 @@ fn importer() -> Result<&'static Importer, String> {
 }
 
 fn open_importer() -> Result<Importer, String> {
-    // SAFETY: the C API's documented sequence; every out-pointer is initialised before use and
-    // the config and error string are freed here.
-    unsafe {
-        let mut config: ffi::duckdb_config = ptr::null_mut();
-        if ffi::duckdb_create_config(&mut config) != ffi::DuckDBSuccess {
-            return Err("could not create a DuckDB config".into());
-        }
-        ffi::duckdb_set_config(config, c"threads".as_ptr(), c"1".as_ptr());
-        let mut db: ffi::duckdb_database = ptr::null_mut();
-        let mut error: *mut c_char = ptr::null_mut();
-        let opened = ffi::duckdb_open_ext(c":memory:".as_ptr(), &mut db, config, &mut error);
-        ffi::duckdb_destroy_config(&mut config);
-        if opened != ffi::DuckDBSuccess {
-            let message = if error.is_null() { String::new() } else { CStr::from_ptr(error).to_string_lossy().into() };
-            ffi::duckdb_free(error.cast());
-            return Err(format!("could not open DuckDB's Arrow import: {message}"));
-        }
-        let mut conn: ffi::duckdb_connection = ptr::null_mut();
-        if ffi::duckdb_connect(db, &mut conn) != ffi::DuckDBSuccess {
-            ffi::duckdb_close(&mut db);
-            return Err("could not connect DuckDB's Arrow import".into());
-        }
-        Ok(Importer { conn })
+    let db = duckdb_file::process_database()?;
+    let mut conn: ffi::duckdb_connection = ptr::null_mut();
+    // SAFETY: the process's database stays open for the life of the process.
+    if unsafe { ffi::duckdb_connect(db, &mut conn) } != ffi::DuckDBSuccess {
+        return Err("could not connect DuckDB's Arrow import".into());
     }
+    Ok(Importer { conn })
 }
 
 /// DuckDB's Arrow import for the batches of one schema.
