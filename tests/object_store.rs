@@ -289,3 +289,45 @@ async fn incremental_parquet_on_s3_loads_new_files_and_drops_uncommitted_ones() 
         vec![vec!["4000".to_string(), "4000".to_string()]]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_append_on_s3_that_fails_adds_no_file() {
+    let moto = Moto::start();
+    seed(moto.addr).await;
+    let env = aws_env(moto.addr);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let store = store(moto.addr);
+    let csv = |ids: std::ops::RangeInclusive<u32>| ids.map(|i| format!("{i},{i}\n")).collect::<String>();
+    let put = |name: &str, body: String| {
+        let store = &store;
+        let path = ObjectPath::from(format!("raw/{name}"));
+        async move { store.put(&path, format!("id,v\n{body}").into()).await.unwrap() }
+    };
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        &format!(
+            "name: s3\nsources:\n  raw: {{ path: \"s3://{BUCKET}/raw/*.csv\", schema: {{ v: VARCHAR }} }}\n\
+             outputs:\n  - {{ model: m, to: \"s3://{BUCKET}/app/\", mode: append }}\n\
+             datafusion: {{ datafusion.execution.target_partitions: 2 }}\n"
+        ),
+    );
+    p.write("sql/m.sql", "SELECT id, CAST(v AS BIGINT) AS v FROM raw\n");
+    put("a.csv", csv(1..=100)).await;
+    assert_success(&tokio::task::block_in_place(|| p.dfpipe_env(&["run", "-q"], &env)));
+    let objects = || async {
+        let listed: Vec<_> = store.list(Some(&ObjectPath::from("app"))).try_collect().await.unwrap();
+        let mut names: Vec<String> = listed.into_iter().map(|m| m.location.to_string()).collect();
+        names.sort();
+        names
+    };
+    let before = objects().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // One partition's file (1,000 rows) is complete long before the other's last row fails.
+    put("a.csv", csv(1..=1000)).await;
+    put("b.csv", csv(1..=400_000) + "400001,oops\n").await;
+    let out = tokio::task::block_in_place(|| p.dfpipe_env(&["run", "-q"], &env));
+    assert_error(&out, 1, "Cannot cast string 'oops' to value of Int64 type");
+    assert_eq!(objects().await, before);
+}

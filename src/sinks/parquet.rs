@@ -20,8 +20,12 @@
 //! written and synced there, and its files then move into the target under the unique names
 //! DataFusion gave them. A failed or killed write adds nothing to the target, and its staging is
 //! deleted by the next write; a crash after the commit, with files left to move, is finished by
-//! the next write (before it writes anything), so an append is never half applied. On an object
-//! store the new files are written in place (no rename there).
+//! the next write (before it writes anything), so an append is never half applied.
+//!
+//! `append`, object store: the new files are written in place (no rename there); a failed write
+//! deletes the ones it made, as a failed `replace` does. A process killed mid-write leaves the
+//! files it finished (an incremental append's marker objects, [`super::parquet_increment`], say
+//! which loads count; a plain append has none).
 //!
 //! Every column is written nullable, whatever the model's plan says ([`super::nullable`]): the
 //! files a directory gains over time must read together as one source, and a column that a later
@@ -69,8 +73,8 @@ pub async fn write(
         DataFrameWriteOptions::new().with_single_file_output(single_file).with_insert_operation(InsertOp::Append);
     let local = !location.contains("://");
     if !local {
-        if mode == Mode::Replace && !single_file {
-            return replace_prefix(df, location, write_options, options).await;
+        if !single_file {
+            return write_prefix(df, location, mode, write_options, options).await;
         }
         return written(df.write_parquet(location, write_options, Some(options)).await);
     }
@@ -303,11 +307,12 @@ pub(super) fn remove(path: &Path) {
     }
 }
 
-/// `replace` of an object-store prefix: write the new files, then delete what was there before
-/// (see the module docs); on failure, delete the new files instead.
-async fn replace_prefix(
+/// Writes an object-store prefix: the new files, then, for `replace`, the deletion of what was
+/// there before (see the module docs); on failure, the deletion of the new files instead.
+async fn write_prefix(
     df: DataFrame,
     location: &str,
+    mode: Mode,
     write_options: DataFrameWriteOptions,
     options: TableParquetOptions,
 ) -> Result<u64, String> {
@@ -318,7 +323,8 @@ async fn replace_prefix(
     let outcome = written(df.write_parquet(location, write_options, Some(options)).await);
     let after = list(&store, &prefix).await?;
     let (keep, delete): (BTreeSet<_>, Vec<_>) = match &outcome {
-        Ok(_) => (after.difference(&before).cloned().collect(), before.into_iter().collect()),
+        Ok(_) if mode == Mode::Replace => (after.difference(&before).cloned().collect(), before.into_iter().collect()),
+        Ok(_) => return outcome,
         Err(_) => (before.clone(), after.difference(&before).cloned().collect()),
     };
     for path in delete.iter().filter(|p| !keep.contains(*p)) {
