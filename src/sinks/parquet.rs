@@ -321,10 +321,12 @@ async fn write_prefix(
     let prefix = url.prefix().clone();
     let before = list(&store, &prefix).await?;
     let outcome = written(df.write_parquet(location, write_options, Some(options)).await);
+    if outcome.is_ok() && mode != Mode::Replace {
+        return outcome;
+    }
     let after = list(&store, &prefix).await?;
     let (keep, delete): (BTreeSet<_>, Vec<_>) = match &outcome {
-        Ok(_) if mode == Mode::Replace => (after.difference(&before).cloned().collect(), before.into_iter().collect()),
-        Ok(_) => return outcome,
+        Ok(_) => (after.difference(&before).cloned().collect(), before.into_iter().collect()),
         Err(_) => (before.clone(), after.difference(&before).cloned().collect()),
     };
     for path in delete.iter().filter(|p| !keep.contains(*p)) {
