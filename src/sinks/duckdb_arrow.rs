@@ -8,10 +8,10 @@
 //! wide decimals one value at a time: ~9% of the CPU of a lineitem load.
 //!
 //! The import takes a connection for its settings: one to the process's in-memory DuckDB
-//! ([`duckdb_file::process_database`]), opened once, serves every load. The table function declares the types DuckDB
-//! imports the columns as, so the imported vectors are handed over as they are. A schema with
-//! decimals inside lists or structs (whose range is not checked here), or a type duckdb-rs
-//! cannot declare, is not imported this way: the feed converts it with duckdb-rs.
+//! ([`duckdb_file::process_database`]), opened once, serves every load. The table function
+//! declares the types DuckDB imports the columns as, so the imported vectors are handed over as
+//! they are. A schema with decimals inside lists or structs (whose range is not checked here), or
+//! a type duckdb-rs cannot declare, is not imported this way: the feed converts it with duckdb-rs.
 
 use std::ffi::CStr;
 use std::ptr;
