@@ -324,8 +324,8 @@ async fn a_parquet_append_on_s3_that_fails_adds_no_file() {
     let before = objects().await;
     assert_eq!(before.len(), 1, "{before:?}");
 
-    // Two inputs, two partitions: the larger one's last row fails the write after output files
-    // of the other's rows are complete in the prefix.
+    // Two inputs, two partitions: the larger one's last row fails the write after some of its
+    // output files are complete in the prefix.
     put("a.csv", csv(1..=1000)).await;
     put("b.csv", csv(1..=400_000) + "400001,oops\n").await;
     let out = tokio::task::block_in_place(|| p.dfpipe_env(&["run", "-q"], &env));
