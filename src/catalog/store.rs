@@ -2,7 +2,9 @@
 //! open the catalog between them; an attach waits a bounded time for one who holds it), the
 //! DDL, and the reads and writes of runs, schemas, files, targets, tests and drift.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use duckdb::{Connection, OptionalExt, params};
 use serde::Serialize;
@@ -129,14 +131,22 @@ impl Catalog {
         Error::Run(format!("schema catalog {}: {e}", self.path.display()))
     }
 
-    /// Opens the catalog for writing, creating its tables.
+    /// Opens the catalog for writing, creating its tables: the first time in this process, or
+    /// when the file is new (the DDL and the format check take ~2 ms an operation otherwise).
     fn open(&self) -> Result<Attached> {
+        /// The catalogs this process has created the tables of and migrated.
+        static PREPARED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.fail(e))?;
         }
+        let new = !self.path.exists();
         let mut conn = duckdb_file::attach(&self.path, false, duckdb_file::lock_wait()).map_err(|e| self.fail(e))?;
-        conn.execute_batch(DDL).map_err(|e| self.fail(e))?;
-        self.migrate(&mut conn)?;
+        let mut prepared = PREPARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if new || !prepared.contains(&self.path) {
+            conn.execute_batch(DDL).map_err(|e| self.fail(e))?;
+            self.migrate(&mut conn)?;
+            prepared.insert(self.path.clone());
+        }
         Ok(conn)
     }
 
