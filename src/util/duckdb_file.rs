@@ -7,13 +7,14 @@
 //!
 //! [`hold`] keeps a file's database open in this process for a while (the windows of one
 //! incremental output): opens meanwhile share it instead of starting and checkpointing a
-//! database per load. Every open goes through [`open`], so one process never has two databases
-//! on one file.
+//! database per load. Every open of a file goes through [`open`], so one process never has two
+//! databases on one file.
 //!
 //! Starting a DuckDB database costs ~12 ms (its built-in catalog), whatever the file. A file
-//! read or written in short operations (the schema catalog, five or six a run) is instead
+//! read or written only in short operations (the schema catalog, five or six a run) is instead
 //! [`attach`]ed to the process's own in-memory database for each operation and detached after
-//! it, which holds the file's lock just as briefly and costs a quarter of an open.
+//! it, which holds the file's lock just as briefly and costs a quarter of an open. Such a file
+//! is never also [`open`]ed, and the operations take turns, so it too is one database at a time.
 
 use std::ffi::{CStr, c_char};
 use std::ops::{Deref, DerefMut};
