@@ -2,14 +2,6 @@
 
 use crate::util::*;
 
-fn rows_csv(range: std::ops::RangeInclusive<u32>, tag: &str) -> String {
-    let mut s = String::from("id,v\n");
-    for i in range {
-        s.push_str(&format!("{i},{tag}{i}\n"));
-    }
-    s
-}
-
 fn project(outputs: &str) -> Project {
     let p = Project::new();
     p.write(

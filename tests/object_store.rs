@@ -297,11 +297,10 @@ async fn a_parquet_append_on_s3_that_fails_adds_no_file() {
     let env = aws_env(moto.addr);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let store = store(moto.addr);
-    let csv = |ids: std::ops::RangeInclusive<u32>| ids.map(|i| format!("{i},{i}\n")).collect::<String>();
     let put = |name: &str, body: String| {
         let store = &store;
         let path = ObjectPath::from(format!("raw/{name}"));
-        async move { store.put(&path, format!("id,v\n{body}").into()).await.unwrap() }
+        async move { store.put(&path, body.into()).await.unwrap() }
     };
     let p = Project::new();
     p.write(
@@ -313,7 +312,7 @@ async fn a_parquet_append_on_s3_that_fails_adds_no_file() {
         ),
     );
     p.write("sql/m.sql", "SELECT id, CAST(v AS BIGINT) AS v FROM raw\n");
-    put("a.csv", csv(1..=100)).await;
+    put("a.csv", rows_csv(1..=100, "")).await;
     assert_success(&tokio::task::block_in_place(|| p.dfpipe_env(&["run", "-q"], &env)));
     let objects = || async {
         let listed: Vec<_> = store.list(Some(&ObjectPath::from("app"))).try_collect().await.unwrap();
@@ -326,8 +325,8 @@ async fn a_parquet_append_on_s3_that_fails_adds_no_file() {
 
     // Two inputs, two partitions: the larger one's last row fails the write after some of its
     // output files are complete in the prefix.
-    put("a.csv", csv(1..=1000)).await;
-    put("b.csv", csv(1..=400_000) + "400001,oops\n").await;
+    put("a.csv", rows_csv(1..=1000, "")).await;
+    put("b.csv", rows_csv(1..=400_000, "") + "400001,oops\n").await;
     let out = tokio::task::block_in_place(|| p.dfpipe_env(&["run", "-q"], &env));
     assert_error(&out, 1, "Cannot cast string 'oops' to value of Int64 type");
     assert_eq!(objects().await, before);

@@ -132,6 +132,15 @@ impl Project {
     }
 }
 
+/// CSV text `id,v` with a row `i,<tag>i` for each `i` in `range`.
+pub fn rows_csv(range: std::ops::RangeInclusive<u32>, tag: &str) -> String {
+    let mut s = String::from("id,v\n");
+    for i in range {
+        s.push_str(&format!("{i},{tag}{i}\n"));
+    }
+    s
+}
+
 /// Every row of `sql` on the DuckDB file at `path`, values cast to VARCHAR ("NULL" for null).
 pub fn duckdb_rows(path: &Path, sql: &str) -> Vec<Vec<String>> {
     let conn = duckdb::Connection::open(path).expect("open duckdb");
