@@ -489,3 +489,34 @@ fn every_partition_is_loaded_when_there_are_more_than_duckdb_threads() {
         ["BigInt(70000)", "BigInt(70000)", "HugeInt(2450035000)", "a1", "a9999"]
     );
 }
+
+#[test]
+fn plan_says_which_decimal_columns_duckdb_stores_as_128_bit_integers() {
+    // DataFusion types a product of two DECIMAL(15,2) DECIMAL(38,4) (and an integer literal
+    // DECIMAL(20,0)); a DECIMAL(18,2) column passes through; a Parquet target gets no note.
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: t\nsources:\n  raw: { path: raw.csv, schema: { price: \"DECIMAL(15,2)\", discount: \"DECIMAL(15,2)\", \
+         total: \"DECIMAL(18,2)\" } }\noutputs:\n  - model: m\n  - { model: m, to: out/m.parquet }\n",
+    );
+    p.write("raw.csv", "price,discount,total\n10.50,0.10,9.45\n");
+    p.write("sql/m.sql", "SELECT total, price * (1 - discount) AS \"Net Price\" FROM raw\n");
+    let plan = stdout(&p.dfpipe(&["plan"]));
+    let notes: Vec<&str> = plan.lines().filter(|l| l.starts_with("  note: ")).collect();
+    assert_eq!(
+        notes,
+        ["  note: column `Net Price` is DECIMAL(38,4), which DuckDB stores as a 128-bit integer (twice the bytes \
+          of DECIMAL(18,4), slower to write and to aggregate); if its values fit in 18 digits, CAST it in the \
+          model: CAST(… AS DECIMAL(18,4)) AS \"Net Price\""],
+        "{plan}"
+    );
+    // As the note says: with the CAST, the same value in an 18-digit column, and no note.
+    p.write("sql/m.sql", "SELECT total, CAST(price * (1 - discount) AS DECIMAL(18,4)) AS \"Net Price\" FROM raw\n");
+    assert!(!stdout(&p.dfpipe(&["plan"])).contains("note: "));
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT typeof(\"Net Price\"), CAST(\"Net Price\" AS VARCHAR) FROM m")[0],
+        ["DECIMAL(18,4)", "9.4500"]
+    );
+}

@@ -8,7 +8,7 @@ use datafusion::common::TableReference;
 use super::prepare;
 use super::run::incremental::{self, Increment, IncrementalOptions};
 use crate::cli::SelectArgs;
-use crate::config::Config;
+use crate::config::{Config, Target};
 use crate::engine::pipeline::Pipeline;
 use crate::error::{EXIT_OK, Error, Result, df_message};
 use crate::util::fmt::human_bytes;
@@ -110,6 +110,11 @@ pub async fn render(pipeline: &Pipeline, increments: &[Option<Increment>]) -> Re
             .map_err(|e| Error::Project(format!("model `{}`: {}", output.model, df_message(&e))))?;
         for line in plan.display_indent().to_string().lines() {
             let _ = writeln!(out, "    {line}");
+        }
+        if let Target::DuckDb(_) = &output.target {
+            for note in crate::sinks::duckdb::wide_decimal_notes(df.schema().as_arrow()) {
+                let _ = writeln!(out, "  note: {note}");
+            }
         }
         if let Some(cluster) = &pipeline.cluster {
             // The scheduler's own cut of the query into stages, as a run would submit it.

@@ -572,6 +572,39 @@ pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
     })
 }
 
+/// A note for each top-level decimal column of more than 18 digits (with a scale DuckDB's
+/// 18-digit decimals take), which DuckDB stores as a 128-bit integer: twice the bytes of one of
+/// up to 18 digits, slower to write and to aggregate. DataFusion's decimal arithmetic widens to
+/// such types (a product of two DECIMAL(15,2) is DECIMAL(38,4)) where DuckDB's SQL narrows.
+pub fn wide_decimal_notes(schema: &Schema) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .filter_map(|field| match field.data_type() {
+            DataType::Decimal128(p, s) | DataType::Decimal256(p, s)
+                if (19..=38).contains(p) && (0..=18).contains(s) =>
+            {
+                Some(format!(
+                    "column `{name}` is DECIMAL({p},{s}), which DuckDB stores as a 128-bit integer (twice the \
+                 bytes of DECIMAL(18,{s}), slower to write and to aggregate); if its values fit in 18 digits, \
+                 CAST it in the model: CAST(… AS DECIMAL(18,{s})) AS {alias}",
+                    name = field.name(),
+                    alias = plain_or_quoted(field.name())
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `name` as SQL writes it: bare when it is a lowercase identifier, else quoted.
+fn plain_or_quoted(name: &str) -> String {
+    let mut chars = name.chars();
+    let plain = chars.next().is_some_and(|c| c == '_' || c.is_ascii_lowercase())
+        && chars.all(|c| c == '_' || c.is_ascii_lowercase() || c.is_ascii_digit());
+    if plain { name.to_string() } else { quote(name) }
+}
+
 /// The type a column is handed to DuckDB's feed as: the Arrow type itself where duckdb-rs (which
 /// converts what DuckDB's import does not take) takes it, otherwise the nearest type it takes
 /// without loss (dictionaries become their values, half floats become floats, decimal256 of 38
