@@ -1,6 +1,8 @@
 //! DuckDB targets: replace is atomic, append is all-or-nothing, merge upserts; types survive.
 
 use crate::util::*;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Float64Type;
 
 fn project(outputs: &str) -> Project {
     let p = Project::new();
@@ -519,4 +521,34 @@ fn plan_says_which_decimal_columns_duckdb_stores_as_128_bit_integers() {
         p.duckdb("SELECT typeof(\"Net Price\"), CAST(\"Net Price\" AS VARCHAR) FROM m")[0],
         ["DECIMAL(18,4)", "9.4500"]
     );
+}
+
+#[test]
+fn a_union_is_written_in_the_type_its_branches_are_cast_to() {
+    // DataFusion types a UNION by its first branch until its analyzer casts the branches to
+    // their common type: the table was created from the first (BIGINT), cutting 10.75 to 10,
+    // and text under an integer first branch became NULL. The Parquet output always had them.
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: t\nsources:\n  a: { path: a.csv }\n  b: { path: b.csv }\n  c: { path: c.csv }\noutputs:\n  \
+         - model: ab\n  - model: ac\n  - { model: ab, to: out/ab.parquet }\n",
+    );
+    p.write("a.csv", "id,v\n1,10\n").write("b.csv", "id,v\n2,10.75\n").write("c.csv", "id,name\n3,x\n");
+    p.write("sql/ab.sql", "SELECT id, v FROM a UNION ALL SELECT id, v FROM b\n");
+    p.write("sql/ac.sql", "SELECT id FROM a UNION ALL SELECT name FROM c\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT id, v, typeof(v) FROM ab ORDER BY id"),
+        [["BigInt(1)", "Double(10.0)", "DOUBLE"], ["BigInt(2)", "Double(10.75)", "DOUBLE"]]
+    );
+    assert_eq!(p.duckdb("SELECT id, typeof(id) FROM ac ORDER BY id"), [["1", "VARCHAR"], ["x", "VARCHAR"]]);
+    let mut parquet: Vec<f64> = read_parquet(&p.file("out/ab.parquet"))
+        .iter()
+        .flat_map(|b| b.column_by_name("v").unwrap().as_primitive::<Float64Type>().values().to_vec())
+        .collect();
+    parquet.sort_by(f64::total_cmp);
+    assert_eq!(parquet, [10.0, 10.75]);
+    let shown = stdout(&p.dfpipe(&["schema", "show", "ab"]));
+    assert!(shown.contains("  v   Float64\n"), "{shown}");
 }

@@ -264,7 +264,11 @@ impl Pipeline {
             Error::Project(crate::util::sql_errors::render(&model.file, &model.sql, &e, &relations))
         })?;
         let bound = self.bound.lock().expect("bound values").get(name).cloned().unwrap_or_default();
-        params::bind(ctx, df, &self.project.config.params, &bound, name, &model.file).await
+        let (df, names) = params::bind(ctx, df, &self.project.config.params, &bound, name, &model.file).await?;
+        Ok((
+            analyzed(df).map_err(|e| Error::Project(format!("model `{name}` ({}): {e}", model.file.display())))?,
+            names,
+        ))
     }
 
     /// Model `name` planned in `ctx` with `$start`/`$end`/`$last` set to `values` (one window
@@ -523,4 +527,16 @@ fn needed_models(project: &Project, outputs: &[OutputConfig]) -> BTreeSet<String
         }
     }
     needed
+}
+
+/// `df` with DataFusion's analyzer run over its plan, so that the model's schema is the one its
+/// rows come with. A SQL plan is typed before the analyzer coerces it: a `UNION` of an integer
+/// and a float column has the first branch's type until its branches are cast to their common
+/// type, and a target created from the unanalyzed schema would cast the rows back, cutting
+/// 10.75 to 10.
+fn analyzed(df: datafusion::prelude::DataFrame) -> std::result::Result<datafusion::prelude::DataFrame, String> {
+    let (state, plan) = df.into_parts();
+    let plan =
+        state.analyzer().execute_and_check(plan, state.config_options(), |_, _| {}).map_err(|e| df_message(&e))?;
+    Ok(datafusion::prelude::DataFrame::new(state, plan))
 }
