@@ -768,3 +768,48 @@ fn a_model_bound_per_run_is_never_read_whole_by_anything_else() {
         stderr(&out)
     );
 }
+
+#[test]
+fn windows_on_a_zoned_column_are_utc_instants_whatever_its_zone() {
+    // Berlin is UTC+1 in December. Windows and the model's `$start`/`$end` were read as Berlin's
+    // local time (Arrow's cast of a zoneless value into a zoned type), while a restated window
+    // was deleted in UTC: row 3 (23:30 UTC, 00:30 in Berlin) landed in the wrong day and was
+    // loaded twice once lookback reached it, and `$start` "did not fit" the column at all.
+    let p = Project::new();
+    p.write("data/events.csv", "id,t\n1,2026-12-03T23:30:00\n2,2026-12-04T12:00:00\n3,2026-12-05T23:30:00\n");
+    p.write(
+        "sql/events.sql",
+        "WITH e AS (SELECT id, arrow_cast(arrow_cast(t, 'Timestamp(µs, \"UTC\")'), \
+         'Timestamp(µs, \"Europe/Berlin\")') AS ts FROM events_raw)\n\
+         SELECT * FROM e WHERE ts >= $start AND ts < $end\n",
+    );
+    p.write(
+        "dfpipe.yml",
+        "name: inc\nsources:\n  events_raw: { path: data/events.csv }\noutputs:\n  - model: events\n    mode: append\n    \
+         incremental: { by: time, column: ts, grain: day, begin: 2026-12-01, lookback: 1 }\n",
+    );
+    for hour in ["06", "07", "08"] {
+        assert_success(&run_at(&p, &format!("2026-12-06T{hour}:00:00"), &[]));
+    }
+    let days = "SELECT CAST(id AS VARCHAR), CAST(ts AS VARCHAR) FROM events ORDER BY id";
+    let expected = [["1", "2026-12-03 23:30:00+00"], ["2", "2026-12-04 12:00:00+00"], ["3", "2026-12-05 23:30:00+00"]];
+    assert_eq!(p.duckdb(days), expected);
+    // Each row in its UTC day's window.
+    let states = p.duckdb("SELECT CAST(state AS VARCHAR) FROM _dfpipe_loads ORDER BY load_id LIMIT 5");
+    let day = |d: u32, rows: u32| {
+        [format!("{{\"complete\":[[\"2026-12-0{d}T00:00:00\",\"2026-12-0{}T00:00:00\"]],\"rows\":{rows}}}", d + 1)]
+    };
+    assert_eq!(states, [day(1, 0), day(2, 0), day(3, 1), day(4, 1), day(5, 1)]);
+    // A restated day holds the same rows.
+    assert_success(&run_at(&p, "2026-12-06T08:00:00", &["--start", "2026-12-05", "--end", "2026-12-06"]));
+    assert_eq!(p.duckdb(days), expected);
+    // Without the model's own filter, dfpipe's cut of each window decides alone.
+    let model = std::fs::read_to_string(p.file("sql/events.sql")).unwrap();
+    p.write("sql/events.sql", &model.replace(" WHERE ts >= $start AND ts < $end", ""));
+    assert_success(&run_at(&p, "2026-12-06T06:00:00", &["--full-refresh"]));
+    for hour in ["07", "08"] {
+        assert_success(&run_at(&p, &format!("2026-12-06T{hour}:00:00"), &[]));
+    }
+    assert_success(&run_at(&p, "2026-12-06T08:00:00", &["--start", "2026-12-03", "--end", "2026-12-06"]));
+    assert_eq!(p.duckdb(days), expected);
+}

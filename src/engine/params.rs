@@ -39,6 +39,13 @@ pub async fn bind(
         if let Some(value) = bound.get(name) {
             let value = match wanted {
                 Some(wanted) if value.is_null() => ScalarValue::try_from(wanted).map_err(|e| fail(df_message(&e)))?,
+                // dfpipe's window bounds are UTC instants: the same instant in a zoned column.
+                Some(DataType::Timestamp(unit, Some(zone)))
+                    if matches!(value.data_type(), DataType::Timestamp(_, None)) =>
+                {
+                    let plain = value.cast_to(&DataType::Timestamp(*unit, None)).map_err(|e| fail(df_message(&e)))?;
+                    crate::engine::incremental::in_zone(plain, zone)
+                }
                 Some(wanted) if value.data_type() != *wanted => fit(value, wanted).ok_or_else(|| {
                     fail(format!("`${name}` ({value}) does not fit where it stands, a value of type {wanted}"))
                 })?,
