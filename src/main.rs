@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            dfpipe::errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(dfpipe::error::EXIT_RUN_FAILED);
         }
     };
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
             match err {
                 // As text, each failed target's `error:` line was the last word.
                 dfpipe::error::Error::TargetsFailed { .. } if !dfpipe::cli::logging::is_json() => {}
-                dfpipe::error::Error::Interrupted if !dfpipe::cli::logging::is_json() => eprintln!("{err}"),
+                dfpipe::error::Error::Interrupted if !dfpipe::cli::logging::is_json() => dfpipe::errln!("{err}"),
                 _ => dfpipe::cli::logging::final_error(&err.to_string(), err.exit_code()),
             }
             ExitCode::from(err.exit_code())

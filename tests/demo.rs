@@ -272,3 +272,25 @@ fn hive_partitioned_directories_are_read_with_their_partitions() {
         vec![vec!["2024".to_string(), "1000".to_string()], vec!["2025".to_string(), "1000".to_string()]]
     );
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_does_not_stop_the_run() {
+    // `dfpipe run 2>&1 | head -0`: writing the summary failed with a broken pipe and panicked
+    // (exit 101) after the targets were written, so the run was never recorded as finished.
+    let p = Project::demo(50);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfpipe"))
+        .arg("run")
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.file(".dfpipe/run_results.json")).unwrap()).unwrap();
+    assert_eq!(results["status"], "success");
+    let runs = stdout(&p.dfpipe(&["runs"]));
+    assert!(runs.contains("success") && !runs.contains("running") && !runs.contains("crashed"), "{runs}");
+}

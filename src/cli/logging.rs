@@ -39,7 +39,7 @@ pub fn final_error(message: &str, exit_code: u8) {
     if JSON.load(std::sync::atomic::Ordering::Relaxed) {
         tracing::error!(target: "dfpipe", exit_code, "{message}");
     } else {
-        eprintln!("error: {}", crate::util::redact::credentials(message));
+        crate::errln!("error: {}", crate::util::redact::credentials(message));
     }
 }
 
@@ -49,18 +49,27 @@ pub fn is_json() -> bool {
 }
 
 /// stderr, with the credentials of any URL in a log line masked. The formatter hands over each
-/// event whole, so a URL is never split between two writes.
+/// event whole, so a URL is never split between two writes. A reader that has gone (`2>&1 |
+/// head`) takes nothing more: tracing reports a failed write with `eprintln!`, which panics on a
+/// closed pipe.
 struct MaskedStderr;
 
 impl Write for MaskedStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(crate::util::redact::credentials(&text).as_bytes())?;
+        reader_gone_is_ok(std::io::stderr().write_all(crate::util::redact::credentials(&text).as_bytes()))?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        reader_gone_is_ok(std::io::stderr().flush())
+    }
+}
+
+fn reader_gone_is_ok(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

@@ -32,7 +32,7 @@ fn server_options() -> ServerOptions {
 
 /// Runs a scheduler until the process is stopped.
 pub async fn scheduler(bind: SocketAddr, executor_timeout: u64) -> Result<u8> {
-    eprintln!("dfpipe scheduler listening on {bind}; run with --cluster df://{bind}");
+    crate::errln!("dfpipe scheduler listening on {bind}; run with --cluster df://{bind}");
     servers::run_scheduler(bind, Some(executor_timeout), &server_options()).await?;
     Ok(0)
 }
@@ -43,7 +43,7 @@ pub async fn executor(args: ExecutorArgs, memory_limit: Option<u64>) -> Result<u
     let scheduler = parse_host_port(&args.scheduler)?;
     let slots = args.slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let budget = MemoryBudget::measure(&MemoryConfig { limit: memory_limit, ..MemoryConfig::default() });
-    eprintln!(
+    crate::errln!(
         "dfpipe executor: {slots} slot(s), {} for tasks, serving on {}, scheduler {}:{}",
         human_bytes(budget.budget),
         args.bind,

@@ -25,9 +25,9 @@ pub async fn command(config: Config, column: &str, downstream: bool, format: Lin
         LineageFormat::Text => {
             let mut out = String::new();
             render(&tree, "", true, true, &mut out);
-            print!("{out}");
+            crate::out!("{out}");
         }
-        LineageFormat::Json => println!("{}", serde_json::to_string_pretty(&tree).expect("lineage serializes")),
+        LineageFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&tree).expect("lineage serializes")),
     }
     Ok(EXIT_OK)
 }

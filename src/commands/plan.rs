@@ -22,7 +22,7 @@ pub async fn command(config: Config, select: &SelectArgs) -> Result<u8> {
     pipeline.check_cluster().await?;
     // What incremental outputs would load now (the catalog is only read).
     let increments = incremental::plan(&pipeline, &catalog, None, &IncrementalOptions::default()).await?;
-    print!("{}", render(&pipeline, &increments).await?);
+    crate::out!("{}", render(&pipeline, &increments).await?);
     Ok(EXIT_OK)
 }
 

@@ -8,7 +8,7 @@ use crate::util::fmt::{group_digits, human_bytes, table};
 
 /// `dfpipe runs`: the most recent `limit` runs, as a table or JSON.
 pub fn command(config: &Config, limit: usize, format: RunsFormat) -> Result<u8> {
-    print!("{}", runs(&Catalog::new(&config.state_dir), limit, format)?);
+    crate::out!("{}", runs(&Catalog::new(&config.state_dir), limit, format)?);
     Ok(EXIT_OK)
 }
 

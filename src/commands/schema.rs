@@ -18,15 +18,15 @@ use crate::util::suggest::did_you_mean;
 pub async fn command(config: Config, command: SchemaCommand) -> Result<u8> {
     let catalog = Catalog::new(&config.state_dir);
     match command {
-        SchemaCommand::History { name } => print!("{}", history(&catalog, &name)?),
+        SchemaCommand::History { name } => crate::out!("{}", history(&catalog, &name)?),
         SchemaCommand::Show { names } => {
             let pipeline = prepare(config, &select_all()).await?;
-            print!("{}", show(&pipeline, &catalog, &names).await?);
+            crate::out!("{}", show(&pipeline, &catalog, &names).await?);
         }
         SchemaCommand::Diff { names } => {
             let pipeline = prepare(config, &select_all()).await?;
             let (text, refused) = diff_now(&pipeline, &catalog, &names).await?;
-            print!("{text}");
+            crate::out!("{text}");
             if refused {
                 return Ok(EXIT_CHECK_FAILED);
             }
@@ -34,7 +34,7 @@ pub async fn command(config: Config, command: SchemaCommand) -> Result<u8> {
         SchemaCommand::Accept { names } => {
             let lock = ProjectLock::acquire(&config.state_dir, "schema accept")?;
             let pipeline = prepare(config, &select_all()).await?;
-            print!("{}", accept(&lock, &pipeline, &catalog, &names).await?);
+            crate::out!("{}", accept(&lock, &pipeline, &catalog, &names).await?);
         }
     }
     Ok(EXIT_OK)

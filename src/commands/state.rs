@@ -65,7 +65,7 @@ async fn show(config: &Config, names: &[String]) -> Result<u8> {
         let held = read_target_loads(&output.target, &ctx).await?;
         let state = State::fold(held.markers.iter().map(|m| (m.state.as_str(), m.definition.as_str())), grain_of(spec))
             .map_err(|e| Error::State(format!("{label}: {e}")))?;
-        println!(
+        crate::outln!(
             "{label} (model `{}`, by: {}): {} load(s), {} row(s) written (a window or file loaded again counts again)",
             output.model,
             spec.kind(),
@@ -75,32 +75,32 @@ async fn show(config: &Config, names: &[String]) -> Result<u8> {
         match spec {
             IncrementalSpec::Time { grain, begin, .. } => {
                 let ranges = ranges(&state, *grain);
-                println!("  complete {}s: {}", grain.name(), state.complete.len());
+                crate::outln!("  complete {}s: {}", grain.name(), state.complete.len());
                 for (start, end) in &ranges {
-                    println!("    [{}, {})", instant_text(*start), instant_text(*end));
+                    crate::outln!("    [{}, {})", instant_text(*start), instant_text(*end));
                 }
                 if let Some(first) = state.complete.first()
                     && first > begin
                 {
-                    println!("  not loaded yet from begin: [{}, {})", instant_text(*begin), instant_text(*first));
+                    crate::outln!("  not loaded yet from begin: [{}, {})", instant_text(*begin), instant_text(*first));
                 }
             }
             IncrementalSpec::Cursor { column, .. } => match &state.mark {
                 Some(mark) => {
                     let text = StoredMark::store(mark).map_or_else(|_| mark.to_string(), |m| m.value);
-                    println!("  mark: {column} = {text} ({})", mark.data_type())
+                    crate::outln!("  mark: {column} = {text} ({})", mark.data_type())
                 }
-                None => println!("  mark: none yet (the next run loads every row)"),
+                None => crate::outln!("  mark: none yet (the next run loads every row)"),
             },
             IncrementalSpec::Files { .. } => {
-                println!("  files loaded: {}", state.files.len());
+                crate::outln!("  files loaded: {}", state.files.len());
                 for path in state.files.keys() {
-                    println!("    {}", shown_path(config, path));
+                    crate::outln!("    {}", shown_path(config, path));
                 }
             }
         }
         if state.definitions.len() > 1 {
-            println!(
+            crate::outln!(
                 "  built with {} different definitions of the model (rebuild with --full-refresh)",
                 state.definitions.len()
             );
@@ -162,7 +162,7 @@ async fn forget(config: &Config, name: &str, pattern: &str) -> Result<u8> {
         rewrite_target_loads(&output.target, &ctx, &markers).await?;
         let records: Vec<_> = markers.iter().map(record_of).collect();
         Catalog::new(&config.state_dir).record_loads(0, &label, &records, true)?;
-        println!("{label}: {forgotten} file(s) forgotten; the next run loads them again");
+        crate::outln!("{label}: {forgotten} file(s) forgotten; the next run loads them again");
     }
     Ok(EXIT_OK)
 }

@@ -10,6 +10,6 @@ use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Result};
 pub async fn command(config: Config, select: &SelectArgs) -> Result<u8> {
     let pipeline = prepare(config, select).await?;
     let results = data_tests::run(&pipeline, &pipeline.needed_relations(), false).await?;
-    print!("{}", data_tests::report(&results));
+    crate::out!("{}", data_tests::report(&results));
     Ok(if results.iter().any(|r| r.outcome == Outcome::Fail) { EXIT_CHECK_FAILED } else { EXIT_OK })
 }

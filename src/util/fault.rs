@@ -54,7 +54,7 @@ pub async fn pause_mid_load_async() {
 /// this point; only tests set it.
 pub fn crash_point(name: &str) {
     if std::env::var("DFPIPE_TEST_CRASH_AT").is_ok_and(|at| at == name) {
-        eprintln!("crash point {name}: aborting");
+        crate::errln!("crash point {name}: aborting");
         std::process::abort();
     }
 }

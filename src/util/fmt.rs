@@ -1,4 +1,5 @@
-//! Numbers, sizes and tables as people read them in a terminal.
+//! Numbers, sizes and tables as people read them in a terminal, and writing them there when
+//! the reader may have gone (`dfpipe run | head -1`).
 
 /// `1.5 KiB`, `512.0 MiB`, `900 B` (binary units, one decimal).
 pub fn human_bytes(n: u64) -> String {
@@ -31,6 +32,43 @@ pub fn table(rows: &[Vec<String>], right_from: usize) -> String {
         }
     }
     table.lines().map(|line| line.trim_end().to_string() + "\n").collect()
+}
+
+/// Writes to standard output (`to_stderr`: standard error). A reader that has gone away (`dfpipe
+/// run | head -1`) is no error: what it did not read is dropped, and the command goes on to
+/// record its run; any other failure to write is logged.
+pub fn write_stream(to_stderr: bool, args: std::fmt::Arguments) {
+    use std::io::Write;
+    let written = if to_stderr {
+        std::io::stderr().lock().write_fmt(args)
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_fmt(args).and_then(|()| out.flush())
+    };
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            tracing::warn!("cannot write to {}: {e}", if to_stderr { "standard error" } else { "standard output" })
+        }
+        _ => {}
+    }
+}
+
+/// `print!` that a closed pipe does not stop (see [`write_stream`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::util::fmt::write_stream(false, format_args!($($arg)*)) };
+}
+
+/// `println!` that a closed pipe does not stop (see [`write_stream`]).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::util::fmt::write_stream(false, format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprintln!` that a closed pipe does not stop (see [`write_stream`]).
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::util::fmt::write_stream(true, format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 #[cfg(test)]

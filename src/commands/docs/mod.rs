@@ -29,7 +29,7 @@ pub async fn command(config: Config, out: Option<&Path>, serve: bool, port: u16)
     let index = out.join("index.html");
     std::fs::write(&index, page::render(&data))
         .map_err(|e| Error::Run(format!("cannot write {}: {e}", index.display())))?;
-    println!("wrote {}", index.display());
+    crate::outln!("wrote {}", index.display());
     if serve {
         serve::serve(&out, port).await?;
     }

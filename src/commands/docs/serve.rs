@@ -12,7 +12,7 @@ pub async fn serve(dir: &Path, port: u16) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| Error::Run(format!("cannot listen on 127.0.0.1:{port}: {e}; choose another --port")))?;
-    println!("serving {} on http://127.0.0.1:{port}/ (Ctrl-C stops)", dir.display());
+    crate::outln!("serving {} on http://127.0.0.1:{port}/ (Ctrl-C stops)", dir.display());
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let dir = dir.to_path_buf();

@@ -62,7 +62,7 @@ const GITIGNORE: &str = ".dfpipe/\n*.duckdb\n*.duckdb.wal\nout/\n";
 /// `dfpipe init`: creates the project and says what to do next.
 pub fn command(dir: &Path, orders: usize, force: bool) -> Result<u8> {
     init(dir, orders, force)?;
-    println!("created a dfpipe project in {}\nnext: cd {} && dfpipe run", dir.display(), dir.display());
+    crate::outln!("created a dfpipe project in {}\nnext: cd {} && dfpipe run", dir.display(), dir.display());
     Ok(EXIT_OK)
 }
 

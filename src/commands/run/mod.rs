@@ -78,7 +78,7 @@ pub async fn command(
     };
     let (pipeline, results) = outcome.map_err(|e| stopped(e, Some(run_id)))?;
     if !global.quiet {
-        print!("{}", summary(&results));
+        crate::out!("{}", summary(&results));
     }
     // The targets are written; recording them is what is left.
     let schemas = target_schemas(&pipeline, &results).await;
@@ -93,7 +93,7 @@ pub async fn command(
     let failed: Vec<&TargetResult> = results.targets.iter().filter(|t| t.status == Status::Error).collect();
     // Under JSON logs each was logged as it failed, with its model and target.
     for target in failed.iter().filter(|_| !crate::cli::logging::is_json()) {
-        eprintln!("error: {}", target.error.as_deref().unwrap_or("failed"));
+        crate::errln!("error: {}", target.error.as_deref().unwrap_or("failed"));
     }
     if failed.is_empty() {
         Ok(EXIT_OK)
