@@ -80,3 +80,19 @@ fn missing_extra_and_mistyped_parameters_are_refused_naming_model_and_parameter(
     assert_eq!(p.dfpipe(&["run", "-q", "--param", "bad name=1"]).status.code(), Some(2));
     assert!(!p.file("dfpipe.duckdb").exists(), "nothing may be written when a parameter is refused");
 }
+
+#[test]
+fn a_parameter_in_a_union_takes_the_union_type() {
+    // Before the model's plan was analyzed, `$v` in the first branch of a UNION was typed Null:
+    // the catalog recorded `x Null` and a PostgreSQL target could not cast Int64 to it.
+    let p = Project::new();
+    p.write("dfpipe.yml", "name: t\nparams: { v: 1 }\noutputs:\n  - model: m\n");
+    p.write("sql/m.sql", "SELECT 1 AS id, $v AS x UNION ALL SELECT 2, 5\n");
+    assert_success(&p.dfpipe(&["run", "-q"]));
+    assert_eq!(
+        p.duckdb("SELECT id, x, typeof(x) FROM m ORDER BY id"),
+        [["BigInt(1)", "BigInt(1)", "BIGINT"], ["BigInt(2)", "BigInt(5)", "BIGINT"]]
+    );
+    let shown = stdout(&p.dfpipe(&["schema", "show", "m"]));
+    assert!(shown.contains("  x   Int64\n"), "{shown}");
+}

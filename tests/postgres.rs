@@ -687,3 +687,24 @@ fn merge_into_a_large_keyed_table_updates_and_inserts() {
         [["2050", "100", "old1950", "new1951", "2050"]]
     );
 }
+
+#[test]
+fn a_search_path_that_names_no_schema_is_an_error_saying_so() {
+    // current_schema() is NULL when no schema of the search_path exists; reading it as text
+    // panicked (exit 101) and left the run unrecorded.
+    let p = Project::new();
+    p.write(
+        "dfpipe.yml",
+        "name: t\nconnections:\n  pg: { kind: postgres, dsn: \"${DFPIPE_PG}\" }\noutputs:\n  - { model: m, to: pg }\n",
+    );
+    p.write("sql/m.sql", "SELECT 1 AS id\n");
+    let dsn = format!("{} options='-c search_path=dfpipe_no_such_schema'", pg::key_value_url(pg::database_url()));
+    let out = p.dfpipe_env(&["run"], &[("DFPIPE_PG", &dsn)]);
+    assert_error(
+        &out,
+        1,
+        "pg.m (model `m`): PostgreSQL m: the connection's search_path (dfpipe_no_such_schema) names no schema that exists, so table m has no \
+         schema to go in: create the schema, set a search_path that names one, or write the schema in the \
+         output's table (schema.table)",
+    );
+}

@@ -88,7 +88,19 @@ impl PostgresSink {
     async fn schema_of(&self, client: &Client) -> Result<String, Failure> {
         Ok(match &self.table.schema {
             Some(s) => s.clone(),
-            None => client.query_one("SELECT current_schema()::text", &[]).await?.get(0),
+            None => {
+                let row =
+                    client.query_one("SELECT current_schema()::text, current_setting('search_path')", &[]).await?;
+                row.get::<_, Option<String>>(0).ok_or_else(|| {
+                    Failure::Other(format!(
+                        "the connection's search_path ({}) names no schema that exists, so table {} has no schema \
+                         to go in: create the schema, set a search_path that names one, or write the schema in \
+                         the output's table (schema.table)",
+                        row.get::<_, String>(1),
+                        self.table.name
+                    ))
+                })?
+            }
         })
     }
 
