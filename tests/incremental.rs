@@ -813,3 +813,38 @@ fn windows_on_a_zoned_column_are_utc_instants_whatever_its_zone() {
     assert_success(&run_at(&p, "2026-12-06T08:00:00", &["--start", "2026-12-03", "--end", "2026-12-06"]));
     assert_eq!(p.duckdb(days), expected);
 }
+
+#[test]
+fn two_outputs_of_one_model_by_new_files_get_advice_that_can_be_followed() {
+    // The advice was "run them one at a time (-s)", naming the model twice; `-s` selects models,
+    // so two outputs of one model could not be run apart. A copy of the model can.
+    let p = Project::new();
+    p.write("data/in/a.csv", "id\n1\n").write("sql/raw.sql", "SELECT id FROM ev\n");
+    let config = |outputs: &str| format!("name: t\nsources:\n  ev: {{ path: data/in/ }}\noutputs:\n{outputs}");
+    let by_files = "mode: append, incremental: { by: files, source: ev }";
+    p.write(
+        "dfpipe.yml",
+        &config(&format!("  - {{ model: raw, {by_files} }}\n  - {{ model: raw, to: out/raw/, {by_files} }}\n")),
+    );
+    assert_error(
+        &p.dfpipe(&["run"]),
+        2,
+        "source `ev` is read by new files for two outputs of `raw` (out/raw is one), and a run reads a source's \
+         new files for one model: give one of the outputs a model of its own (a copy of sql/raw.sql) and run the \
+         two one at a time (-s)",
+    );
+    p.write("sql/raw_copy.sql", "SELECT id FROM ev\n");
+    p.write(
+        "dfpipe.yml",
+        &config(&format!("  - {{ model: raw, {by_files} }}\n  - {{ model: raw_copy, to: out/raw/, {by_files} }}\n")),
+    );
+    assert_success(&p.dfpipe(&["run", "-q", "-s", "raw"]));
+    assert_success(&p.dfpipe(&["run", "-q", "-s", "raw_copy"]));
+    assert_eq!(one(p.duckdb("SELECT CAST(sum(id) AS VARCHAR) FROM raw")), "1");
+    let parts: Vec<_> = std::fs::read_dir(p.file("out/raw"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    assert_eq!(parts.iter().flat_map(|f| read_parquet(f)).map(|b| b.num_rows()).sum::<usize>(), 1);
+}

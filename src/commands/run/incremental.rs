@@ -395,10 +395,21 @@ pub async fn plan(
                     }
                 }
                 if let Some(other) = narrowed.insert(source.clone(), output.model.clone()) {
-                    return Err(Error::Usage(format!(
-                        "source `{source}` is read by new files for both `{other}` and `{}`; run them one at a time (-s)",
-                        output.model
-                    )));
+                    // `-s` selects models: two outputs of one model cannot be run apart.
+                    return Err(Error::Usage(if other == output.model {
+                        format!(
+                            "source `{source}` is read by new files for two outputs of `{other}` ({label} is one), \
+                             and a run reads a source's new files for one model: give one of the outputs a model \
+                             of its own (a copy of {}) and run the two one at a time (-s)",
+                            pipeline.project.models[&other].file.display()
+                        )
+                    } else {
+                        format!(
+                            "source `{source}` is read by new files for both `{other}` and `{}`; run them one at a \
+                             time (-s)",
+                            output.model
+                        )
+                    }));
                 }
                 Load::Files { source, files }
             }
