@@ -562,3 +562,37 @@ fn an_extension_or_a_glob_reads_files_as_their_names_say() {
         ),
     );
 }
+
+#[test]
+fn parquet_files_whose_types_differ_get_advice_a_parquet_source_takes() {
+    // The advice was a `schema:` on the source, which Parquet sources refuse (their files carry
+    // their own types).
+    use datafusion::arrow::array::{RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let p = Project::new();
+    write_parquet(&p.file("data/a.parquet"), &[1, 2]);
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(StringArray::from(vec!["x"]))]).unwrap();
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(p.file("data/b.parquet")).unwrap(),
+        schema,
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    p.write("dfpipe.yml", "name: t\nsources:\n  raw: { path: data }\noutputs:\n  - model: m\n");
+    p.write("sql/m.sql", "SELECT id FROM raw\n");
+    let out = p.dfpipe(&["run", "-q"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let root = p.path().canonicalize().unwrap();
+    assert!(
+        err.contains(&format!("{}/data/b.parquet does not match {}/data/a.parquet: ", root.display(), root.display()))
+            && err.ends_with(
+                "; split the files into sources of their own and CAST the column to one type in a model that \
+                 unions them, or rewrite the files with one type\n"
+            ),
+        "{err}"
+    );
+}

@@ -415,9 +415,16 @@ pub async fn merge_by_file(
                     } else {
                         format!("the {} files before it (from {})", i - first, display(url, &files[first].location))
                     };
+                    // Parquet files carry their own types: a `schema:` does not apply to them.
+                    let advice = if format.get_ext().ends_with("parquet") {
+                        "split the files into sources of their own and CAST the column to one type in a model \
+                         that unions them, or rewrite the files with one type"
+                    } else {
+                        "give the column one type in the source's `schema:`, or split the files into sources \
+                         of their own"
+                    };
                     return Err(format!(
-                        "{file} does not match {earlier}: {}; give the column one type in the source's \
-                         `schema:`, or split the files into sources of their own",
+                        "{file} does not match {earlier}: {}; {advice}",
                         df_message(&datafusion::error::DataFusionError::from(e))
                     ));
                 }
