@@ -255,31 +255,33 @@ pub fn windows(
 /// `t` as a literal of a `data_type` column (DATE or TIMESTAMP, with or without zone).
 fn instant_literal(t: NaiveDateTime, data_type: &DataType) -> Result<ScalarValue, String> {
     let nanos = t.and_utc().timestamp_nanos_opt().ok_or_else(|| format!("{t} is out of range"))?;
+    let utc = ScalarValue::TimestampNanosecond(Some(nanos), None);
     match data_type {
-        DataType::Timestamp(unit, Some(zone)) => {
-            let plain = DataType::Timestamp(*unit, None);
-            let utc = ScalarValue::TimestampNanosecond(Some(nanos), None).cast_to(&plain).map_err(|e| e.to_string())?;
-            Ok(in_zone(utc, zone))
-        }
+        DataType::Timestamp(unit, Some(zone)) => utc_in_zone(&utc, *unit, zone).map_err(|e| e.to_string()),
         DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
-            ScalarValue::TimestampNanosecond(Some(nanos), None).cast_to(data_type).map_err(|e| e.to_string())
+            utc.cast_to(data_type).map_err(|e| e.to_string())
         }
         other => Err(format!("a `by: time` column must be a DATE or TIMESTAMP, not {other}")),
     }
 }
 
-/// A zoneless timestamp `value`, read as UTC, as the same instant in a column zoned `zone`. A
-/// zoned timestamp holds its UTC instant; Arrow's cast from a zoneless one reads the digits as
-/// local time in the zone instead (Berlin's midnight, not UTC's), which shifted every window.
-pub fn in_zone(value: ScalarValue, zone: &std::sync::Arc<str>) -> ScalarValue {
+/// `value`, a zoneless timestamp read as UTC, as the same instant in a `unit` column zoned
+/// `zone`. A zoned timestamp holds its UTC instant; Arrow's cast from a zoneless one reads the
+/// digits as local time in the zone instead (Berlin's midnight, not UTC's), which shifted every
+/// window.
+pub fn utc_in_zone(
+    value: &ScalarValue,
+    unit: datafusion::arrow::datatypes::TimeUnit,
+    zone: &std::sync::Arc<str>,
+) -> datafusion::error::Result<ScalarValue> {
     let zone = Some(zone.clone());
-    match value {
+    Ok(match value.cast_to(&DataType::Timestamp(unit, None))? {
         ScalarValue::TimestampSecond(v, None) => ScalarValue::TimestampSecond(v, zone),
         ScalarValue::TimestampMillisecond(v, None) => ScalarValue::TimestampMillisecond(v, zone),
         ScalarValue::TimestampMicrosecond(v, None) => ScalarValue::TimestampMicrosecond(v, zone),
         ScalarValue::TimestampNanosecond(v, None) => ScalarValue::TimestampNanosecond(v, zone),
         other => other,
-    }
+    })
 }
 
 /// Keeps the rows of `df` inside `[start, end)` on `column`, and with `nulls` those whose

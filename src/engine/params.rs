@@ -43,8 +43,7 @@ pub async fn bind(
                 Some(DataType::Timestamp(unit, Some(zone)))
                     if matches!(value.data_type(), DataType::Timestamp(_, None)) =>
                 {
-                    let plain = value.cast_to(&DataType::Timestamp(*unit, None)).map_err(|e| fail(df_message(&e)))?;
-                    crate::engine::incremental::in_zone(plain, zone)
+                    crate::engine::incremental::utc_in_zone(value, *unit, zone).map_err(|e| fail(df_message(&e)))?
                 }
                 Some(wanted) if value.data_type() != *wanted => fit(value, wanted).ok_or_else(|| {
                     fail(format!("`${name}` ({value}) does not fit where it stands, a value of type {wanted}"))
