@@ -19,7 +19,6 @@ fn project_with(files: &[(&str, &[u8])]) -> Project {
 fn write_parquet(path: &std::path::Path, rows: i64) {
     use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::basic::Compression;
     use datafusion::parquet::file::properties::WriterProperties;
     let schema = std::sync::Arc::new(Schema::new(vec![
@@ -27,18 +26,14 @@ fn write_parquet(path: &std::path::Path, rows: i64) {
         Field::new("t", DataType::Utf8, false),
     ]));
     let batch = datafusion::arrow::array::RecordBatch::try_new(
-        schema.clone(),
+        schema,
         vec![
             std::sync::Arc::new(Int64Array::from_iter_values(0..rows)),
             std::sync::Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("text {i}")))),
         ],
     )
     .unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet_batch(path, &batch, Some(WriterProperties::builder().set_compression(Compression::SNAPPY).build()));
 }
 
 #[test]

@@ -216,13 +216,8 @@ fn write_parquet(path: &std::path::Path, ids: &[i64]) {
     use datafusion::arrow::array::{Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let schema = std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-    let batch =
-        RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(Int64Array::from(ids.to_vec()))]).unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut writer =
-        datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    let batch = RecordBatch::try_new(schema, vec![std::sync::Arc::new(Int64Array::from(ids.to_vec()))]).unwrap();
+    write_parquet_batch(path, &batch, None);
 }
 
 #[test]
@@ -572,15 +567,8 @@ fn parquet_files_whose_types_differ_get_advice_a_parquet_source_takes() {
     let p = Project::new();
     write_parquet(&p.file("data/a.parquet"), &[1, 2]);
     let schema = std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(StringArray::from(vec!["x"]))]).unwrap();
-    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(p.file("data/b.parquet")).unwrap(),
-        schema,
-        None,
-    )
-    .unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    let batch = RecordBatch::try_new(schema, vec![std::sync::Arc::new(StringArray::from(vec!["x"]))]).unwrap();
+    write_parquet_batch(&p.file("data/b.parquet"), &batch, None);
     p.write("dfpipe.yml", "name: t\nsources:\n  raw: { path: data }\noutputs:\n  - model: m\n");
     p.write("sql/m.sql", "SELECT id FROM raw\n");
     let out = p.dfpipe(&["run", "-q"]);

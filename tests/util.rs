@@ -200,6 +200,20 @@ pub fn assert_error(out: &Output, code: i32, message: &str) {
     );
 }
 
+/// Writes `batch` as the Parquet file `path` (`properties`: the writer's, e.g. a codec),
+/// creating its directory.
+pub fn write_parquet_batch(
+    path: &Path,
+    batch: &datafusion::arrow::array::RecordBatch,
+    properties: Option<datafusion::parquet::file::properties::WriterProperties>,
+) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), properties).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
 /// Every batch of the Parquet file at `path`.
 pub fn read_parquet(path: &Path) -> Vec<datafusion::arrow::array::RecordBatch> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
